@@ -1,0 +1,516 @@
+//! The address space: one userfaultfd, a VMA table, and the fault-handling
+//! thread. Analogous to Linux's `struct mm_struct` plus the page-fault entry.
+//!
+//! # Locks
+//!
+//! ```text
+//! mmap_lock (RwLock)            write: mmap, munmap   read: one fault, end to end
+//!   └─ vmas (Mutex)             the VMA table; held across the munmap syscall
+//! exporter locks (e.g. memory_lock, resv) → vmas          (zap)
+//! mmap_lock(read) → exporter locks                        (fault → VmOperations)
+//! ```
+//!
+//! The fault thread holds `mmap_lock` for read from the VMA lookup until the
+//! page is mapped, so no munmap/mmap can swap the VMA under a fault that has
+//! already validated it (the reason Linux holds `mmap_lock` across a fault).
+//! A zap needs only `vmas`, never `mmap_lock`, so an exporter may zap while
+//! holding its own locks, which faults take after `mmap_lock` (the same
+//! shape as `unmap_mapping_range()`, which needs no `mmap_lock`). Nothing is
+//! ever dropped (which could release a buffer and call back into the
+//! exporter) while `vmas` or `mmap_lock` is held.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+use std::thread::JoinHandle;
+
+use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
+use rustix::io::Errno;
+
+use crate::fault::{FaultCounters, FaultStats, VmFault, VmOperations, PMD_ORDER};
+use crate::sys::{self, Reservation, UffdMsg};
+use crate::vma::{MapPiece, MappingId, Vma};
+use crate::{MmError, HPAGE_PMD_SIZE, PAGE_SIZE};
+
+/// What to map, for [`AddressSpace::mmap`].
+#[derive(Debug)]
+pub struct MapRequest {
+    /// The mapping identity, from [`AddressSpace::new_mapping`]; register it
+    /// with whoever must be able to zap this mapping *before* calling mmap.
+    pub mapping: MappingId,
+    /// Length in bytes (page multiple, non-zero).
+    pub len: u64,
+    /// `vm_pgoff` exactly as passed to mmap.
+    pub vm_pgoff: u64,
+    /// Map read-write (else read-only).
+    pub writable: bool,
+    /// Backing pieces in VA order; lengths must add up to `len`.
+    pub pieces: Vec<MapPiece>,
+    /// Fault operations.
+    pub ops: Arc<dyn VmOperations>,
+    /// Name for the maps view (`/dmabuf:<name>`).
+    pub name: String,
+    /// Inode-like number for the maps view.
+    pub inode: u64,
+    /// Exact address wanted (fails with `EEXIST` if anything is there);
+    /// `None` lets us choose, 2 MiB aligned when `len` is at least 2 MiB so
+    /// that huge faults are possible.
+    pub addr: Option<u64>,
+}
+
+/// A read-only view of one VMA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmaInfo {
+    /// First byte.
+    pub vm_start: u64,
+    /// One past the last byte.
+    pub vm_end: u64,
+    /// Page offset as passed to mmap (advanced by splits).
+    pub vm_pgoff: u64,
+    /// Read-write?
+    pub writable: bool,
+    /// Name (`/dmabuf:<name>` in maps).
+    pub name: String,
+    /// Inode-like number.
+    pub inode: u64,
+    /// The mmap call it came from.
+    pub mapping: MappingId,
+    /// Backing pieces as (memfd name, physical address, length).
+    pub pieces: Vec<(String, u64, u64)>,
+}
+
+impl VmaInfo {
+    /// The line Linux would print in `/proc/<pid>/maps` for this VMA after the
+    /// series: `start-end perms offset dev inode /dmabuf:<name>`.
+    pub fn maps_line(&self) -> String {
+        crate::maps::format_line(self.vm_start, self.vm_end, self.writable, self.vm_pgoff, self.inode, &self.name)
+    }
+}
+
+#[derive(Debug, Default)]
+struct VmaTable {
+    by_start: BTreeMap<u64, Vma>,
+    by_mapping: HashMap<MappingId, BTreeSet<u64>>,
+}
+
+impl VmaTable {
+    fn insert(&mut self, vma: Vma) {
+        self.by_mapping.entry(vma.mapping).or_default().insert(vma.vm_start);
+        self.by_start.insert(vma.vm_start, vma);
+    }
+
+    fn remove(&mut self, start: u64) -> Option<Vma> {
+        let vma = self.by_start.remove(&start)?;
+        if let Some(set) = self.by_mapping.get_mut(&vma.mapping) {
+            set.remove(&start);
+            if set.is_empty() {
+                self.by_mapping.remove(&vma.mapping);
+            }
+        }
+        Some(vma)
+    }
+
+    fn find(&self, addr: u64) -> Option<&Vma> {
+        self.by_start.range(..=addr).next_back().map(|(_, v)| v).filter(|v| addr < v.vm_end)
+    }
+
+    /// Starts of the VMAs intersecting `[from, to)`.
+    fn intersecting(&self, from: u64, to: u64) -> Vec<u64> {
+        let first = self.find(from).map_or(from, |v| v.vm_start);
+        self.by_start.range(first..to).filter(|(_, v)| v.vm_end > from).map(|(s, _)| *s).collect()
+    }
+
+    fn overlaps(&self, from: u64, to: u64) -> bool {
+        !self.intersecting(from, to).is_empty()
+    }
+}
+
+struct Inner {
+    uffd: OwnedFd,
+    /// Analogous to `mm->mmap_lock`; guards no data of its own (see module doc).
+    mmap_lock: RwLock<()>,
+    /// Protected by: itself. The VMA table.
+    vmas: Mutex<VmaTable>,
+    counters: FaultCounters,
+    next_mapping: AtomicU64,
+}
+
+/// An address space whose BAR mappings are served by our fault handler.
+///
+/// Dropping it stops the fault thread and unmaps every VMA left.
+#[derive(Debug)]
+pub struct AddressSpace {
+    inner: Arc<Inner>,
+    stop: OwnedFd,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner").field("uffd", &self.uffd).finish_non_exhaustive()
+    }
+}
+
+/// A handle that zaps every VMA of one mapping, usable from any thread and
+/// under exporter locks; it does not keep the address space alive.
+#[derive(Debug, Clone)]
+pub struct MappingHandle {
+    id: MappingId,
+    inner: Weak<Inner>,
+}
+
+impl MappingHandle {
+    /// The mapping's identity.
+    pub fn id(&self) -> MappingId {
+        self.id
+    }
+
+    /// Drops every PTE (and poison marker) of every VMA of this mapping, with
+    /// `MADV_DONTNEED`; the data stays in the backing memory. A mapping that
+    /// is gone, or not mapped yet, has nothing to zap.
+    ///
+    /// # Errors
+    ///
+    /// The errno of `madvise`, which cannot fail on ranges we own.
+    pub fn zap(&self) -> Result<(), MmError> {
+        let Some(inner) = self.inner.upgrade() else { return Ok(()) };
+        let table = inner.lock_vmas();
+        let Some(starts) = table.by_mapping.get(&self.id) else { return Ok(()) };
+        for start in starts {
+            let vma = &table.by_start[start];
+            sys::zap_owned(vma.vm_start as usize, vma.len() as usize).map_err(MmError::sys("madvise(MADV_DONTNEED)"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Inner {
+    fn lock_vmas(&self) -> MutexGuard<'_, VmaTable> {
+        // A panic while holding the table cannot leave it half-updated in a
+        // way that matters more than losing the process's mappings; go on.
+        self.vmas.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl AddressSpace {
+    /// Opens a userfaultfd with MINOR (shmem) and POISON support and starts
+    /// the fault-handling thread.
+    ///
+    /// # Errors
+    ///
+    /// [`MmError::Unsupported`] when the kernel lacks userfaultfd, MINOR
+    /// faults on shmem (5.14) or `UFFDIO_POISON` (6.6); the errno of the
+    /// failing call otherwise.
+    pub fn new() -> Result<Self, MmError> {
+        crate::probe::install_fault_handler();
+        let uffd = sys::userfaultfd_open().map_err(|e| match e {
+            Errno::NOSYS => MmError::Unsupported("userfaultfd"),
+            e => MmError::Sys { call: "userfaultfd", errno: e },
+        })?;
+        let wanted = sys::UFFD_FEATURE_MINOR_SHMEM | sys::UFFD_FEATURE_POISON;
+        let got = sys::uffdio_api(uffd.as_fd(), wanted).map_err(|e| match e {
+            Errno::INVAL => MmError::Unsupported("userfaultfd MINOR_SHMEM and POISON features"),
+            e => MmError::Sys { call: "UFFDIO_API", errno: e },
+        })?;
+        if got & wanted != wanted {
+            return Err(MmError::Unsupported("userfaultfd MINOR_SHMEM and POISON features"));
+        }
+        let stop = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).map_err(MmError::sys("eventfd"))?;
+        let inner = Arc::new(Inner {
+            uffd,
+            mmap_lock: RwLock::new(()),
+            vmas: Mutex::new(VmaTable::default()),
+            counters: FaultCounters::default(),
+            next_mapping: AtomicU64::new(1),
+        });
+        let thread_inner = inner.clone();
+        let thread_stop = stop.try_clone().map_err(|e| MmError::Sys { call: "dup", errno: Errno::from_io_error(&e).unwrap_or(Errno::IO) })?;
+        let thread = std::thread::Builder::new()
+            .name("vfio-dmabuf-fault".into())
+            .spawn(move || fault_thread(&thread_inner, &thread_stop))
+            .map_err(|_| MmError::Sys { call: "pthread_create", errno: Errno::AGAIN })?;
+        Ok(Self { inner, stop, thread: Some(thread) })
+    }
+
+    /// Allocates the identity of a future mapping. Register
+    /// [`AddressSpace::mapping_handle`] with the exporter first, then mmap:
+    /// that way no PTE can exist that a revoke would not find.
+    pub fn new_mapping(&self) -> MappingId {
+        MappingId(self.inner.next_mapping.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// A zap handle for a mapping of this address space.
+    pub fn mapping_handle(&self, id: MappingId) -> MappingHandle {
+        MappingHandle { id, inner: Arc::downgrade(&self.inner) }
+    }
+
+    /// Creates a VMA: reserves an aligned virtual range, maps each backing
+    /// piece of its memfd shared at its physical (file) offset, and registers
+    /// the range with the userfaultfd in MINOR mode. No page is mapped yet;
+    /// every first touch faults into `req.ops`.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a zero or unaligned length, pieces that do not add up to
+    /// it or lie outside their memory; `EEXIST` when `req.addr` is taken;
+    /// `ENOMEM` when no virtual range is free. On error nothing is left mapped.
+    pub fn mmap(&self, req: MapRequest) -> Result<u64, MmError> {
+        if req.len == 0 || req.len % PAGE_SIZE != 0 {
+            return Err(MmError::Invalid("mapping length must be a non-zero page multiple"));
+        }
+        let total = req.pieces.iter().try_fold(0u64, |acc, p| acc.checked_add(p.len));
+        if total != Some(req.len) {
+            return Err(MmError::Invalid("backing pieces do not add up to the mapping length"));
+        }
+        if req.pieces.iter().any(|p| p.len == 0 || p.paddr % PAGE_SIZE != 0 || p.len % PAGE_SIZE != 0 || !p.memory.contains(p.paddr, p.len)) {
+            return Err(MmError::Invalid("backing piece outside its memory or unaligned"));
+        }
+        if let Some(a) = req.addr {
+            if a % PAGE_SIZE != 0 || a.checked_add(req.len).is_none() {
+                return Err(MmError::Invalid("mapping address must be page aligned"));
+            }
+        }
+        let _mmap = self.inner.mmap_lock.write().unwrap_or_else(|e| e.into_inner());
+        let align = if req.len >= HPAGE_PMD_SIZE { HPAGE_PMD_SIZE } else { PAGE_SIZE };
+        let res = Reservation::new(req.len as usize, align as usize, req.addr.map(|a| a as usize))
+            .map_err(|e| match e {
+                Errno::EXIST => MmError::Sys { call: "mmap(MAP_FIXED_NOREPLACE)", errno: Errno::EXIST },
+                e => MmError::Sys { call: "mmap", errno: e },
+            })?;
+        let start = res.start() as u64;
+        let mut va = start;
+        for p in &req.pieces {
+            let (fd, file_offset) = p.memory.locate(p.paddr);
+            sys::map_shared_fixed(&res, va as usize, p.len as usize, fd, file_offset, req.writable)
+                .map_err(MmError::sys("mmap(MAP_SHARED|MAP_FIXED)"))?;
+            va += p.len;
+        }
+        sys::uffdio_register_minor(self.inner.uffd.as_fd(), start, req.len).map_err(MmError::sys("UFFDIO_REGISTER"))?;
+        debug_assert_eq!(res.len() as u64, req.len);
+        let (start, _) = res.into_owned_range();
+        let start = start as u64;
+        let vma = Vma {
+            vm_start: start,
+            vm_end: start + req.len,
+            vm_pgoff: req.vm_pgoff,
+            writable: req.writable,
+            name: req.name,
+            inode: req.inode,
+            mapping: req.mapping,
+            pieces: req.pieces,
+            ops: req.ops,
+        };
+        self.inner.lock_vmas().insert(vma);
+        Ok(start)
+    }
+
+    /// Unmaps `[addr, addr + len)`: every VMA of ours in it is removed, and
+    /// VMAs partly inside are split, the tail keeping the right `vm_pgoff`.
+    /// Addresses in the range that hold no VMA of ours are left alone.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for an unaligned address, a zero length or an overflowing range.
+    pub fn munmap(&self, addr: u64, len: u64) -> Result<(), MmError> {
+        if addr % PAGE_SIZE != 0 || len == 0 {
+            return Err(MmError::Invalid("munmap needs a page-aligned address and a non-zero length"));
+        }
+        let end = addr
+            .checked_add(len)
+            .and_then(|e| e.checked_add(PAGE_SIZE - 1))
+            .map(|e| e & !(PAGE_SIZE - 1))
+            .ok_or(MmError::Invalid("munmap range overflows"))?;
+        let mut dropped = Vec::new();
+        {
+            let _mmap = self.inner.mmap_lock.write().unwrap_or_else(|e| e.into_inner());
+            let mut table = self.inner.lock_vmas();
+            for start in table.intersecting(addr, end) {
+                let vma = table.remove(start).expect("listed VMA exists");
+                let (from, to) = (addr.max(vma.vm_start), end.min(vma.vm_end));
+                if let Err(e) = sys::unmap_owned(from as usize, (to - from) as usize) {
+                    // Cannot happen for a range we own; keep the table truthful.
+                    tracing::error!(from, to, %e, "munmap of an owned range failed");
+                    table.insert(vma);
+                    return Err(MmError::Sys { call: "munmap", errno: e });
+                }
+                let (head, tail) = vma.cut(from, to);
+                if let Some(h) = head {
+                    table.insert(h);
+                }
+                if let Some(t) = tail {
+                    table.insert(t);
+                }
+                dropped.push(vma);
+            }
+        }
+        // Dropping the VMAs may release buffers and call into the exporter:
+        // do it with no lock of ours held.
+        drop(dropped);
+        Ok(())
+    }
+
+    /// `madvise(MADV_HUGEPAGE)` over the parts of `[addr, addr+len)` that are
+    /// our VMAs (a hint; our huge faults do not depend on it).
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM` when the range holds no VMA of ours, as Linux reports for an
+    /// unmapped range.
+    pub fn madvise_hugepage(&self, addr: u64, len: u64) -> Result<(), MmError> {
+        let end = addr.checked_add(len).ok_or(MmError::Invalid("range overflows"))?;
+        let table = self.inner.lock_vmas();
+        let starts = table.intersecting(addr, end);
+        if starts.is_empty() {
+            return Err(MmError::Sys { call: "madvise(MADV_HUGEPAGE)", errno: Errno::NOMEM });
+        }
+        for s in starts {
+            let v = &table.by_start[&s];
+            let (from, to) = (addr.max(v.vm_start), end.min(v.vm_end));
+            sys::madvise_hugepage_owned(from as usize, (to - from) as usize).map_err(MmError::sys("madvise(MADV_HUGEPAGE)"))?;
+        }
+        Ok(())
+    }
+
+    /// Every VMA, in address order.
+    pub fn vmas(&self) -> Vec<VmaInfo> {
+        self.inner.lock_vmas().by_start.values().map(info).collect()
+    }
+
+    /// The VMA containing `addr`, if any.
+    pub fn find_vma(&self, addr: u64) -> Option<VmaInfo> {
+        self.inner.lock_vmas().find(addr).map(info)
+    }
+
+    /// Kernel-style maps lines for every VMA (see [`VmaInfo::maps_line`]).
+    pub fn maps(&self) -> Vec<String> {
+        self.vmas().iter().map(VmaInfo::maps_line).collect()
+    }
+
+    /// Fault counters since creation.
+    pub fn fault_stats(&self) -> FaultStats {
+        self.inner.counters.snapshot()
+    }
+
+    /// Whether `[addr, addr+len)` overlaps any VMA of ours.
+    pub fn is_mapped(&self, addr: u64, len: u64) -> bool {
+        self.inner.lock_vmas().overlaps(addr, addr.saturating_add(len))
+    }
+}
+
+fn info(v: &Vma) -> VmaInfo {
+    VmaInfo {
+        vm_start: v.vm_start,
+        vm_end: v.vm_end,
+        vm_pgoff: v.vm_pgoff,
+        writable: v.writable,
+        name: v.name.clone(),
+        inode: v.inode,
+        mapping: v.mapping,
+        pieces: v.pieces.iter().map(|p| (p.memory.name().to_owned(), p.paddr, p.len)).collect(),
+    }
+}
+
+impl Drop for AddressSpace {
+    fn drop(&mut self) {
+        if let Err(e) = rustix::io::write(&self.stop, &1u64.to_ne_bytes()) {
+            tracing::error!(%e, "cannot signal the fault thread to stop");
+        }
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("the fault thread panicked");
+            }
+        }
+        let vmas: Vec<Vma> = {
+            let _mmap = self.inner.mmap_lock.write().unwrap_or_else(|e| e.into_inner());
+            let mut table = self.inner.lock_vmas();
+            let starts: Vec<u64> = table.by_start.keys().copied().collect();
+            starts
+                .into_iter()
+                .filter_map(|s| table.remove(s))
+                .inspect(|v| {
+                    if let Err(e) = sys::unmap_owned(v.vm_start as usize, v.len() as usize) {
+                        tracing::error!(start = v.vm_start, %e, "munmap at teardown failed");
+                    }
+                })
+                .collect()
+        };
+        drop(vmas);
+    }
+}
+
+/// The fault-handling thread: drains every pending event, serves each page
+/// fault, and exits when the stop eventfd fires. It never panics on a fault:
+/// any failure becomes SIGBUS for that page plus a log line (a dead handler
+/// would hang every faulting thread forever).
+fn fault_thread(inner: &Inner, stop: &OwnedFd) {
+    let mut msgs = [UffdMsg::default(); 64];
+    loop {
+        let mut fds = [PollFd::new(&inner.uffd, PollFlags::IN), PollFd::new(stop, PollFlags::IN)];
+        match poll(&mut fds, None) {
+            Ok(_) => {}
+            Err(Errno::INTR) => continue,
+            Err(e) => {
+                tracing::error!(%e, "poll on the userfaultfd failed; fault thread exits");
+                return;
+            }
+        }
+        if !fds[1].revents().is_empty() {
+            return;
+        }
+        // Drain everything pending before polling again.
+        loop {
+            match sys::uffd_read(inner.uffd.as_fd(), &mut msgs) {
+                Ok(0) => break,
+                Ok(n) => {
+                    for m in &msgs[..n] {
+                        if m.event == sys::UFFD_EVENT_PAGEFAULT {
+                            handle_fault(inner, m.arg1, m.arg0);
+                        }
+                    }
+                }
+                Err(Errno::AGAIN) | Err(Errno::INTR) => break,
+                Err(e) => {
+                    tracing::error!(%e, "read from the userfaultfd failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Serves one fault: huge order first where the VA range allows, then 0.
+fn handle_fault(inner: &Inner, address: u64, flags: u64) {
+    debug_assert!(flags & sys::UFFD_PAGEFAULT_FLAG_MINOR != 0);
+    let _mmap = inner.mmap_lock.read().unwrap_or_else(|e| e.into_inner());
+    let vma = match inner.lock_vmas().find(address) {
+        Some(v) => v.clone(),
+        None => {
+            // Unmapped meanwhile: wake the thread; its retry finds no mapping.
+            inner.counters.spurious.fetch_add(1, Ordering::Relaxed);
+            let page = address & !(PAGE_SIZE - 1);
+            if let Err(e) = sys::uffdio_wake(inner.uffd.as_fd(), page, PAGE_SIZE) {
+                tracing::debug!(%e, "wake of an unmapped fault address failed");
+            }
+            return;
+        }
+    };
+    let write = flags & sys::UFFD_PAGEFAULT_FLAG_WRITE != 0;
+    let huge_start = address & !(HPAGE_PMD_SIZE - 1);
+    let huge_fits = huge_start >= vma.vm_start && huge_start + HPAGE_PMD_SIZE <= vma.vm_end;
+    let orders: &[u32] = if huge_fits { &[PMD_ORDER, 0] } else { &[0] };
+    for &order in orders {
+        let mut vmf = VmFault { uffd: inner.uffd.as_fd(), vma: &vma, address, write, counters: &inner.counters };
+        let r = vma.ops.huge_fault(&mut vmf, order);
+        if !r.is_fallback() {
+            return;
+        }
+        inner.counters.fallback.fetch_add(u64::from(order > 0), Ordering::Relaxed);
+        if order == 0 {
+            tracing::warn!(address = format_args!("{address:#x}"), "order-0 fault fell back; raising SIGBUS");
+            vmf.sigbus();
+        }
+    }
+    // `vma` is a clone, but it cannot hold the last reference to the ops:
+    // the table's copy lives at least until we release `mmap_lock`.
+}

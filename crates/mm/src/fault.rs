@@ -1,0 +1,231 @@
+//! The fault side of a VMA: the operations trait (analogous to
+//! `vm_operations_struct`), the per-fault context handed to it (analogous to
+//! `struct vm_fault`), and the outcomes.
+//!
+//! Installing a translation is an action on the context, as
+//! `vmf_insert_pfn()` is in Linux, so that the exporter can do it while it
+//! still holds the locks that made the translation valid. Success maps the
+//! page(s) with `UFFDIO_CONTINUE`; SIGBUS installs a poison marker with
+//! `UFFDIO_POISON`, so the access raises SIGBUS.
+
+use std::fmt;
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::io::Errno;
+
+use crate::sys;
+use crate::vma::Vma;
+use crate::PAGE_SIZE;
+
+/// Order of a 2 MiB (PMD) page with 4 KiB base pages.
+pub const PMD_ORDER: u32 = 9;
+
+/// Fault operations of a VMA, analogous to `vm_operations_struct`.
+///
+/// `huge_fault` is called with `order` 9 first where the 2 MiB page around
+/// the fault lies inside the VMA, then with 0 (the plain `.fault`). It must
+/// end every call by returning one of: [`VmFault::insert_pfn`]'s result,
+/// [`VmFault::sigbus`]'s result, or [`VmFaultResult::FALLBACK`] ("try a
+/// smaller order"). A fallback at order 0 is treated as SIGBUS.
+pub trait VmOperations: Send + Sync + fmt::Debug {
+    /// Serves a fault of `order` for `vmf`.
+    fn huge_fault(&self, vmf: &mut VmFault<'_>, order: u32) -> VmFaultResult;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    NoPage,
+    Fallback,
+    Sigbus,
+}
+
+/// Outcome of a fault operation (analogous to `vm_fault_t`). Only
+/// [`VmFault`] can make the success and SIGBUS values, so an operation cannot
+/// claim to have mapped a page it did not map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmFaultResult(Outcome);
+
+impl VmFaultResult {
+    /// `VM_FAULT_FALLBACK`: retry with a smaller order.
+    pub const FALLBACK: VmFaultResult = VmFaultResult(Outcome::Fallback);
+
+    /// Whether the fault was resolved by mapping memory.
+    pub fn is_nopage(self) -> bool {
+        self.0 == Outcome::NoPage
+    }
+
+    /// Whether the fault ended in SIGBUS.
+    pub fn is_sigbus(self) -> bool {
+        self.0 == Outcome::Sigbus
+    }
+
+    /// Whether a smaller order should be tried.
+    pub fn is_fallback(self) -> bool {
+        self.0 == Outcome::Fallback
+    }
+}
+
+/// Counters of the fault engine of one address space.
+#[derive(Debug, Default)]
+pub(crate) struct FaultCounters {
+    pub order0: AtomicU64,
+    pub order9: AtomicU64,
+    pub fallback: AtomicU64,
+    pub sigbus: AtomicU64,
+    pub spurious: AtomicU64,
+}
+
+/// A snapshot of the fault counters of an address space.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FaultStats {
+    /// Faults resolved by mapping one 4 KiB page.
+    pub order0: u64,
+    /// Faults resolved by mapping a whole 2 MiB page (512 pages at once).
+    pub order9: u64,
+    /// Huge attempts the operations refused (`VM_FAULT_FALLBACK`).
+    pub fallback: u64,
+    /// Faults that ended in SIGBUS.
+    pub sigbus: u64,
+    /// Faults for addresses no VMA covers any more, or already resolved.
+    pub spurious: u64,
+}
+
+impl FaultCounters {
+    pub(crate) fn snapshot(&self) -> FaultStats {
+        FaultStats {
+            order0: self.order0.load(Ordering::Relaxed),
+            order9: self.order9.load(Ordering::Relaxed),
+            fallback: self.fallback.load(Ordering::Relaxed),
+            sigbus: self.sigbus.load(Ordering::Relaxed),
+            spurious: self.spurious.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One fault being served, analogous to `struct vm_fault`.
+pub struct VmFault<'a> {
+    pub(crate) uffd: BorrowedFd<'a>,
+    pub(crate) vma: &'a Vma,
+    pub(crate) address: u64,
+    pub(crate) write: bool,
+    pub(crate) counters: &'a FaultCounters,
+}
+
+impl fmt::Debug for VmFault<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VmFault")
+            .field("address", &format_args!("{:#x}", self.address))
+            .field("write", &self.write)
+            .field("vma", self.vma)
+            .finish()
+    }
+}
+
+impl VmFault<'_> {
+    /// The faulting address.
+    pub fn address(&self) -> u64 {
+        self.address
+    }
+
+    /// Whether the access was a write.
+    pub fn is_write(&self) -> bool {
+        self.write
+    }
+
+    /// `vm_start` of the faulting VMA.
+    pub fn vm_start(&self) -> u64 {
+        self.vma.vm_start
+    }
+
+    /// `vm_end` of the faulting VMA.
+    pub fn vm_end(&self) -> u64 {
+        self.vma.vm_end
+    }
+
+    /// `vm_pgoff` of the faulting VMA (as passed to mmap, advanced by splits).
+    pub fn vm_pgoff(&self) -> u64 {
+        self.vma.vm_pgoff
+    }
+
+    /// Maps the page of `order` that contains the fault address, backed by
+    /// page frame `pfn` (analogous to `vmf_insert_pfn()`/`vmf_insert_pfn_pmd()`).
+    ///
+    /// The engine checks that `pfn` is what this VMA really maps at that
+    /// address, over the whole page: a mismatch means the translation and the
+    /// mapping disagree, which is a bug; it is logged and the fault SIGBUSes
+    /// rather than exposing the wrong memory. Orders other than 0 and 9
+    /// return [`VmFaultResult::FALLBACK`], as Linux does for orders the
+    /// architecture cannot map.
+    pub fn insert_pfn(&mut self, pfn: u64, order: u32) -> VmFaultResult {
+        if order != 0 && order != PMD_ORDER {
+            return VmFaultResult::FALLBACK;
+        }
+        let size = PAGE_SIZE << order;
+        let page_va = self.address & !(size - 1);
+        let consistent = page_va >= self.vma.vm_start
+            && page_va + size <= self.vma.vm_end
+            && self.vma.backing(page_va).is_some_and(|(paddr, _, _, piece_end)| {
+                paddr == pfn.wrapping_mul(PAGE_SIZE) && page_va + size <= piece_end
+            });
+        if !consistent {
+            tracing::error!(
+                address = format_args!("{:#x}", self.address),
+                pfn = format_args!("{pfn:#x}"),
+                order,
+                "fault translation disagrees with the mapping; raising SIGBUS"
+            );
+            return self.sigbus();
+        }
+        match sys::uffdio_continue(self.uffd, page_va, size) {
+            Ok(()) => {}
+            // A racing fault already mapped (part of) the range: the pages are
+            // there, wake whoever waits on the rest.
+            Err((Errno::EXIST, _)) => self.wake(page_va, size),
+            // The address space is changing under us: wake the thread, it
+            // retries the access and faults again.
+            Err((Errno::AGAIN, _)) => self.wake(page_va, size),
+            Err((e, mapped)) => {
+                tracing::error!(
+                    address = format_args!("{page_va:#x}"),
+                    size,
+                    mapped,
+                    %e,
+                    "UFFDIO_CONTINUE failed; raising SIGBUS"
+                );
+                return self.sigbus();
+            }
+        }
+        let counter = if order == 0 { &self.counters.order0 } else { &self.counters.order9 };
+        counter.fetch_add(1, Ordering::Relaxed);
+        VmFaultResult(Outcome::NoPage)
+    }
+
+    /// Ends the fault in SIGBUS (analogous to returning `VM_FAULT_SIGBUS`):
+    /// poisons the faulting page so the access raises SIGBUS.
+    ///
+    /// Call it while holding whatever lock made the decision, so that a
+    /// later un-revoke (which zaps, clearing poison) is ordered after it.
+    pub fn sigbus(&mut self) -> VmFaultResult {
+        let page_va = self.address & !(PAGE_SIZE - 1);
+        match sys::uffdio_poison(self.uffd, page_va, PAGE_SIZE) {
+            Ok(()) => {}
+            // Mapped meanwhile by a racing fault that saw the buffer usable:
+            // that fault was ordered before the revoke (which zaps), so the
+            // access may proceed; wake the thread.
+            Err((Errno::EXIST, _)) | Err((Errno::AGAIN, _)) => self.wake(page_va, PAGE_SIZE),
+            Err((e, _)) => {
+                tracing::error!(address = format_args!("{page_va:#x}"), %e, "UFFDIO_POISON failed");
+                self.wake(page_va, PAGE_SIZE);
+            }
+        }
+        self.counters.sigbus.fetch_add(1, Ordering::Relaxed);
+        VmFaultResult(Outcome::Sigbus)
+    }
+
+    fn wake(&self, start: u64, len: u64) {
+        if let Err(e) = sys::uffdio_wake(self.uffd, start, len) {
+            tracing::warn!(address = format_args!("{start:#x}"), %e, "UFFDIO_WAKE failed");
+        }
+    }
+}

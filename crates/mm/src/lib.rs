@@ -1,0 +1,76 @@
+//! Real mappings and the fault engine of vfio-dmabuf.
+//!
+//! This layer is what Linux's mm is to a driver: it owns virtual address
+//! ranges, the VMAs in them, and the page-fault entry point, and it calls a
+//! VMA's fault operations ([`VmOperations`], analogous to
+//! `vm_operations_struct`) to decide what a fault maps. It also owns the
+//! "physical memory" that device BARs live in ([`PhysMemory`], one memfd per
+//! BAR).
+//!
+//! Mechanism: every VMA is a real shared mapping of the backing memfd,
+//! registered with a userfaultfd in MINOR mode. The first touch of each page
+//! stops in the kernel and reaches our fault thread, which asks the VMA's
+//! operations; success is `UFFDIO_CONTINUE` (4 KiB or a whole 2 MiB page),
+//! SIGBUS is `UFFDIO_POISON`. A zap (`MADV_DONTNEED`) removes the PTEs again,
+//! so the next touch faults once more. See `README.md` beside this file.
+//!
+//! What it is not: it knows nothing of PCI, VFIO or DMA-buffers; the
+//! exporter above implements the fault operations. All `unsafe` of the
+//! project lives here, in the `sys` and `probe` modules.
+#![deny(unsafe_code)]
+
+mod aspace;
+mod fault;
+pub mod maps;
+mod phys;
+pub mod probe;
+mod sys;
+mod vma;
+
+pub use aspace::{AddressSpace, MapRequest, MappingHandle, VmaInfo};
+pub use fault::{FaultStats, VmFault, VmFaultResult, VmOperations, PMD_ORDER};
+pub use phys::PhysMemory;
+pub use probe::{AccessFault, Width};
+pub use vma::{MapPiece, MappingId};
+
+use rustix::io::Errno;
+
+/// Base page size (x86-64).
+pub const PAGE_SIZE: u64 = 4096;
+/// Size of a PMD-level (order 9) huge page.
+pub const HPAGE_PMD_SIZE: u64 = PAGE_SIZE << PMD_ORDER;
+
+/// Errors of the mm layer.
+#[derive(Debug, thiserror::Error)]
+pub enum MmError {
+    /// Bad argument.
+    #[error("invalid argument: {0}")]
+    Invalid(&'static str),
+    /// The kernel lacks a feature we need.
+    #[error("the kernel lacks {0}")]
+    Unsupported(&'static str),
+    /// A system call failed.
+    #[error("{call} failed")]
+    Sys {
+        /// The call.
+        call: &'static str,
+        /// Its errno.
+        #[source]
+        errno: Errno,
+    },
+}
+
+impl MmError {
+    /// The errno this error stands for.
+    pub fn errno(&self) -> Errno {
+        match self {
+            MmError::Invalid(_) => Errno::INVAL,
+            MmError::Unsupported(_) => Errno::OPNOTSUPP,
+            MmError::Sys { errno, .. } => *errno,
+        }
+    }
+
+    pub(crate) fn sys(call: &'static str) -> impl FnOnce(Errno) -> MmError {
+        move |errno| MmError::Sys { call, errno }
+    }
+}

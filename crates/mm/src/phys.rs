@@ -1,0 +1,119 @@
+//! "Physical memory": memfd-backed storage for device memory (BARs).
+//!
+//! A [`PhysMemory`] is one memfd holding `len` bytes at file offset `base`
+//! (the file is sparse before that). A physical address in this system is a
+//! file offset of such a memfd, and a PFN is that offset divided by the page
+//! size. Every page of `[base, base+len)` is allocated in the page cache when
+//! the memory is created: userfaultfd MINOR faults fire only for pages that
+//! exist in the page cache, and a hole would be read straight through,
+//! bypassing the fault handler.
+//!
+//! This type is the one place that answers "which memfd and file offset hold
+//! this physical address"; nothing above `mm` should need to know.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::fs::{FallocateFlags, MemfdFlags};
+use rustix::io::Errno;
+
+use crate::{MmError, PAGE_SIZE};
+
+/// memfd-backed storage of `len` bytes at physical (file) address `base`.
+#[derive(Debug)]
+pub struct PhysMemory {
+    fd: OwnedFd,
+    name: String,
+    base: u64,
+    len: u64,
+}
+
+impl PhysMemory {
+    /// Creates the memfd named `name`, sized to `base + len`, and populates
+    /// every page of `[base, base + len)`.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` if `base` or `len` is not page aligned or `len` is 0, or the
+    /// end overflows; otherwise the errno of `memfd_create`, `ftruncate` or
+    /// `fallocate` (e.g. `ENOSPC`/`ENOMEM` when the memory is not there).
+    pub fn new(name: &str, base: u64, len: u64) -> Result<Self, MmError> {
+        let end = base.checked_add(len).ok_or(MmError::Invalid("physical range overflows"))?;
+        if len == 0 || base % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+            return Err(MmError::Invalid("physical memory must be non-empty and page aligned"));
+        }
+        let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC).map_err(MmError::sys("memfd_create"))?;
+        rustix::fs::ftruncate(&fd, end).map_err(MmError::sys("ftruncate"))?;
+        rustix::fs::fallocate(&fd, FallocateFlags::empty(), base, len).map_err(MmError::sys("fallocate"))?;
+        Ok(Self { fd, name: name.to_owned(), base, len })
+    }
+
+    /// The memfd's name (shown as `/memfd:<name>` in `/proc/self/maps`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// First physical address held.
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// Number of bytes held.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Never empty (creation refuses 0); present for API completeness.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether `[paddr, paddr + len)` lies inside this memory.
+    pub fn contains(&self, paddr: u64, len: u64) -> bool {
+        paddr >= self.base && paddr.checked_add(len).is_some_and(|end| end <= self.base + self.len)
+    }
+
+    /// The memfd and file offset that hold physical address `paddr`.
+    pub fn locate(&self, paddr: u64) -> (BorrowedFd<'_>, u64) {
+        (self.fd.as_fd(), paddr)
+    }
+
+    /// Reads bytes at a physical address through the file (not through any
+    /// mapping, so it never faults).
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` when the range is outside this memory; else the errno of `pread`.
+    pub fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), MmError> {
+        if !self.contains(paddr, buf.len() as u64) {
+            return Err(MmError::Invalid("read outside physical memory"));
+        }
+        let mut done = 0;
+        while done < buf.len() {
+            let n = rustix::io::pread(&self.fd, &mut buf[done..], paddr + done as u64)
+                .map_err(MmError::sys("pread"))?;
+            if n == 0 {
+                return Err(MmError::Sys { call: "pread", errno: Errno::IO });
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Writes bytes at a physical address through the file.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` when the range is outside this memory; else the errno of `pwrite`.
+    pub fn write(&self, paddr: u64, data: &[u8]) -> Result<(), MmError> {
+        if !self.contains(paddr, data.len() as u64) {
+            return Err(MmError::Invalid("write outside physical memory"));
+        }
+        let mut done = 0;
+        while done < data.len() {
+            let n = rustix::io::pwrite(&self.fd, &data[done..], paddr + done as u64)
+                .map_err(MmError::sys("pwrite"))?;
+            done += n;
+        }
+        Ok(())
+    }
+}

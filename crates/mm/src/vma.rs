@@ -1,0 +1,129 @@
+//! Virtual memory areas: the pure bookkeeping half (no syscalls).
+//!
+//! Analogous to Linux's `struct vm_area_struct`: `[vm_start, vm_end)`, the
+//! `vm_pgoff` exactly as passed to mmap, and the operations that serve its
+//! faults. A VMA also remembers which physical pieces back it (in VA order)
+//! so the fault engine can check every insert against what is really mapped,
+//! and which mapping (the original mmap call) it came from, so a zap reaches
+//! every fragment left after splits.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::fault::VmOperations;
+use crate::phys::PhysMemory;
+use crate::PAGE_SIZE;
+
+/// Identity of one mmap call; all fragments a split leaves share it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MappingId(pub u64);
+
+impl fmt::Display for MappingId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "m{}", self.0)
+    }
+}
+
+/// One physically contiguous piece of backing, in VA order.
+#[derive(Debug, Clone)]
+pub struct MapPiece {
+    /// The memory holding this piece.
+    pub memory: Arc<PhysMemory>,
+    /// Physical address of the piece's first byte.
+    pub paddr: u64,
+    /// Length in bytes (page multiple).
+    pub len: u64,
+}
+
+/// One VMA of an [`AddressSpace`](crate::AddressSpace).
+#[derive(Clone)]
+pub struct Vma {
+    /// First byte.
+    pub vm_start: u64,
+    /// One past the last byte.
+    pub vm_end: u64,
+    /// Page offset exactly as passed to mmap, advanced by splits as Linux does.
+    pub vm_pgoff: u64,
+    /// Whether the mapping is writable (`rw-s` rather than `r--s`).
+    pub writable: bool,
+    /// Name shown in the maps view as `/dmabuf:<name>`.
+    pub name: String,
+    /// Inode-like number shown in the maps view (the buffer's identity).
+    pub inode: u64,
+    /// The mmap call this VMA came from.
+    pub mapping: MappingId,
+    /// Backing pieces in VA order; their lengths add up to the VMA length.
+    pub pieces: Vec<MapPiece>,
+    /// Fault operations (analogous to `vm_ops` + `vm_private_data`).
+    pub ops: Arc<dyn VmOperations>,
+}
+
+impl fmt::Debug for Vma {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vma")
+            .field("vm_start", &format_args!("{:#x}", self.vm_start))
+            .field("vm_end", &format_args!("{:#x}", self.vm_end))
+            .field("vm_pgoff", &format_args!("{:#x}", self.vm_pgoff))
+            .field("name", &self.name)
+            .field("mapping", &self.mapping)
+            .field("pieces", &self.pieces.len())
+            .finish()
+    }
+}
+
+impl Vma {
+    /// Length in bytes.
+    pub fn len(&self) -> u64 {
+        self.vm_end - self.vm_start
+    }
+
+    /// The physical address backing `va` and the piece it belongs to, with
+    /// the VA range that piece covers.
+    pub fn backing(&self, va: u64) -> Option<(u64, &MapPiece, u64, u64)> {
+        if va < self.vm_start || va >= self.vm_end {
+            return None;
+        }
+        let mut piece_va = self.vm_start;
+        for p in &self.pieces {
+            if va < piece_va + p.len {
+                return Some((p.paddr + (va - piece_va), p, piece_va, piece_va + p.len));
+            }
+            piece_va += p.len;
+        }
+        None
+    }
+
+    /// Cuts `[from, to)` out of this VMA (both page aligned, clipped to the
+    /// VMA), returning what remains on each side. The tail's `vm_pgoff`
+    /// advances by the pages it skipped, exactly as a Linux VMA split does.
+    pub fn cut(&self, from: u64, to: u64) -> (Option<Vma>, Option<Vma>) {
+        let from = from.clamp(self.vm_start, self.vm_end);
+        let to = to.clamp(self.vm_start, self.vm_end);
+        let head = (from > self.vm_start).then(|| self.slice(self.vm_start, from));
+        let tail = (to < self.vm_end).then(|| self.slice(to, self.vm_end));
+        (head, tail)
+    }
+
+    /// The part `[from, to)` of this VMA as a VMA of its own.
+    fn slice(&self, from: u64, to: u64) -> Vma {
+        debug_assert!(self.vm_start <= from && from < to && to <= self.vm_end);
+        debug_assert!(from % PAGE_SIZE == 0 && to % PAGE_SIZE == 0);
+        let mut pieces = Vec::new();
+        let mut piece_va = self.vm_start;
+        for p in &self.pieces {
+            let (ps, pe) = (piece_va, piece_va + p.len);
+            let (s, e) = (ps.max(from), pe.min(to));
+            if s < e {
+                pieces.push(MapPiece { memory: p.memory.clone(), paddr: p.paddr + (s - ps), len: e - s });
+            }
+            piece_va = pe;
+        }
+        Vma {
+            vm_start: from,
+            vm_end: to,
+            vm_pgoff: self.vm_pgoff.wrapping_add((from - self.vm_start) / PAGE_SIZE),
+            pieces,
+            ..self.clone()
+        }
+    }
+}
