@@ -179,7 +179,8 @@ impl MappingHandle {
         let Some(starts) = table.by_mapping.get(&self.id) else { return Ok(()) };
         for start in starts {
             let vma = &table.by_start[start];
-            sys::zap_owned(vma.vm_start as usize, vma.len() as usize).map_err(MmError::sys("madvise(MADV_DONTNEED)"))?;
+            sys::zap_owned(vma.vm_start as usize, vma.len() as usize)
+                .map_err(MmError::sys("madvise(MADV_DONTNEED)"))?;
         }
         Ok(())
     }
@@ -225,7 +226,9 @@ impl AddressSpace {
             next_mapping: AtomicU64::new(1),
         });
         let thread_inner = inner.clone();
-        let thread_stop = stop.try_clone().map_err(|e| MmError::Sys { call: "dup", errno: Errno::from_io_error(&e).unwrap_or(Errno::IO) })?;
+        let thread_stop = stop
+            .try_clone()
+            .map_err(|e| MmError::Sys { call: "dup", errno: Errno::from_io_error(&e).unwrap_or(Errno::IO) })?;
         let thread = std::thread::Builder::new()
             .name("vfio-dmabuf-fault".into())
             .spawn(move || fault_thread(&thread_inner, &thread_stop))
@@ -263,7 +266,9 @@ impl AddressSpace {
         if total != Some(req.len) {
             return Err(MmError::Invalid("backing pieces do not add up to the mapping length"));
         }
-        if req.pieces.iter().any(|p| p.len == 0 || p.paddr % PAGE_SIZE != 0 || p.len % PAGE_SIZE != 0 || !p.memory.contains(p.paddr, p.len)) {
+        if req.pieces.iter().any(|p| {
+            p.len == 0 || p.paddr % PAGE_SIZE != 0 || p.len % PAGE_SIZE != 0 || !p.memory.contains(p.paddr, p.len)
+        }) {
             return Err(MmError::Invalid("backing piece outside its memory or unaligned"));
         }
         if let Some(a) = req.addr {
@@ -273,8 +278,8 @@ impl AddressSpace {
         }
         let _mmap = self.inner.mmap_lock.write().unwrap_or_else(|e| e.into_inner());
         let align = if req.len >= HPAGE_PMD_SIZE { HPAGE_PMD_SIZE } else { PAGE_SIZE };
-        let res = Reservation::new(req.len as usize, align as usize, req.addr.map(|a| a as usize))
-            .map_err(|e| match e {
+        let res =
+            Reservation::new(req.len as usize, align as usize, req.addr.map(|a| a as usize)).map_err(|e| match e {
                 Errno::EXIST => MmError::Sys { call: "mmap(MAP_FIXED_NOREPLACE)", errno: Errno::EXIST },
                 e => MmError::Sys { call: "mmap", errno: e },
             })?;
@@ -367,7 +372,8 @@ impl AddressSpace {
         for s in starts {
             let v = &table.by_start[&s];
             let (from, to) = (addr.max(v.vm_start), end.min(v.vm_end));
-            sys::madvise_hugepage_owned(from as usize, (to - from) as usize).map_err(MmError::sys("madvise(MADV_HUGEPAGE)"))?;
+            sys::madvise_hugepage_owned(from as usize, (to - from) as usize)
+                .map_err(MmError::sys("madvise(MADV_HUGEPAGE)"))?;
         }
         Ok(())
     }

@@ -68,7 +68,9 @@ mod tests {
 
     #[test]
     fn proc_maps_parser_reads_offset_and_path() {
-        let l = parse_line("7f0000000000-7f0000001000 rw-s 10000004000 00:01 1234 /memfd:vfio0:0000:00:03.0/1 (deleted)").unwrap();
+        let l =
+            parse_line("7f0000000000-7f0000001000 rw-s 10000004000 00:01 1234 /memfd:vfio0:0000:00:03.0/1 (deleted)")
+                .unwrap();
         assert_eq!(l.offset, 0x100_0000_4000);
         assert_eq!(l.path, "/memfd:vfio0:0000:00:03.0/1 (deleted)");
         assert_eq!(l.perms, "rw-s");

@@ -89,8 +89,8 @@ impl PhysMemory {
         }
         let mut done = 0;
         while done < buf.len() {
-            let n = rustix::io::pread(&self.fd, &mut buf[done..], paddr + done as u64)
-                .map_err(MmError::sys("pread"))?;
+            let n =
+                rustix::io::pread(&self.fd, &mut buf[done..], paddr + done as u64).map_err(MmError::sys("pread"))?;
             if n == 0 {
                 return Err(MmError::Sys { call: "pread", errno: Errno::IO });
             }
@@ -110,8 +110,7 @@ impl PhysMemory {
         }
         let mut done = 0;
         while done < data.len() {
-            let n = rustix::io::pwrite(&self.fd, &data[done..], paddr + done as u64)
-                .map_err(MmError::sys("pwrite"))?;
+            let n = rustix::io::pwrite(&self.fd, &data[done..], paddr + done as u64).map_err(MmError::sys("pwrite"))?;
             done += n;
         }
         Ok(())

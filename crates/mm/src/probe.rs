@@ -231,11 +231,7 @@ fn finish(r: ProbeRet) -> Result<u64, AccessFault> {
     if r.status == 0 {
         Ok(r.value)
     } else {
-        Err(AccessFault {
-            signo: (r.status >> 24) as i32,
-            code: ((r.status >> 8) & 0xffff) as i32,
-            addr: r.value,
-        })
+        Err(AccessFault { signo: (r.status >> 24) as i32, code: ((r.status >> 8) & 0xffff) as i32, addr: r.value })
     }
 }
 

@@ -63,12 +63,7 @@ impl Reservation {
         // SAFETY: a fresh inaccessible anonymous mapping chosen by the kernel;
         // it overlaps nothing we or anyone else own.
         let p = unsafe {
-            rustix::mm::mmap_anonymous(
-                null_mut(),
-                padded,
-                ProtFlags::empty(),
-                MapFlags::PRIVATE | MapFlags::NORESERVE,
-            )
+            rustix::mm::mmap_anonymous(null_mut(), padded, ProtFlags::empty(), MapFlags::PRIVATE | MapFlags::NORESERVE)
         }? as usize;
         let start = (p + align - 1) & !(align - 1);
         // Trim the slack on both sides so the reservation is exactly [start, start+len).
@@ -128,7 +123,9 @@ pub(crate) fn map_shared_fixed(
     // SAFETY: [addr, addr+len) lies inside a reservation this crate created
     // and still owns (asserted above), so MAP_FIXED replaces only our own
     // inaccessible placeholder.
-    let p = unsafe { rustix::mm::mmap(addr as *mut c_void, len, prot, MapFlags::SHARED | MapFlags::FIXED, fd, file_offset) }?;
+    let p = unsafe {
+        rustix::mm::mmap(addr as *mut c_void, len, prot, MapFlags::SHARED | MapFlags::FIXED, fd, file_offset)
+    }?;
     debug_assert_eq!(p as usize, addr);
     Ok(())
 }

@@ -3,7 +3,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use mm::{probe, AddressSpace, MapPiece, MapRequest, PhysMemory, VmFault, VmFaultResult, VmOperations, HPAGE_PMD_SIZE, PAGE_SIZE};
+use mm::{
+    probe, AddressSpace, MapPiece, MapRequest, PhysMemory, VmFault, VmFaultResult, VmOperations, HPAGE_PMD_SIZE,
+    PAGE_SIZE,
+};
 
 /// Translates like a device-fd mapping whose `vm_pgoff` is the physical page.
 #[derive(Debug)]

@@ -1,0 +1,64 @@
+//! Config-space access with the virtualisation hooks that revoke and
+//! un-revoke BAR mappings (COMMAND.MEMORY, PM power state, FLR). Analogous
+//! to Linux's `drivers/vfio/pci/vfio_pci_config.c` (spec §4.8).
+
+use std::sync::Arc;
+
+use rustix::io::Errno;
+
+use crate::core::VfioPciDevice;
+use crate::error::{fail, VfioError};
+use crate::rdwr::{chunks, Io};
+
+/// Reads or writes the config region, split into aligned accesses of at
+/// most 4 bytes; clips at the end of the 4 KiB space.
+pub(crate) fn config_rw(vdev: &Arc<VfioPciDevice>, pos: u64, io: Io<'_>) -> Result<usize, VfioError> {
+    let size = pci::regs::CFG_SPACE_EXP_SIZE as u64;
+    if pos >= size {
+        return fail(Errno::INVAL, "offset past the end of config space");
+    }
+    match io {
+        Io::Read(buf) => {
+            let count = (buf.len() as u64).min(size - pos) as usize;
+            let mem = vdev.lock_memory_read();
+            for (at, w) in chunks(pos, count, 4) {
+                mem.pci.config_read(pos + at as u64, &mut buf[at..at + w])?;
+            }
+            Ok(count)
+        }
+        Io::Write(data) => {
+            let count = (data.len() as u64).min(size - pos) as usize;
+            for (at, w) in chunks(pos, count, 4) {
+                config_write(vdev, pos + at as u64, &data[at..at + w])?;
+            }
+            Ok(count)
+        }
+    }
+}
+
+/// One config write, with the event table of spec §4.8:
+///
+/// | write                         | before                 | after                       |
+/// |-------------------------------|------------------------|-----------------------------|
+/// | COMMAND clearing MEMORY       | lock + revoke          | un-revoke if enabled        |
+/// | COMMAND keeping/setting MEMORY| lock                   | un-revoke if enabled        |
+/// | PMCSR to D3hot                | lock + revoke          | un-revoke if enabled        |
+/// | PMCSR to D0..D2               | lock                   | un-revoke if enabled        |
+/// | DEVCTL Initiate FLR           | lock + revoke, reset   | un-revoke if enabled        |
+///
+/// Every write takes `memory_lock` for write, because the PCI function's
+/// state lives under it; writes that touch none of these registers neither
+/// revoke nor un-revoke.
+fn config_write(vdev: &VfioPciDevice, pos: u64, data: &[u8]) -> Result<(), VfioError> {
+    let mut mem = vdev.lock_memory_write();
+    let effect = mem.pci.classify_config_write(pos, data)?;
+    if effect.revokes() {
+        vdev.revoke_bars(&mut mem)?;
+    }
+    mem.pci.config_write(pos, data)?;
+    let touched = effect.memory_disable || effect.memory_enable || effect.power.is_some() || effect.flr;
+    if touched && mem.pci.memory_enabled() {
+        vdev.unrevoke_bars(&mut mem)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! The VFIO-PCI layer of vfio-dmabuf: emulated devices whose every BAR
+//! mapping is backed by a revocable DMA-buffer.
+//!
+//! This is where the generic layers meet, as `vfio_pci_dmabuf.c` is where
+//! dma-buf meets PCI in Linux: [`pci`] gives the function (config space,
+//! power, FLR), [`dmabuf`] the buffers and their status machine, [`mm`] the
+//! real mappings and the fault engine. The files mirror the kernel's:
+//! `core` ↔ `vfio_pci_core.c`, `dmabuf` ↔ `vfio_pci_dmabuf.c`, `config` ↔
+//! `vfio_pci_config.c`, `rdwr` ↔ `vfio_pci_rdwr.c`, `private` ↔
+//! `vfio_pci_priv.h`, and `layout` holds the pure arithmetic (region
+//! offsets, `find_pfn`, input validation).
+//!
+//! It follows the final (v3/v4) semantics of the series "vfio/pci: Add
+//! mmap() for DMABUFs" (see `docs/` and the specification it cites).
+//!
+//! # Lock order
+//!
+//! ```text
+//! open_lock (per device)                        first open / last close
+//!   memory_lock (write)                         config hooks, reset, export, revoke, cleanup
+//!     resv (per buffer)                         status writes, importer list and counts
+//!       importer invalidate_mappings callbacks  (resv held)
+//!     vmas (per address space)                  zap of a revoked buffer's mappings
+//! mmap_lock (read, per address space)           one fault, held by the fault thread
+//!   resv                                        fault step 2: status check, pin the device
+//!   memory_lock (read)                          fault step 5, after resv is dropped
+//! ```
+//!
+//! Exceptions and rules:
+//! - The fault path never nests resv and `memory_lock`: it takes resv,
+//!   drops it, then takes `memory_lock` (read). Revoke nests them the other
+//!   way round, so nesting them in the fault path would deadlock (ABBA).
+//! - Hot reset takes several devices' `memory_lock` by try-lock and unwinds
+//!   with `EBUSY` on contention.
+//! - No buffer is dropped while `memory_lock` is held: the last drop runs the
+//!   buffer's release, which takes `memory_lock`. Buffers met under the lock
+//!   are parked in the guard and dropped after it is released.
+//! - A revoke waits for importers with `memory_lock` (write) held; an
+//!   importer that touches a BAR mapping from its invalidate callback would
+//!   wait on a fault that waits on that lock.
+//!
+//! # Lifetimes
+//!
+//! A device-fd mapping's buffer owns the device file (a [`DeviceFd`] dup), so
+//! the device stays open until that mapping is gone even when every handle
+//! was closed. An explicit buffer holds only a reference to the device
+//! (`vdev`), which the last close severs after revoking the buffer: its
+//! mappings then raise SIGBUS and new mmaps fail with `ENODEV`.
+#![forbid(unsafe_code)]
+
+mod config;
+mod core;
+mod dmabuf;
+mod error;
+pub mod layout;
+mod private;
+mod rdwr;
+pub mod uapi;
+
+pub use crate::core::{hot_reset, DeviceFd, FeatureReply, MmapArgs, VfioPciDevice};
+pub use crate::dmabuf::{mmap_dmabuf, VfioDmaBuf};
+pub use crate::error::{errno_from_name, errno_name, VfioError};

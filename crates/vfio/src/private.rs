@@ -1,0 +1,92 @@
+//! What the VFIO-PCI files share (analogous to `vfio_pci_priv.h`): the
+//! memory-lock guard and the state it protects, and BAR storage.
+
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, RwLockReadGuard, RwLockWriteGuard, Weak};
+
+use dmabuf::DmaBuf;
+use mm::PhysMemory;
+use pci::{PciFunction, RegisterBar};
+
+/// What `memory_lock` protects.
+#[derive(Debug)]
+pub(crate) struct MemoryState {
+    /// The PCI function: virtual config space (COMMAND.MEMORY), power state.
+    pub(crate) pci: PciFunction,
+    /// `vdev->dmabufs`: every buffer exported from this device, explicit and
+    /// per-mapping, by buffer id. Weak: the list never keeps a buffer alive
+    /// (a dying buffer's release unlinks it).
+    pub(crate) dmabufs: HashMap<u64, Weak<DmaBuf>>,
+}
+
+/// `memory_lock` held for write.
+///
+/// Buffers looked at under the lock are parked in `deferred` and dropped
+/// only after the lock is released: dropping the last reference to a buffer
+/// runs its release, which takes `memory_lock` itself.
+pub(crate) struct MemoryWriteGuard<'a> {
+    pub(crate) guard: Option<RwLockWriteGuard<'a, MemoryState>>,
+    pub(crate) deferred: Vec<Arc<DmaBuf>>,
+}
+
+impl MemoryWriteGuard<'_> {
+    /// Keeps `buf` alive until the lock is released.
+    pub(crate) fn defer_drop(&mut self, buf: Arc<DmaBuf>) {
+        self.deferred.push(buf);
+    }
+}
+
+impl Deref for MemoryWriteGuard<'_> {
+    type Target = MemoryState;
+    fn deref(&self) -> &MemoryState {
+        self.guard.as_ref().expect("guard held until drop")
+    }
+}
+
+impl DerefMut for MemoryWriteGuard<'_> {
+    fn deref_mut(&mut self) -> &mut MemoryState {
+        self.guard.as_mut().expect("guard held until drop")
+    }
+}
+
+impl Drop for MemoryWriteGuard<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        self.deferred.clear();
+    }
+}
+
+impl std::fmt::Debug for MemoryWriteGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryWriteGuard").field("deferred", &self.deferred.len()).finish()
+    }
+}
+
+/// `memory_lock` held for read.
+pub(crate) type MemoryReadGuard<'a> = RwLockReadGuard<'a, MemoryState>;
+
+/// One BAR's storage, immutable after the device is created.
+#[derive(Debug, Clone)]
+pub(crate) enum BarStore {
+    /// RAM: mappable memory in its own memfd.
+    Ram(Arc<PhysMemory>),
+    /// Registers served by a callback: region read/write only.
+    Registers(Arc<dyn RegisterBar>),
+}
+
+/// A BAR of the device.
+#[derive(Debug, Clone)]
+pub(crate) struct Bar {
+    pub(crate) len: u64,
+    pub(crate) store: BarStore,
+}
+
+impl Bar {
+    pub(crate) fn memory(&self) -> Option<&Arc<PhysMemory>> {
+        match &self.store {
+            BarStore::Ram(m) => Some(m),
+            BarStore::Registers(_) => None,
+        }
+    }
+}
