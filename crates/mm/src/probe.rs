@@ -74,7 +74,7 @@ impl std::error::Error for AccessFault {}
 #[derive(Debug, Clone, Copy)]
 struct ProbeRet {
     value: u64,
-    /// 0 on success; else `1 | code << 8 | signo << 24` and `value` = si_addr.
+    /// 0 on success; else `1 | code << 8 | signo << 24` and `value` = `si_addr`.
     status: u64,
 }
 

@@ -217,9 +217,9 @@ pub(crate) struct UffdMsg {
     _reserved1: u8,
     _reserved2: u16,
     _reserved3: u32,
-    /// For UFFD_EVENT_PAGEFAULT: flags.
+    /// For `UFFD_EVENT_PAGEFAULT`: flags.
     pub arg0: u64,
-    /// For UFFD_EVENT_PAGEFAULT: address.
+    /// For `UFFD_EVENT_PAGEFAULT`: address.
     pub arg1: u64,
     _arg2: u64,
 }
@@ -246,7 +246,7 @@ pub(crate) fn userfaultfd_open() -> Result<OwnedFd, Errno> {
     }
 }
 
-/// The UFFDIO_API handshake asking for `features`; returns the features the
+/// The `UFFDIO_API` handshake asking for `features`; returns the features the
 /// kernel granted.
 pub(crate) fn uffdio_api(fd: BorrowedFd<'_>, features: u64) -> Result<u64, Errno> {
     let mut arg = UffdioApi { api: UFFD_API, features, ioctls: 0 };

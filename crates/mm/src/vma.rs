@@ -127,3 +127,81 @@ impl Vma {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{VmFault, VmFaultResult};
+    use proptest::prelude::*;
+
+    #[derive(Debug)]
+    struct NoFaults;
+    impl VmOperations for NoFaults {
+        fn huge_fault(&self, _vmf: &mut VmFault<'_>, _order: u32) -> VmFaultResult {
+            VmFaultResult::FALLBACK
+        }
+    }
+
+    fn memory() -> Arc<PhysMemory> {
+        Arc::new(PhysMemory::new("vma-test", 0, 64 * PAGE_SIZE).unwrap())
+    }
+
+    fn vma(mem: &Arc<PhysMemory>, pieces: &[(u64, u64)]) -> Vma {
+        let pieces: Vec<MapPiece> = pieces
+            .iter()
+            .map(|&(p, l)| MapPiece { memory: mem.clone(), paddr: p * PAGE_SIZE, len: l * PAGE_SIZE })
+            .collect();
+        let len: u64 = pieces.iter().map(|p| p.len).sum();
+        Vma {
+            vm_start: 0x10_0000,
+            vm_end: 0x10_0000 + len,
+            vm_pgoff: 0x1000_0030,
+            writable: true,
+            name: "t".into(),
+            inode: 1,
+            mapping: MappingId(1),
+            pieces,
+            ops: Arc::new(NoFaults),
+        }
+    }
+
+    #[test]
+    fn cutting_a_middle_page_leaves_a_head_and_a_tail_with_advanced_pgoff() {
+        let mem = memory();
+        let v = vma(&mem, &[(3, 4), (20, 4)]);
+        let (head, tail) = v.cut(0x10_0000 + 3 * PAGE_SIZE, 0x10_0000 + 5 * PAGE_SIZE);
+        let (head, tail) = (head.unwrap(), tail.unwrap());
+        // head: pages 0..3 of the first piece
+        assert_eq!((head.vm_start, head.vm_end, head.vm_pgoff), (0x10_0000, 0x10_0000 + 3 * PAGE_SIZE, 0x1000_0030));
+        // tail: page 5 onwards = second piece from its 2nd page
+        assert_eq!(tail.vm_pgoff, 0x1000_0035);
+        assert_eq!(tail.backing(tail.vm_start).unwrap().0, 21 * PAGE_SIZE);
+        assert_eq!(tail.pieces.len(), 1);
+    }
+
+    proptest! {
+        /// Whatever is cut out, every page that remains is backed by the same
+        /// physical page as before, and vm_pgoff moves with the start.
+        #[test]
+        fn cut_preserves_every_remaining_translation(
+            pieces in prop::collection::vec((0u64..40, 1u64..6), 1..5),
+            a in 0u64..30, b in 0u64..30,
+        ) {
+            let mem = memory();
+            let v = vma(&mem, &pieces);
+            let pages = v.len() / PAGE_SIZE;
+            let (from, to) = (a.min(b).min(pages), a.max(b).min(pages));
+            let (head, tail) = v.cut(v.vm_start + from * PAGE_SIZE, v.vm_start + to * PAGE_SIZE);
+            for part in [head, tail].into_iter().flatten() {
+                prop_assert_eq!(part.vm_pgoff - v.vm_pgoff, (part.vm_start - v.vm_start) / PAGE_SIZE);
+                prop_assert_eq!(part.pieces.iter().map(|p| p.len).sum::<u64>(), part.len());
+                let mut va = part.vm_start;
+                while va < part.vm_end {
+                    prop_assert_eq!(part.backing(va).map(|b| b.0), v.backing(va).map(|b| b.0));
+                    prop_assert!(va < v.vm_start + from * PAGE_SIZE || va >= v.vm_start + to * PAGE_SIZE);
+                    va += PAGE_SIZE;
+                }
+            }
+        }
+    }
+}

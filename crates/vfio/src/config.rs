@@ -13,7 +13,7 @@ use crate::rdwr::{chunks, Io};
 /// Reads or writes the config region, split into aligned accesses of at
 /// most 4 bytes; clips at the end of the 4 KiB space.
 pub(crate) fn config_rw(vdev: &Arc<VfioPciDevice>, pos: u64, io: Io<'_>) -> Result<usize, VfioError> {
-    let size = pci::regs::CFG_SPACE_EXP_SIZE as u64;
+    let size = pci::regs::CFG_SPACE_EXP_SIZE;
     if pos >= size {
         return fail(Errno::INVAL, "offset past the end of config space");
     }

@@ -319,7 +319,7 @@ impl DeviceFd {
                 Some(bar) => (bar.len, rw),
                 None => (0, 0),
             },
-            VFIO_PCI_CONFIG_REGION_INDEX => (pci::regs::CFG_SPACE_EXP_SIZE as u64, rw),
+            VFIO_PCI_CONFIG_REGION_INDEX => (pci::regs::CFG_SPACE_EXP_SIZE, rw),
             _ => (0, 0),
         };
         Ok(vfio_region_info {
@@ -400,7 +400,7 @@ impl DeviceFd {
         self.config_write(pci::regs::PM_CTRL, 2, u32::from(ctrl))
     }
 
-    /// Starts a function-level reset through the PCIe Device Control register.
+    /// Starts a function-level reset through the `PCIe` Device Control register.
     ///
     /// # Errors
     ///
@@ -517,11 +517,11 @@ impl DeviceFd {
 pub enum FeatureReply {
     /// 0: done (SET, or a PROBE that found the feature).
     Done,
-    /// A new buffer fd (DMA_BUF GET).
+    /// A new buffer fd (`DMA_BUF` GET).
     DmaBuf(dmabuf::DmaBufFd),
 }
 
-/// `VFIO_DEVICE_PCI_HOT_RESET` across a set of devices (the dev_set): take
+/// `VFIO_DEVICE_PCI_HOT_RESET` across a set of devices (the `dev_set`): take
 /// every device's `memory_lock` by try-lock, unwinding on contention
 /// (locking several devices in a fixed order is prone to deadlock), revoke
 /// each, reset each, then un-revoke each device that is open and has memory

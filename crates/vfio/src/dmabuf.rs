@@ -108,7 +108,7 @@ impl DmaBufOps for VfioDmaBuf {
 
 /// `vfio_pci_dmabuf_export()`, the common export helper (spec §4.3): under
 /// `memory_lock` (write), the initial status follows memory enable (Ok or
-/// TempRevoked), and the buffer joins the device's list. From the moment it
+/// `TempRevoked`), and the buffer joins the device's list. From the moment it
 /// returns, dropping the last reference releases the buffer.
 fn dmabuf_export(
     vdev: &Arc<VfioPciDevice>,
@@ -134,7 +134,7 @@ pub(crate) fn set_status(_mem: &MemoryWriteGuard<'_>, buf: &DmaBuf, status: Stat
 }
 
 /// `vfio_pci_dma_buf_move()`: every live buffer of the device to
-/// TempRevoked (`revoked`) or back to Ok. Permanently revoked buffers stay
+/// `TempRevoked` (`revoked`) or back to `Ok`. Permanently revoked buffers stay
 /// so (the status machine makes that a no-op). Every buffer is moved even if
 /// one fails; the first error is returned.
 ///

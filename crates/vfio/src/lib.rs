@@ -11,7 +11,7 @@
 //! offsets, `find_pfn`, input validation).
 //!
 //! It follows the final (v3/v4) semantics of the series "vfio/pci: Add
-//! mmap() for DMABUFs" (see `docs/` and the specification it cites).
+//! `mmap()` for DMABUFs" (see the specification in the repository docs).
 //!
 //! # Lock order
 //!

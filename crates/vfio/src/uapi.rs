@@ -40,7 +40,7 @@ pub const DMA_BUF_FEATURE_MINSZ: usize = 16;
 /// Size of one `struct vfio_region_dma_range`.
 pub const DMA_RANGE_SIZE: usize = 16;
 
-/// Encodes a DMA_BUF feature payload (fixed part and ranges), as userspace
+/// Encodes a `DMA_BUF` feature payload (fixed part and ranges), as userspace
 /// lays it out after the 8-byte feature header.
 pub fn encode_dma_buf_payload(region_index: u32, open_flags: u32, flags: u32, ranges: &[(u64, u64)]) -> Vec<u8> {
     let mut v = Vec::with_capacity(DMA_BUF_FEATURE_MINSZ + ranges.len() * DMA_RANGE_SIZE);
