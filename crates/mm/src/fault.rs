@@ -177,6 +177,10 @@ impl VmFault<'_> {
             );
             return self.sigbus();
         }
+        // Count before the ioctl: it wakes the faulting thread, which may
+        // read the counters at once.
+        let counter = if order == 0 { &self.counters.order0 } else { &self.counters.order9 };
+        counter.fetch_add(1, Ordering::Relaxed);
         match sys::uffdio_continue(self.uffd, page_va, size) {
             Ok(()) => {}
             // A racing fault already mapped (part of) the range: the pages are
@@ -186,6 +190,7 @@ impl VmFault<'_> {
             // retries the access and faults again.
             Err((Errno::AGAIN, _)) => self.wake(page_va, size),
             Err((e, mapped)) => {
+                counter.fetch_sub(1, Ordering::Relaxed);
                 tracing::error!(
                     address = format_args!("{page_va:#x}"),
                     size,
@@ -196,8 +201,6 @@ impl VmFault<'_> {
                 return self.sigbus();
             }
         }
-        let counter = if order == 0 { &self.counters.order0 } else { &self.counters.order9 };
-        counter.fetch_add(1, Ordering::Relaxed);
         VmFaultResult(Outcome::NoPage)
     }
 
@@ -208,6 +211,8 @@ impl VmFault<'_> {
     /// later un-revoke (which zaps, clearing poison) is ordered after it.
     pub fn sigbus(&mut self) -> VmFaultResult {
         let page_va = self.address & !(PAGE_SIZE - 1);
+        // Counted before the ioctl wakes the thread (see insert_pfn).
+        self.counters.sigbus.fetch_add(1, Ordering::Relaxed);
         match sys::uffdio_poison(self.uffd, page_va, PAGE_SIZE) {
             Ok(()) => {}
             // Mapped meanwhile by a racing fault that saw the buffer usable:
@@ -219,7 +224,6 @@ impl VmFault<'_> {
                 self.wake(page_va, PAGE_SIZE);
             }
         }
-        self.counters.sigbus.fetch_add(1, Ordering::Relaxed);
         VmFaultResult(Outcome::Sigbus)
     }
 
