@@ -1,0 +1,91 @@
+//! Every scenario shipped under `scenarios/` passes, and malformed ones are
+//! refused with file, line and problem.
+
+use std::path::Path;
+
+use vfio_dmabuf::scenario::{parse, run};
+
+fn run_file(path: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let sc = parse::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())?;
+    let mut world = run::build(&sc).map_err(|e| e.to_string())?;
+    let rep = run::run(&sc, &mut world, |_| {}).map_err(|e| e.to_string())?;
+    Ok(rep
+        .records
+        .iter()
+        .filter(|r| !r.pass)
+        .map(|r| format!("{}:{}: {} -> {}, expected {}", rep.file, r.line, r.detail, r.outcome, r.expected))
+        .collect())
+}
+
+#[test]
+fn every_shipped_scenario_passes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no scenarios in {}", dir.display());
+    let mut failures = Vec::new();
+    for f in &files {
+        match run_file(f) {
+            Ok(fails) => failures.extend(fails),
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} scenarios had failures:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
+    eprintln!("{} scenarios passed", files.len());
+}
+
+#[test]
+fn the_built_in_seed_scenario_passes() {
+    let sc = parse::parse("seed", vfio_dmabuf::SEED_SCENARIO).unwrap();
+    let mut world = run::build(&sc).unwrap();
+    let rep = run::run(&sc, &mut world, |_| {}).unwrap();
+    assert!(rep.passed(), "{:?}", rep.records.iter().filter(|r| !r.pass).collect::<Vec<_>>());
+    assert!(rep.records.iter().any(|r| r.outcome.starts_with("sigbus")), "the seed shows a real SIGBUS");
+}
+
+#[test]
+fn a_scenario_that_expects_the_wrong_thing_fails_rather_than_passing() {
+    let text = r#"
+[devices.d]
+catalogue = "edu-plus"
+[[steps]]
+open = "d"
+as = "fd"
+[[steps]]
+mmap = "fd"
+region = 1
+len = "4K"
+as = "m"
+[[steps]]
+read = "m"
+expect = "sigbus"
+"#;
+    let sc = parse::parse("wrong.toml", text).unwrap();
+    let mut world = run::build(&sc).unwrap();
+    let rep = run::run(&sc, &mut world, |_| {}).unwrap();
+    assert!(!rep.passed());
+    let bad = rep.records.iter().find(|r| !r.pass).unwrap();
+    assert_eq!(bad.line, 12);
+    assert_eq!(bad.outcome, "0x0");
+}
+
+#[test]
+fn a_step_naming_something_unknown_is_an_error_with_its_line() {
+    let text = "[devices.d]\ncatalogue = \"edu-plus\"\n[[steps]]\nread = \"nowhere\"\n";
+    let sc = parse::parse("unknown.toml", text).unwrap();
+    let mut world = run::build(&sc).unwrap();
+    let e = run::run(&sc, &mut world, |_| {}).unwrap_err();
+    assert_eq!((e.file.as_str(), e.line), ("unknown.toml", 3), "{e}");
+    assert!(e.msg.contains("no mapping named `nowhere`"), "{e}");
+}
