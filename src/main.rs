@@ -66,7 +66,7 @@ enum Command {
 
 #[derive(Debug, thiserror::Error)]
 enum CliError {
-    #[error("{0}")]
+    #[error(transparent)]
     Scenario(#[from] parse::ScenarioError),
     #[error("cannot read {path}")]
     Read {

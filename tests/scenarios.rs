@@ -5,6 +5,11 @@ use std::path::Path;
 
 use vfio_dmabuf::scenario::{parse, run};
 
+/// Scenarios that assert SIGSEGV on an address they unmapped must be alone
+/// in this process (another test's mmap could reuse the hole): the shipped
+/// scenarios take this lock for write, every other test for read.
+static ADDRESS_SPACE_USERS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 fn run_file(path: &Path) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let sc = parse::parse(&path.display().to_string(), &text).map_err(|e| e.to_string())?;
@@ -20,6 +25,7 @@ fn run_file(path: &Path) -> Result<Vec<String>, String> {
 
 #[test]
 fn every_shipped_scenario_passes() {
+    let _vm = ADDRESS_SPACE_USERS.write().unwrap_or_else(|e| e.into_inner());
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -47,6 +53,7 @@ fn every_shipped_scenario_passes() {
 
 #[test]
 fn the_built_in_seed_scenario_passes() {
+    let _vm = ADDRESS_SPACE_USERS.read().unwrap_or_else(|e| e.into_inner());
     let sc = parse::parse("seed", vfio_dmabuf::SEED_SCENARIO).unwrap();
     let mut world = run::build(&sc).unwrap();
     let rep = run::run(&sc, &mut world, |_| {}).unwrap();
@@ -56,6 +63,7 @@ fn the_built_in_seed_scenario_passes() {
 
 #[test]
 fn a_scenario_that_expects_the_wrong_thing_fails_rather_than_passing() {
+    let _vm = ADDRESS_SPACE_USERS.read().unwrap_or_else(|e| e.into_inner());
     let text = r#"
 [devices.d]
 catalogue = "edu-plus"
@@ -82,6 +90,7 @@ expect = "sigbus"
 
 #[test]
 fn a_step_naming_something_unknown_is_an_error_with_its_line() {
+    let _vm = ADDRESS_SPACE_USERS.read().unwrap_or_else(|e| e.into_inner());
     let text = "[devices.d]\ncatalogue = \"edu-plus\"\n[[steps]]\nread = \"nowhere\"\n";
     let sc = parse::parse("unknown.toml", text).unwrap();
     let mut world = run::build(&sc).unwrap();

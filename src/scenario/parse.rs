@@ -184,7 +184,7 @@ pub struct Scenario {
     pub name: String,
     /// What it shows.
     pub description: Option<String>,
-    /// Devices, in declaration order.
+    /// Devices, in order of their ids (which numbers their default cdev and BDF).
     pub devices: Vec<DeviceDecl>,
     /// Steps, in order.
     pub steps: Vec<StepAt>,

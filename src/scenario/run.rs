@@ -449,10 +449,9 @@ fn exec(
             let m = map!(map);
             let len = len.unwrap_or(m.len.saturating_sub(*at));
             let d = format!("munmap({map} + {at:#x}, {len:#x})");
+            // The name stays: an access through it after a full munmap must
+            // show the SIGSEGV the process would get.
             let r = w.aspace.munmap(m.va + at, len);
-            if r.is_ok() && *at == 0 && len >= m.len {
-                w.maps.remove(map);
-            }
             (d, r.map_or_else(Outcome::from, |()| Outcome::Done(None)))
         }
         Step::MadviseHugepage { map } => {

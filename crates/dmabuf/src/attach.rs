@@ -140,15 +140,9 @@ impl DmaBuf {
         }
         let id = state.next_attachment;
         state.next_attachment += 1;
-        state.attachments.push(AttachmentEntry {
-            id,
-            importer: Arc::downgrade(&importer),
-        });
+        state.attachments.push(AttachmentEntry { id, importer: Arc::downgrade(&importer) });
         drop(state);
-        Ok(Attachment {
-            buf: Arc::clone(self),
-            id,
-        })
+        Ok(Attachment { buf: Arc::clone(self), id })
     }
 }
 
@@ -179,11 +173,7 @@ impl Attachment {
             return Err(Error::Revoked);
         }
         resv.state.importer_mappings += 1;
-        Ok(ImporterMapping {
-            buf: Arc::clone(&self.buf),
-            attachment: self.id,
-            mapped: true,
-        })
+        Ok(ImporterMapping { buf: Arc::clone(&self.buf), attachment: self.id, mapped: true })
     }
 
     /// The attached buffer.

@@ -250,10 +250,7 @@ impl DmaBuf {
     /// Must not be called while this thread already holds it (it is not recursive), in
     /// particular not from [`crate::Importer::invalidate_mappings`].
     pub fn resv(&self) -> ResvGuard<'_> {
-        ResvGuard {
-            buf: self,
-            state: self.lock_state(),
-        }
+        ResvGuard { buf: self, state: self.lock_state() }
     }
 
     /// Number of live attachments. Takes `resv`.
@@ -330,12 +327,7 @@ impl<'a> ResvGuard<'a> {
     /// Panics unless this guard is `buf`'s lock: passing another buffer's guard to a
     /// `_locked` function is a bug in the caller (the kernel's lockdep would fire).
     pub(crate) fn assert_held_for(&self, buf: &DmaBuf) {
-        assert!(
-            ptr::eq(self.buf, buf),
-            "resv of buffer {} passed where buffer {} is locked",
-            self.buf.id,
-            buf.id
-        );
+        assert!(ptr::eq(self.buf, buf), "resv of buffer {} passed where buffer {} is locked", self.buf.id, buf.id);
     }
 }
 

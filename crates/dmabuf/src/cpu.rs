@@ -55,10 +55,7 @@ impl DmaBuf {
     /// Number of live registered CPU mappings.
     #[must_use]
     pub fn cpu_mappings(&self) -> usize {
-        lock(&self.cpu_mappings)
-            .iter()
-            .filter(|m| m.strong_count() > 0)
-            .count()
+        lock(&self.cpu_mappings).iter().filter(|m| m.strong_count() > 0).count()
     }
 }
 
@@ -119,10 +116,7 @@ mod tests {
             }
         }
         let buf = export_ok();
-        let mapping = Arc::new(Reentrant {
-            buf: Arc::clone(&buf),
-            zaps: AtomicUsize::new(0),
-        });
+        let mapping = Arc::new(Reentrant { buf: Arc::clone(&buf), zaps: AtomicUsize::new(0) });
         buf.register_cpu_mapping(Arc::<Reentrant>::downgrade(&mapping) as Weak<dyn CpuMapping>);
         assert_eq!(buf.zap_cpu_mappings(), 1);
         assert_eq!(mapping.zaps.load(Ordering::SeqCst), 1);

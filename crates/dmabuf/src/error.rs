@@ -92,10 +92,7 @@ impl Error {
         match self {
             // Kernel: validate_dmabuf_input() rejects empty, zero-length, unaligned
             // ranges and an overflowing sum with EINVAL.
-            Self::NoRanges
-            | Self::EmptyRange { .. }
-            | Self::UnalignedRange { .. }
-            | Self::SizeOverflow => Errno::INVAL,
+            Self::NoRanges | Self::EmptyRange { .. } | Self::UnalignedRange { .. } | Self::SizeOverflow => Errno::INVAL,
             // Kernel: the exporter's physical-range fill uses EOVERFLOW for a wrapping range.
             Self::RangeOverflow { .. } => Errno::OVERFLOW,
             // Kernel: dma_buf_set_name() copies at most DMA_BUF_NAME_LEN bytes, EINVAL beyond.
@@ -131,13 +128,7 @@ mod tests {
             (Error::NotPeerToPeer, Errno::OPNOTSUPP),
             (Error::NotRevocable, Errno::OPNOTSUPP),
             (Error::Revoked, Errno::NODEV),
-            (
-                Error::ImporterTimeout {
-                    id: 1,
-                    outstanding: 2,
-                },
-                Errno::TIMEDOUT,
-            ),
+            (Error::ImporterTimeout { id: 1, outstanding: 2 }, Errno::TIMEDOUT),
             (Error::BadFd { fd: -1 }, Errno::BADF),
             (Error::NotDmaBuf { fd: 1 }, Errno::INVAL),
             (Error::Install(Errno::MFILE), Errno::MFILE),

@@ -51,14 +51,11 @@ impl DmaBufFd {
     pub fn new(buf: Arc<DmaBuf>) -> Result<DmaBufFd, Error> {
         let name = memfd_name(&buf);
         let mut table = lock(&FD_TABLE);
-        let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
-            .map_err(Error::Install)?;
+        let fd =
+            rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).map_err(Error::Install)?;
         // The token carries no data; seal it so nobody can give it any.
-        rustix::fs::fcntl_add_seals(
-            &fd,
-            SealFlags::SEAL | SealFlags::GROW | SealFlags::SHRINK | SealFlags::WRITE,
-        )
-        .map_err(Error::Install)?;
+        rustix::fs::fcntl_add_seals(&fd, SealFlags::SEAL | SealFlags::GROW | SealFlags::SHRINK | SealFlags::WRITE)
+            .map_err(Error::Install)?;
         let handle = install_locked(&mut table, fd, buf);
         drop(table);
         Ok(handle)
@@ -95,9 +92,7 @@ impl DmaBufFd {
 
     fn token(&self) -> &OwnedFd {
         // Only `Drop` takes the descriptor out.
-        self.fd
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("handle used after close"))
+        self.fd.as_ref().unwrap_or_else(|| unreachable!("handle used after close"))
     }
 }
 
@@ -106,9 +101,7 @@ impl Drop for DmaBufFd {
         let mut table = lock(&FD_TABLE);
         // Remove before closing: once closed, the number may be reused at once.
         let entry = table.remove(&self.raw);
-        debug_assert!(entry
-            .as_ref()
-            .is_some_and(|buf| Arc::ptr_eq(buf, &self.buf)));
+        debug_assert!(entry.as_ref().is_some_and(|buf| Arc::ptr_eq(buf, &self.buf)));
         drop(self.fd.take());
         drop(table);
         // The table's reference goes after the lock; ours goes with the struct. Neither can
@@ -118,24 +111,13 @@ impl Drop for DmaBufFd {
 }
 
 /// Enters a freshly created descriptor; `table` is the held table lock.
-fn install_locked(
-    table: &mut BTreeMap<i32, Arc<DmaBuf>>,
-    fd: OwnedFd,
-    buf: Arc<DmaBuf>,
-) -> DmaBufFd {
+fn install_locked(table: &mut BTreeMap<i32, Arc<DmaBuf>>, fd: OwnedFd, buf: Arc<DmaBuf>) -> DmaBufFd {
     let raw = fd.as_raw_fd();
     let previous = table.insert(raw, Arc::clone(&buf));
     // A number of ours can only be reused after Drop removed its entry; a previous entry
     // means something else closed one of our descriptors behind our back.
-    assert!(
-        previous.is_none(),
-        "dma-buf fd {raw} was closed outside its handle"
-    );
-    DmaBufFd {
-        fd: Some(fd),
-        raw,
-        buf,
-    }
+    assert!(previous.is_none(), "dma-buf fd {raw} was closed outside its handle");
+    DmaBufFd { fd: Some(fd), raw, buf }
 }
 
 /// `dma_buf_get()`—the buffer behind a descriptor number.
@@ -207,10 +189,7 @@ mod tests {
     #[test]
     fn negative_and_huge_numbers_are_bad_fds() {
         for fd in [-1, i32::MIN, i32::MAX] {
-            assert_eq!(
-                get(fd).map_err(|e| e.errno()).err(),
-                Some(rustix::io::Errno::BADF)
-            );
+            assert_eq!(get(fd).map_err(|e| e.errno()).err(), Some(rustix::io::Errno::BADF));
         }
     }
 }

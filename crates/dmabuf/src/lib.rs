@@ -54,8 +54,7 @@ pub use cpu::CpuMapping;
 pub use error::Error;
 pub use fd::{get, nr_handles, DmaBufFd};
 pub use types::{
-    validate_ranges, validate_user_name, AccessMode, PhysVec, Status, Transition, DMA_BUF_NAME_LEN,
-    PAGE_SIZE,
+    validate_ranges, validate_user_name, AccessMode, PhysVec, Status, Transition, DMA_BUF_NAME_LEN, PAGE_SIZE,
 };
 
 #[cfg(test)]

@@ -86,12 +86,8 @@ impl DmaBuf {
         // Stable: we hold resv, the only place status is written.
         let old = self.status();
         match (old, new) {
-            (Status::PermRevoked, Status::Ok | Status::TempRevoked | Status::PermRevoked) => {
-                Ok(Transition::NoOp)
-            }
-            (Status::Ok, Status::Ok) | (Status::TempRevoked, Status::TempRevoked) => {
-                Ok(Transition::NoOp)
-            }
+            (Status::PermRevoked, Status::Ok | Status::TempRevoked | Status::PermRevoked) => Ok(Transition::NoOp),
+            (Status::Ok, Status::Ok) | (Status::TempRevoked, Status::TempRevoked) => Ok(Transition::NoOp),
             (Status::Ok, Status::TempRevoked | Status::PermRevoked) => self.revoke(state, new),
             (Status::TempRevoked, Status::PermRevoked) => {
                 // Everything was torn down by the revoke that made it temporary.
@@ -134,12 +130,7 @@ impl DmaBuf {
         let importers: Vec<(u64, Arc<dyn Importer>)> = state
             .attachments
             .iter()
-            .filter_map(|entry| {
-                entry
-                    .importer
-                    .upgrade()
-                    .map(|importer| (entry.id, importer))
-            })
+            .filter_map(|entry| entry.importer.upgrade().map(|importer| (entry.id, importer)))
             .collect();
         let mut resv = ResvGuard { buf: self, state };
         for (id, importer) in &importers {
@@ -170,17 +161,12 @@ impl DmaBuf {
         let pending = |state: &mut ResvState| state.importer_mappings > 0;
         let outstanding = match timeout {
             None => {
-                let state = self
-                    .unmapped
-                    .wait_while(state, pending)
-                    .unwrap_or_else(PoisonError::into_inner);
+                let state = self.unmapped.wait_while(state, pending).unwrap_or_else(PoisonError::into_inner);
                 state.importer_mappings
             }
             Some(timeout) => {
-                let (state, _) = self
-                    .unmapped
-                    .wait_timeout_while(state, timeout, pending)
-                    .unwrap_or_else(PoisonError::into_inner);
+                let (state, _) =
+                    self.unmapped.wait_timeout_while(state, timeout, pending).unwrap_or_else(PoisonError::into_inner);
                 state.importer_mappings
             }
         };
@@ -194,10 +180,7 @@ impl DmaBuf {
             ?timeout,
             "importers did not unmap the buffer in time; revoke proceeds without them"
         );
-        Err(Error::ImporterTimeout {
-            id: self.id,
-            outstanding,
-        })
+        Err(Error::ImporterTimeout { id: self.id, outstanding })
     }
 }
 

@@ -212,18 +212,9 @@ mod tests {
     fn access_mode_comes_from_the_accmode_bits_only() {
         let cloexec = OFlags::CLOEXEC.bits();
         assert_eq!(AccessMode::from_open_flags(0), Ok(AccessMode::ReadOnly));
-        assert_eq!(
-            AccessMode::from_open_flags(1 | cloexec),
-            Ok(AccessMode::WriteOnly)
-        );
-        assert_eq!(
-            AccessMode::from_open_flags(2 | cloexec),
-            Ok(AccessMode::ReadWrite)
-        );
-        assert_eq!(
-            AccessMode::from_open_flags(3).map_err(|e| e.errno()),
-            Err(rustix::io::Errno::INVAL)
-        );
+        assert_eq!(AccessMode::from_open_flags(1 | cloexec), Ok(AccessMode::WriteOnly));
+        assert_eq!(AccessMode::from_open_flags(2 | cloexec), Ok(AccessMode::ReadWrite));
+        assert_eq!(AccessMode::from_open_flags(3).map_err(|e| e.errno()), Err(rustix::io::Errno::INVAL));
         assert!(AccessMode::ReadOnly.can_read() && !AccessMode::ReadOnly.can_write());
         assert!(!AccessMode::WriteOnly.can_read() && AccessMode::WriteOnly.can_write());
         assert!(AccessMode::ReadWrite.can_read() && AccessMode::ReadWrite.can_write());
@@ -241,40 +232,26 @@ mod tests {
             (&[range(0, 1 << 63), range(0, 1 << 63)], Errno::INVAL),
         ];
         for (ranges, errno) in table {
-            assert_eq!(
-                validate_ranges(ranges).map_err(|e| e.errno()),
-                Err(errno),
-                "{ranges:?}"
-            );
+            assert_eq!(validate_ranges(ranges).map_err(|e| e.errno()), Err(errno), "{ranges:?}");
         }
     }
 
     #[test]
     fn validate_ranges_names_the_offending_range() {
         let ranges = [range(0, 0x1000), range(0x1000, 0)];
-        assert_eq!(
-            validate_ranges(&ranges),
-            Err(Error::EmptyRange { index: 1 })
-        );
+        assert_eq!(validate_ranges(&ranges), Err(Error::EmptyRange { index: 1 }));
     }
 
     #[test]
     fn validate_ranges_accepts_aliasing_ranges_in_any_order() {
-        let ranges = [
-            range(0x5000, 0x2000),
-            range(0x1000, 0x1000),
-            range(0x5000, 0x1000),
-        ];
+        let ranges = [range(0x5000, 0x2000), range(0x1000, 0x1000), range(0x5000, 0x1000)];
         assert_eq!(validate_ranges(&ranges), Ok(0x4000));
     }
 
     #[test]
     fn user_name_fits_thirty_one_bytes() {
         assert_eq!(validate_user_name(&"a".repeat(31)), Ok(()));
-        assert_eq!(
-            validate_user_name(&"a".repeat(32)),
-            Err(Error::NameTooLong { len: 32 })
-        );
+        assert_eq!(validate_user_name(&"a".repeat(32)), Err(Error::NameTooLong { len: 32 }));
         assert_eq!(validate_user_name("a\0b"), Err(Error::NameContainsNul));
         assert_eq!(validate_exporter_name(&"a".repeat(64)), Ok(()));
     }

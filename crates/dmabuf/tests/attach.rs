@@ -12,41 +12,11 @@ use rustix::io::Errno;
 fn attach_checks_peer2peer_then_revoked_then_revocable() {
     // (buffer status, peer2peer, revocable, expected error)
     let table = [
-        (
-            Status::TempRevoked,
-            false,
-            false,
-            Error::NotPeerToPeer,
-            Errno::OPNOTSUPP,
-        ),
-        (
-            Status::Ok,
-            false,
-            true,
-            Error::NotPeerToPeer,
-            Errno::OPNOTSUPP,
-        ),
-        (
-            Status::TempRevoked,
-            true,
-            false,
-            Error::Revoked,
-            Errno::NODEV,
-        ),
-        (
-            Status::PermRevoked,
-            true,
-            true,
-            Error::Revoked,
-            Errno::NODEV,
-        ),
-        (
-            Status::Ok,
-            true,
-            false,
-            Error::NotRevocable,
-            Errno::OPNOTSUPP,
-        ),
+        (Status::TempRevoked, false, false, Error::NotPeerToPeer, Errno::OPNOTSUPP),
+        (Status::Ok, false, true, Error::NotPeerToPeer, Errno::OPNOTSUPP),
+        (Status::TempRevoked, true, false, Error::Revoked, Errno::NODEV),
+        (Status::PermRevoked, true, true, Error::Revoked, Errno::NODEV),
+        (Status::Ok, true, false, Error::NotRevocable, Errno::OPNOTSUPP),
     ];
     for (status, peer2peer, revocable, error, errno) in table {
         let (buf, _) = export(status);
@@ -83,10 +53,7 @@ fn map_on_a_revoked_buffer_fails_with_enodev() {
         buf.set_status(status).unwrap();
         assert_eq!(attachment.map().unwrap_err(), Error::Revoked);
         let mut resv = buf.resv();
-        assert_eq!(
-            attachment.map_locked(&mut resv).unwrap_err().errno(),
-            Errno::NODEV
-        );
+        assert_eq!(attachment.map_locked(&mut resv).unwrap_err().errno(), Errno::NODEV);
         assert_eq!(resv.importer_mappings(), 0);
     }
 }

@@ -14,9 +14,7 @@ use rustix::io::Errno;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[test]
@@ -105,11 +103,7 @@ fn handle_shows_in_proc_self_fd_with_the_buffer_name_and_is_cloexec() {
     let dup = handle.dup().unwrap();
     for fd in [handle.raw_fd(), dup.raw_fd()] {
         let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap();
-        assert!(
-            target.to_string_lossy().contains("dmabuf:test-buffer"),
-            "{}",
-            target.display()
-        );
+        assert!(target.to_string_lossy().contains("dmabuf:test-buffer"), "{}", target.display());
         // fdinfo's `flags:` is octal; O_CLOEXEC is 02000000.
         let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
         let flags = fdinfo

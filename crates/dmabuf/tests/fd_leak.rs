@@ -22,10 +22,7 @@ fn handles_dups_lookups_and_errors_leak_no_descriptor() {
             let handle = DmaBufFd::new(Arc::clone(&buf)).unwrap();
             let dup = handle.dup().unwrap();
             let dup_of_dup = dup.dup().unwrap();
-            assert!(Arc::ptr_eq(
-                &dmabuf::get(dup_of_dup.raw_fd()).unwrap(),
-                &buf
-            ));
+            assert!(Arc::ptr_eq(&dmabuf::get(dup_of_dup.raw_fd()).unwrap(), &buf));
             handles.push(handle);
             handles.push(dup);
             dup_of_dup.close();

@@ -66,14 +66,7 @@ fn revoke_does_not_release_and_release_does_not_need_revoke() {
 #[test]
 fn failed_export_leaves_nothing_and_never_calls_release() {
     let exporter = Arc::new(Exporter::default());
-    for ranges in [
-        vec![],
-        vec![PhysVec {
-            paddr: 0,
-            len: 0x800,
-        }],
-        vec![PhysVec { paddr: 0, len: 0 }],
-    ] {
+    for ranges in [vec![], vec![PhysVec { paddr: 0, len: 0x800 }], vec![PhysVec { paddr: 0, len: 0 }]] {
         let result = DmaBuf::export(ExportInfo {
             ops: Arc::clone(&exporter) as Arc<dyn DmaBufOps>,
             ranges,
@@ -102,12 +95,9 @@ fn exporter_recognises_its_own_buffers_through_ops() {
 fn set_name_enforces_dma_buf_name_len() {
     let (buf, _) = export(Status::Ok);
     assert_eq!(buf.name().as_deref(), Some("test-buffer"));
-    buf.set_name(&"n".repeat(dmabuf::DMA_BUF_NAME_LEN - 1))
-        .unwrap();
+    buf.set_name(&"n".repeat(dmabuf::DMA_BUF_NAME_LEN - 1)).unwrap();
     assert_eq!(buf.name().map(|n| n.len()), Some(31));
-    let error = buf
-        .set_name(&"n".repeat(dmabuf::DMA_BUF_NAME_LEN))
-        .unwrap_err();
+    let error = buf.set_name(&"n".repeat(dmabuf::DMA_BUF_NAME_LEN)).unwrap_err();
     assert_eq!(error.errno(), rustix::io::Errno::INVAL);
     // A rejected name leaves the old one.
     assert_eq!(buf.name().map(|n| n.len()), Some(31));

@@ -28,9 +28,7 @@ impl Importer for Notifier {
 fn revoke_waits_until_a_mapping_held_by_another_thread_is_unmapped() {
     let (buf, _) = export(Status::Ok);
     let (invalidate_tx, invalidate_rx) = mpsc::channel();
-    let importer: Arc<dyn Importer> = Arc::new(Notifier {
-        tx: Mutex::new(invalidate_tx),
-    });
+    let importer: Arc<dyn Importer> = Arc::new(Notifier { tx: Mutex::new(invalidate_tx) });
     let attachment = buf.attach(Arc::clone(&importer)).unwrap();
     let mapping = attachment.map().unwrap();
     let returned = Arc::new(AtomicBool::new(false));
@@ -112,13 +110,8 @@ fn importer_whose_last_reference_goes_during_revoke_unmaps_from_its_destructor()
     let (buf, _) = export(Status::Ok);
     let (to_owner, owner_rx) = mpsc::channel();
     let (owner_tx, from_owner) = mpsc::channel();
-    let importer = Arc::new(Owning {
-        mapping: Mutex::new(None),
-        handshake: Mutex::new((to_owner, from_owner)),
-    });
-    let attachment = buf
-        .attach(Arc::clone(&importer) as Arc<dyn Importer>)
-        .unwrap();
+    let importer = Arc::new(Owning { mapping: Mutex::new(None), handshake: Mutex::new((to_owner, from_owner)) });
+    let attachment = buf.attach(Arc::clone(&importer) as Arc<dyn Importer>).unwrap();
     *importer.mapping.lock().unwrap() = Some(attachment.map().unwrap());
     let weak: Weak<Owning> = Arc::downgrade(&importer);
 
@@ -149,13 +142,7 @@ fn revoke_timeout_fails_with_etimedout_but_still_revokes_and_zaps() {
 
     let error = buf.set_status(Status::TempRevoked).unwrap_err();
     assert_eq!(error.errno(), Errno::TIMEDOUT);
-    assert_eq!(
-        error,
-        Error::ImporterTimeout {
-            id: buf.id(),
-            outstanding: 1
-        }
-    );
+    assert_eq!(error, Error::ImporterTimeout { id: buf.id(), outstanding: 1 });
     assert_eq!(buf.status(), Status::TempRevoked);
     assert_eq!(cpu.zaps(), 1);
     assert_eq!(attachment.map().unwrap_err().errno(), Errno::NODEV);
@@ -201,10 +188,7 @@ struct CheckingZap {
 impl dmabuf::CpuMapping for CheckingZap {
     fn zap(&self) {
         let buf = self.buf.upgrade().unwrap();
-        self.seen_mappings
-            .lock()
-            .unwrap()
-            .push(buf.importer_mappings());
+        self.seen_mappings.lock().unwrap().push(buf.importer_mappings());
     }
 }
 
@@ -214,10 +198,7 @@ fn cpu_zap_runs_after_the_importers_drained_and_without_resv() {
     let importer = Recorder::new(OnInvalidate::UnmapInside);
     let attachment = buf.attach(as_importer(&importer)).unwrap();
     importer.hold(attachment.map().unwrap());
-    let zap = Arc::new(CheckingZap {
-        buf: Arc::downgrade(&buf),
-        seen_mappings: Mutex::new(Vec::new()),
-    });
+    let zap = Arc::new(CheckingZap { buf: Arc::downgrade(&buf), seen_mappings: Mutex::new(Vec::new()) });
     buf.register_cpu_mapping(Arc::<CheckingZap>::downgrade(&zap) as Weak<dyn dmabuf::CpuMapping>);
 
     assert_eq!(buf.set_status(Status::PermRevoked), Ok(Transition::Revoked));

@@ -45,10 +45,7 @@ impl Subscriber for Capture {
     fn event(&self, event: &Event<'_>) {
         let mut fields = Vec::new();
         event.record(&mut Fields(&mut fields));
-        self.events.lock().unwrap().push(Captured {
-            level: *event.metadata().level(),
-            fields,
-        });
+        self.events.lock().unwrap().push(Captured { level: *event.metadata().level(), fields });
     }
     fn enter(&self, _: &Id) {}
     fn exit(&self, _: &Id) {}
@@ -72,13 +69,7 @@ fn revoke_timeout_logs_an_error_naming_the_buffer_and_outstanding_mappings() {
     let errors: Vec<&Captured> = events.iter().filter(|e| e.level == Level::ERROR).collect();
     assert_eq!(errors.len(), 1, "{events:?}");
     let fields = &errors[0].fields;
-    assert!(
-        fields.contains(&format!("buffer={}", buf.id())),
-        "{fields:?}"
-    );
-    assert!(
-        fields.contains(&"name=test-buffer".to_string()),
-        "{fields:?}"
-    );
+    assert!(fields.contains(&format!("buffer={}", buf.id())), "{fields:?}");
+    assert!(fields.contains(&"name=test-buffer".to_string()), "{fields:?}");
     assert!(fields.contains(&"outstanding=2".to_string()), "{fields:?}");
 }

@@ -39,13 +39,7 @@ impl Fixture {
         assert_eq!(buf.status(), from);
         importer.invalidations.store(0, Ordering::SeqCst);
         cpu.zaps.store(0, Ordering::SeqCst);
-        Fixture {
-            buf,
-            importer,
-            cpu,
-            _attachment: attachment,
-            _mapping: mapping,
-        }
+        Fixture { buf, importer, cpu, _attachment: attachment, _mapping: mapping }
     }
 }
 
@@ -72,11 +66,7 @@ fn every_status_pair_does_exactly_what_the_table_says() {
         let got = fixture.buf.set_status(to).map_err(|e| e.errno());
         let row = format!("{from} -> {to}");
         assert_eq!(got, result, "{row}: result");
-        assert_eq!(
-            fixture.importer.invalidations(),
-            usize::from(invalidated),
-            "{row}: invalidate"
-        );
+        assert_eq!(fixture.importer.invalidations(), usize::from(invalidated), "{row}: invalidate");
         assert_eq!(fixture.cpu.zaps(), usize::from(zapped), "{row}: zap");
         // Absorbing PERM; otherwise the requested state.
         let expected = if from == Perm { Perm } else { to };
@@ -102,12 +92,7 @@ fn full_revoke_returns_revoked_once_importers_have_unmapped() {
 #[test]
 fn perm_revoked_is_absorbing_whatever_is_requested() {
     let (buf, _) = export(Status::PermRevoked);
-    for status in [
-        Status::Ok,
-        Status::TempRevoked,
-        Status::Ok,
-        Status::PermRevoked,
-    ] {
+    for status in [Status::Ok, Status::TempRevoked, Status::Ok, Status::PermRevoked] {
         assert_eq!(buf.set_status(status), Ok(Transition::NoOp));
         assert_eq!(buf.status(), Status::PermRevoked);
     }
@@ -117,10 +102,7 @@ fn perm_revoked_is_absorbing_whatever_is_requested() {
 fn un_revoke_allows_mapping_again_and_does_not_invalidate() {
     let (buf, _) = export(Status::TempRevoked);
     let importer = Recorder::new(OnInvalidate::UnmapInside);
-    assert_eq!(
-        buf.attach(as_importer(&importer)).unwrap_err().errno(),
-        Errno::NODEV
-    );
+    assert_eq!(buf.attach(as_importer(&importer)).unwrap_err().errno(), Errno::NODEV);
 
     assert_eq!(buf.set_status(Status::Ok), Ok(Transition::Unrevoked));
     let attachment = buf.attach(as_importer(&importer)).unwrap();

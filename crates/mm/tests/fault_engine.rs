@@ -29,6 +29,19 @@ impl VmOperations for Linear {
     }
 }
 
+/// Tests that assert SIGSEGV on an address they unmapped must be alone in
+/// this process: any other test's mmap could reuse the hole meanwhile. They
+/// take this lock for write; every other test takes it for read.
+static ADDRESS_SPACE_USERS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn vm_shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    ADDRESS_SPACE_USERS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn vm_exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    ADDRESS_SPACE_USERS.write().unwrap_or_else(|e| e.into_inner())
+}
+
 const BASE: u64 = 1 << 40;
 
 fn setup(len: u64, offset: u64) -> (AddressSpace, Arc<PhysMemory>, Arc<Linear>, u64) {
@@ -54,6 +67,7 @@ fn setup(len: u64, offset: u64) -> (AddressSpace, Arc<PhysMemory>, Arc<Linear>, 
 
 #[test]
 fn first_touch_of_an_aligned_mapping_takes_2mib_faults() {
+    let _vm = vm_shared();
     let (aspace, mem, _ops, va) = setup(4 << 20, 0);
     assert_eq!(va % HPAGE_PMD_SIZE, 0);
     mem.write(BASE + 0x3000, &0x1234_5678u64.to_ne_bytes()).unwrap();
@@ -65,6 +79,7 @@ fn first_touch_of_an_aligned_mapping_takes_2mib_faults() {
 
 #[test]
 fn unaligned_physical_offset_falls_back_to_4k_faults() {
+    let _vm = vm_shared();
     let (aspace, _mem, _ops, va) = setup(4 << 20, 0x3000);
     probe::touch_pages(va, 4 << 20).unwrap();
     let s = aspace.fault_stats();
@@ -75,6 +90,7 @@ fn unaligned_physical_offset_falls_back_to_4k_faults() {
 
 #[test]
 fn refused_fault_raises_sigbus_and_zap_restores_access() {
+    let _vm = vm_shared();
     let (aspace, _mem, ops, va) = setup(8 << 12, 0);
     probe::write_u64(va, 0xfeed).unwrap();
     ops.allowed.store(false, Ordering::SeqCst);
@@ -92,6 +108,7 @@ fn refused_fault_raises_sigbus_and_zap_restores_access() {
 
 #[test]
 fn real_proc_maps_shows_the_mmap_offset_and_split_keeps_the_arithmetic() {
+    let _vm = vm_exclusive();
     let (aspace, mem, _ops, va) = setup(16 << 12, 0x4000);
     let real = mm::maps::proc_self_maps(va, va + (16 << 12)).unwrap();
     assert_eq!(real.len(), 1);

@@ -13,7 +13,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let vdev = VfioPciDevice::from_catalogue(0, "0000:00:03.0".parse()?, "edu-plus")?;
     let fd = vdev.open();
     let bar1 = fd.region_info(1)?;
-    println!("-i- device {} at {}: BAR1 is {} MiB at region offset {:#x}", vdev.cdev_name(), vdev.bdf(), bar1.size >> 20, bar1.offset);
+    println!(
+        "-i- device {} at {}: BAR1 is {} MiB at region offset {:#x}",
+        vdev.cdev_name(),
+        vdev.bdf(),
+        bar1.size >> 20,
+        bar1.offset
+    );
 
     let a = fd.mmap(&aspace, MmapArgs::shared(bar1.offset, 0x1000))?;
     let b = fd.mmap(&aspace, MmapArgs::shared(bar1.offset + 0x4000, 0x1000))?;
@@ -32,7 +38,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let c = fd.mmap(&aspace, MmapArgs::shared(bar1.offset, 0x8000))?;
     probe::write_u64(b, 0xca77_face)?;
-    println!("-i- wrote 0xca77face through vm_b; read through a third mapping of BAR1+0: {:#x}", probe::read_u64(c + 0x4000)?);
+    println!(
+        "-i- wrote 0xca77face through vm_b; read through a third mapping of BAR1+0: {:#x}",
+        probe::read_u64(c + 0x4000)?
+    );
 
     println!("-i- clearing COMMAND.MEMORY: every mapping of the BAR is revoked");
     fd.set_memory_enable(false)?;

@@ -52,13 +52,22 @@ pub(crate) fn config_rw(vdev: &Arc<VfioPciDevice>, pos: u64, io: Io<'_>) -> Resu
 fn config_write(vdev: &VfioPciDevice, pos: u64, data: &[u8]) -> Result<(), VfioError> {
     let mut mem = vdev.lock_memory_write();
     let effect = mem.pci.classify_config_write(pos, data)?;
-    if effect.revokes() {
-        vdev.revoke_bars(&mut mem)?;
-    }
+    // A revoke that could not drain its importers (a bounded wait that
+    // expired) has still revoked and zapped everything; the write itself
+    // must happen all the same, so the error is reported after it.
+    let revoked = if effect.revokes() { vdev.revoke_bars(&mut mem) } else { Ok(()) };
     mem.pci.config_write(pos, data)?;
-    let touched = effect.memory_disable || effect.memory_enable || effect.power.is_some() || effect.flr;
-    if touched && mem.pci.memory_enabled() {
-        vdev.unrevoke_bars(&mut mem)?;
-    }
-    Ok(())
+    let hooked = overlaps(pos, data.len(), pci::regs::COMMAND, 2)
+        || overlaps(pos, data.len(), pci::regs::PM_CTRL, 2)
+        || effect.flr;
+    // Un-revoking is idempotent, so it follows every write of a hooked
+    // register that leaves memory enabled, not only those that changed it:
+    // that also restores what an interrupted revoke left behind.
+    let unrevoked = if hooked && mem.pci.memory_enabled() { vdev.unrevoke_bars(&mut mem) } else { Ok(()) };
+    revoked.and(unrevoked)
+}
+
+/// Whether `[pos, pos+len)` touches the register `[reg, reg+width)`.
+fn overlaps(pos: u64, len: usize, reg: u64, width: u64) -> bool {
+    pos < reg + width && reg < pos + len as u64
 }

@@ -222,15 +222,15 @@ impl VfioPciDevice {
     /// importer may need the device while handling invalidate), revoke,
     /// reset, and un-revoke if memory is enabled afterwards. RAM BAR contents
     /// survive (we model no device that clears its memory on reset).
+    /// A revoke whose bounded importer wait expired has still revoked
+    /// everything, so the reset goes on and the error is returned after it.
     pub(crate) fn reset(&self) -> Result<(), VfioError> {
         let mut mem = self.lock_memory_write();
         mem.pci.set_power_state(PowerState::D0);
-        self.revoke_bars(&mut mem)?;
+        let revoked = self.revoke_bars(&mut mem);
         mem.pci.reset_function();
-        if mem.pci.memory_enabled() {
-            self.unrevoke_bars(&mut mem)?;
-        }
-        Ok(())
+        let unrevoked = if mem.pci.memory_enabled() { self.unrevoke_bars(&mut mem) } else { Ok(()) };
+        revoked.and(unrevoked)
     }
 
     /// Last close of a device file (`vfio_pci_core_close_device`): clean up
@@ -540,8 +540,11 @@ pub fn hot_reset(devices: &[&DeviceFd]) -> Result<(), VfioError> {
             Err(_) => return fail(Errno::BUSY, "a device of the set is busy"),
         }
     }
+    // As in a single reset, an expired importer wait does not stop the
+    // reset: the first error is returned once every device is done.
+    let mut result = Ok(());
     for (vdev, mem) in &mut guards {
-        vdev.revoke_bars(mem)?;
+        result = result.and(vdev.revoke_bars(mem));
     }
     for (_, mem) in &mut guards {
         mem.pci.set_power_state(PowerState::D0);
@@ -549,10 +552,10 @@ pub fn hot_reset(devices: &[&DeviceFd]) -> Result<(), VfioError> {
     }
     for (vdev, mem) in &mut guards {
         if vdev.open_count() > 0 && mem.pci.memory_enabled() {
-            vdev.unrevoke_bars(mem)?;
+            result = result.and(vdev.unrevoke_bars(mem));
         }
     }
-    Ok(())
+    result
 }
 
 /// The VMA side of a BAR mapping: `vm_private_data` (the buffer, which the

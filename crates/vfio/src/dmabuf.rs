@@ -329,6 +329,7 @@ pub fn mmap_dmabuf(aspace: &AddressSpace, fd: &DmaBufFd, args: MmapArgs) -> Resu
         shared: args.shared,
         writable_prot: args.write,
         readonly_file: !buf.mode().can_write(),
+        writeonly_file: !buf.mode().can_read(),
     };
     // Lockless status read: "belt-and-braces" early failure only.
     let offset = layout::plan_dmabuf_mmap(buf.size(), &req, buf.status() == Status::Ok)
@@ -357,7 +358,8 @@ fn map_buffer(
     let vma = Arc::new(BarVma { dmabuf: buf.clone(), mapping: aspace.mapping_handle(mapping) });
     let as_cpu: Arc<dyn dmabuf::CpuMapping> = vma.clone();
     buf.register_cpu_mapping(Arc::downgrade(&as_cpu));
-    let name = buf.display_name();
+    // Linux shows `/dmabuf:<name>`, empty for an unnamed (explicit) buffer.
+    let name = buf.name().unwrap_or_default();
     let start = aspace.mmap(MapRequest {
         mapping,
         len,

@@ -566,6 +566,8 @@ pub struct DmaBufMmapRequest {
     pub writable_prot: bool,
     /// The DMA-buf fd was opened without write access (`O_RDONLY`).
     pub readonly_file: bool,
+    /// The DMA-buf fd was opened without read access (`O_WRONLY`).
+    pub writeonly_file: bool,
 }
 
 /// Validation of an mmap of an explicit DMA-buf fd, through every layer the
@@ -582,8 +584,8 @@ pub struct DmaBufMmapRequest {
 ///
 /// The VFS `EACCES` rule comes first, before the exporter runs, because
 /// `do_mmap()` checks file access before calling the file's mmap operation.
-/// A write-only file (`EACCES` for any mapping) is not modelled: DMA-buf fds
-/// are opened `O_RDONLY` or `O_RDWR`.
+/// A write-only file cannot be mapped at all (`EACCES`, whatever the
+/// protection): `do_mmap()` requires read access to map a file.
 ///
 /// Kernel: `do_mmap()` (`mm/mmap.c`), `dma_buf_mmap_internal()`
 /// (`drivers/dma-buf/dma-buf.c`), `vfio_pci_dma_buf_mmap()` (series v4 08/10);
@@ -594,7 +596,8 @@ pub struct DmaBufMmapRequest {
 /// - `EINVAL`: `len` is 0 (`do_mmap()`).
 /// - `ENOMEM`: `len` rounded up to pages overflows (`do_mmap()`).
 /// - `EOVERFLOW`: `vm_pgoff` plus the length in pages overflows (`do_mmap()`).
-/// - `EACCES`: `MAP_SHARED` with `PROT_WRITE` on a read-only file (`do_mmap()`).
+/// - `EACCES`: a write-only file, or `MAP_SHARED` with `PROT_WRITE` on a
+///   read-only file (`do_mmap()`).
 /// - `EINVAL`: the mapping reaches past the buffer's last page (dma-buf core).
 /// - `ENODEV`: `status_ok` is false: the buffer is revoked or its device closed.
 /// - `EINVAL`: the mapping is not `MAP_SHARED`.
@@ -603,7 +606,7 @@ pub fn plan_dmabuf_mmap(size: u64, req: &DmaBufMmapRequest, status_ok: bool) -> 
     // do_mmap(): a shared writable mapping needs a file opened for writing;
     // a private one is copy-on-write and does not (the exporter refuses it
     // below instead).
-    if req.shared && req.writable_prot && req.readonly_file {
+    if req.writeonly_file || (req.shared && req.writable_prot && req.readonly_file) {
         return Err(Errno::ACCESS);
     }
     // dma_buf_mmap_internal(): vm_pgoff + vma_pages() > size >> PAGE_SHIFT.
@@ -1145,7 +1148,14 @@ mod tests {
     // --- plan_dmabuf_mmap ------------------------------------------------------
 
     fn buf_req(vm_pgoff: u64, len: u64) -> DmaBufMmapRequest {
-        DmaBufMmapRequest { vm_pgoff, len, shared: true, writable_prot: true, readonly_file: false }
+        DmaBufMmapRequest {
+            vm_pgoff,
+            len,
+            shared: true,
+            writable_prot: true,
+            readonly_file: false,
+            writeonly_file: false,
+        }
     }
 
     #[test]

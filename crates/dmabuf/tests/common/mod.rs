@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use dmabuf::{
-    AccessMode, AttachmentRef, CpuMapping, DmaBuf, DmaBufOps, ExportInfo, Importer,
-    ImporterMapping, PhysVec, ResvGuard, Status,
+    AccessMode, AttachmentRef, CpuMapping, DmaBuf, DmaBufOps, ExportInfo, Importer, ImporterMapping, PhysVec,
+    ResvGuard, Status,
 };
 
 /// An exporter that counts releases and remembers the id it was released for.
@@ -41,16 +41,7 @@ pub fn export(status: Status) -> (Arc<DmaBuf>, Arc<Exporter>) {
     let exporter = Arc::new(Exporter::default());
     let buf = DmaBuf::export(ExportInfo {
         ops: Arc::clone(&exporter) as Arc<dyn DmaBufOps>,
-        ranges: vec![
-            PhysVec {
-                paddr: 0x10_0000,
-                len: 0x2000,
-            },
-            PhysVec {
-                paddr: 0x4000,
-                len: 0x1000,
-            },
-        ],
+        ranges: vec![PhysVec { paddr: 0x10_0000, len: 0x2000 }, PhysVec { paddr: 0x4000, len: 0x1000 }],
         name: Some("test-buffer".into()),
         mode: AccessMode::ReadWrite,
         initial_status: status,
