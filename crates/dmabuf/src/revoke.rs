@@ -11,6 +11,9 @@ use crate::attach::{AttachmentRef, Importer};
 use crate::buffer::{lock, ResvState};
 use crate::{DmaBuf, Error, ResvGuard, Status, Transition};
 
+/// How often an unbounded revoke wait logs that it is still waiting.
+const STALL_WARNING_PERIOD: Duration = Duration::from_secs(5);
+
 impl DmaBuf {
     /// Moves the buffer to status `new`; every (from, to) pair is handled here.
     ///
@@ -161,7 +164,28 @@ impl DmaBuf {
         let pending = |state: &mut ResvState| state.importer_mappings > 0;
         let outstanding = match timeout {
             None => {
-                let state = self.unmapped.wait_while(state, pending).unwrap_or_else(PoisonError::into_inner);
+                // Unbounded, as in the kernel, but never silent: say every
+                // few seconds who is being waited for.
+                let mut state = state;
+                let mut waited = Duration::ZERO;
+                loop {
+                    let (s, r) = self
+                        .unmapped
+                        .wait_timeout_while(state, STALL_WARNING_PERIOD, pending)
+                        .unwrap_or_else(PoisonError::into_inner);
+                    state = s;
+                    if !r.timed_out() {
+                        break;
+                    }
+                    waited += STALL_WARNING_PERIOD;
+                    tracing::warn!(
+                        buffer = self.id,
+                        name = %self.display_name(),
+                        outstanding = state.importer_mappings,
+                        waited_s = waited.as_secs(),
+                        "revoke still waiting for importers to unmap (no timeout set)"
+                    );
+                }
                 state.importer_mappings
             }
             Some(timeout) => {

@@ -71,6 +71,10 @@ pub struct VfioPciDevice {
     open_lock: Mutex<()>,
     /// Written under `open_lock`; read locklessly by hot reset.
     open_count: AtomicU32,
+    /// Protected by: itself, a leaf lock. Bound on every revoke's importer
+    /// wait for this device's buffers; `None` waits forever (the kernel's
+    /// behaviour), logging every few seconds while it waits.
+    revoke_timeout: Mutex<Option<std::time::Duration>>,
 }
 
 impl fmt::Debug for VfioPciDevice {
@@ -109,6 +113,7 @@ impl VfioPciDevice {
             memory_lock: RwLock::new(MemoryState { pci, dmabufs: HashMap::new() }),
             open_lock: Mutex::new(()),
             open_count: AtomicU32::new(0),
+            revoke_timeout: Mutex::new(None),
         }))
     }
 
@@ -147,6 +152,25 @@ impl VfioPciDevice {
         }
         self.open_count.fetch_add(1, Ordering::Relaxed);
         DeviceFd { file: Arc::new(DeviceFile { vdev: self.clone() }) }
+    }
+
+    /// Bounds how long a revoke waits for importers to unmap this device's
+    /// buffers (present and future). When the bound expires the revoke still
+    /// completes (status set, CPU mappings zapped), logs an error naming the
+    /// buffer, and the operation that revoked returns `ETIMEDOUT`. `None`
+    /// (the default) waits as long as it takes, like Linux, with a warning
+    /// in the log every few seconds.
+    pub fn set_revoke_timeout(&self, timeout: Option<std::time::Duration>) {
+        // The leaf lock is released before the buffer list is read.
+        *self.revoke_timeout.lock().unwrap_or_else(|e| e.into_inner()) = timeout;
+        for buf in self.dmabufs() {
+            buf.set_revoke_timeout(timeout);
+        }
+    }
+
+    /// The bound set by [`VfioPciDevice::set_revoke_timeout`].
+    pub fn revoke_timeout(&self) -> Option<std::time::Duration> {
+        *self.revoke_timeout.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Number of open device files (including those held by mappings).

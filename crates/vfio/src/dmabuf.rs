@@ -120,6 +120,7 @@ fn dmabuf_export(
     let mut mem = vdev.lock_memory_write();
     let initial_status = if mem.pci.memory_enabled() { Status::Ok } else { Status::TempRevoked };
     let buf = DmaBuf::export(ExportInfo { ops: Arc::new(dma_buf), ranges, name, mode, initial_status })?;
+    buf.set_revoke_timeout(vdev.revoke_timeout());
     mem.dmabufs.insert(buf.id(), Arc::downgrade(&buf));
     Ok(buf)
 }
