@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use dmabuf::{DmaBuf, Status};
@@ -71,6 +71,9 @@ pub struct VfioPciDevice {
     open_lock: Mutex<()>,
     /// Written under `open_lock`; read locklessly by hot reset.
     open_count: AtomicU32,
+    /// The thread holding `memory_lock` for write, 0 if none; written by
+    /// that thread only, read to refuse re-entry (see [`VfioPciDevice::enter`]).
+    memory_lock_writer: AtomicU64,
     /// Protected by: itself, a leaf lock. Bound on every revoke's importer
     /// wait for this device's buffers; `None` waits forever (the kernel's
     /// behaviour), logging every few seconds while it waits.
@@ -113,6 +116,7 @@ impl VfioPciDevice {
             memory_lock: RwLock::new(MemoryState { pci, dmabufs: HashMap::new() }),
             open_lock: Mutex::new(()),
             open_count: AtomicU32::new(0),
+            memory_lock_writer: AtomicU64::new(0),
             revoke_timeout: Mutex::new(None),
         }))
     }
@@ -220,7 +224,23 @@ impl VfioPciDevice {
 
     pub(crate) fn lock_memory_write(&self) -> MemoryWriteGuard<'_> {
         let guard = self.memory_lock.write().unwrap_or_else(|e| e.into_inner());
-        MemoryWriteGuard { guard: Some(guard), deferred: Vec::new() }
+        MemoryWriteGuard::new(guard, &self.memory_lock_writer)
+    }
+
+    pub(crate) fn try_lock_memory_write(&self) -> Option<MemoryWriteGuard<'_>> {
+        let guard = self.memory_lock.try_write().ok()?;
+        Some(MemoryWriteGuard::new(guard, &self.memory_lock_writer))
+    }
+
+    /// Refuses a device call made by the thread that holds this device's
+    /// `memory_lock` for write — in practice an importer calling back into
+    /// the device from `invalidate_mappings` during a revoke. Taking the
+    /// lock again would deadlock that thread forever; `EDEADLK` says why.
+    pub(crate) fn enter(&self) -> Result<(), VfioError> {
+        if self.memory_lock_writer.load(Ordering::Relaxed) == crate::private::this_thread() {
+            return fail(Errno::DEADLK, "called back from a revoke of this device (memory_lock held by this thread)");
+        }
+        Ok(())
     }
 
     pub(crate) fn lock_memory_read(&self) -> MemoryReadGuard<'_> {
@@ -298,6 +318,13 @@ impl Drop for DeviceFile {
 /// Its methods are the device's ioctls, `pread`/`pwrite` and `mmap`.
 /// [`DeviceFd::dup`] shares the file; the file closes when every dup and
 /// every device-fd mapping made through it is gone.
+///
+/// Every call that would take the device's `memory_lock` fails with
+/// `EDEADLK` when made by the thread that holds it — an importer calling
+/// back into the device from `invalidate_mappings` while this device
+/// revokes. (Touching a BAR mapping from there cannot be refused: the fault
+/// waits for the revoke, which waits for the importer. Linux deadlocks the
+/// same way; importers must not do it.)
 pub struct DeviceFd {
     file: Arc<DeviceFile>,
 }
@@ -364,6 +391,7 @@ impl DeviceFd {
     /// `EINVAL` for a region that cannot be read or an offset past its end;
     /// `EIO` for a BAR while memory decoding is disabled.
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<usize, VfioError> {
+        self.device().enter()?;
         crate::rdwr::rw(self.device(), offset, crate::rdwr::Io::Read(buf))
     }
 
@@ -376,6 +404,7 @@ impl DeviceFd {
     /// As [`DeviceFd::read`]; plus `ETIMEDOUT` when a revoke's importer wait
     /// has a bound and an importer outlives it.
     pub fn write(&self, offset: u64, data: &[u8]) -> Result<usize, VfioError> {
+        self.device().enter()?;
         crate::rdwr::rw(self.device(), offset, crate::rdwr::Io::Write(data))
     }
 
@@ -440,6 +469,7 @@ impl DeviceFd {
     ///
     /// `ETIMEDOUT` only when an importer outlives a bounded revoke wait.
     pub fn reset(&self) -> Result<(), VfioError> {
+        self.device().enter()?;
         self.device().reset()
     }
 
@@ -454,6 +484,7 @@ impl DeviceFd {
     /// `MAP_PRIVATE`, or a window past the page-aligned BAR end. `EEXIST`
     /// when `args.addr` is taken; `ENOMEM` when no address range is free.
     pub fn mmap(&self, aspace: &AddressSpace, args: MmapArgs) -> Result<u64, VfioError> {
+        self.device().enter()?;
         vdmabuf::device_mmap(self, aspace, args)
     }
 
@@ -470,6 +501,7 @@ impl DeviceFd {
     /// `EINVAL` for bad header flags; `ENOTTY` for an unknown feature; each
     /// feature's own errors (see [`DeviceFd::feature_dma_buf`] and friends).
     pub fn feature(&self, flags: u32, data: &[u8]) -> Result<FeatureReply, VfioError> {
+        self.device().enter()?;
         // vfio_ioctl_device_feature(): unknown flag bits, or GET and SET
         // together outside a PROBE, are EINVAL before any driver sees them.
         let known =
@@ -559,9 +591,9 @@ pub fn hot_reset(devices: &[&DeviceFd]) -> Result<(), VfioError> {
     let mut guards = Vec::with_capacity(devices.len());
     for d in devices {
         let vdev = d.device();
-        match vdev.memory_lock.try_write() {
-            Ok(g) => guards.push((vdev, MemoryWriteGuard { guard: Some(g), deferred: Vec::new() })),
-            Err(_) => return fail(Errno::BUSY, "a device of the set is busy"),
+        match vdev.try_lock_memory_write() {
+            Some(g) => guards.push((vdev, g)),
+            None => return fail(Errno::BUSY, "a device of the set is busy"),
         }
     }
     // As in a single reset, an expired importer wait does not stop the

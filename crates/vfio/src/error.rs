@@ -73,6 +73,7 @@ pub fn errno_name(e: Errno) -> &'static str {
         (Errno::NOTTY, "ENOTTY"),
         (Errno::NOSPC, "ENOSPC"),
         (Errno::RANGE, "ERANGE"),
+        (Errno::DEADLK, "EDEADLK"),
         (Errno::NOSYS, "ENOSYS"),
         (Errno::OVERFLOW, "EOVERFLOW"),
         (Errno::BADFD, "EBADFD"),

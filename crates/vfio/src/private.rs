@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use dmabuf::DmaBuf;
@@ -28,6 +29,25 @@ pub(crate) struct MemoryState {
 pub(crate) struct MemoryWriteGuard<'a> {
     pub(crate) guard: Option<RwLockWriteGuard<'a, MemoryState>>,
     pub(crate) deferred: Vec<Arc<DmaBuf>>,
+    /// The device's record of which thread holds the lock for write.
+    pub(crate) writer: &'a AtomicU64,
+}
+
+impl<'a> MemoryWriteGuard<'a> {
+    /// Wraps a freshly taken write guard, recording this thread as its holder.
+    pub(crate) fn new(guard: RwLockWriteGuard<'a, MemoryState>, writer: &'a AtomicU64) -> Self {
+        writer.store(this_thread(), Ordering::Relaxed);
+        Self { guard: Some(guard), deferred: Vec::new(), writer }
+    }
+}
+
+/// A small number unique to the calling thread (never 0).
+pub(crate) fn this_thread() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static ME: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    ME.with(|me| *me)
 }
 
 impl MemoryWriteGuard<'_> {
@@ -52,6 +72,7 @@ impl DerefMut for MemoryWriteGuard<'_> {
 
 impl Drop for MemoryWriteGuard<'_> {
     fn drop(&mut self) {
+        self.writer.store(0, Ordering::Relaxed);
         self.guard.take();
         self.deferred.clear();
     }
