@@ -33,6 +33,9 @@ pub struct DeviceDecl {
     pub spec: DeviceSpec,
     /// Line of the declaration.
     pub line: usize,
+    /// Whether order-0 faults map their neighbours (`fault-around`, default
+    /// true; false gives Linux's one page per fault).
+    pub fault_around: bool,
 }
 
 /// What a step expects.
@@ -422,6 +425,7 @@ fn parse_device(cx: &Ctx<'_>, id: String, t: Table, line: usize, index: u32) -> 
         None => Bdf::new(0, 0, 3 + index as u8, 0).map_err(|e| f.err(e.to_string()))?,
     };
     let cdev = f.num_or("cdev", u64::from(index))? as u32;
+    let fault_around = f.bool_or("fault-around", true)?;
     let catalogue = f.opt_str("catalogue")?;
     let bars = f.take("bars");
     let spec = match (catalogue, bars) {
@@ -473,7 +477,7 @@ fn parse_device(cx: &Ctx<'_>, id: String, t: Table, line: usize, index: u32) -> 
     };
     spec.validate().map_err(|e| f.err(e.to_string()))?;
     f.finish()?;
-    Ok(DeviceDecl { id, cdev, bdf, spec, line })
+    Ok(DeviceDecl { id, cdev, bdf, spec, line, fault_around })
 }
 
 fn parse_step(cx: &Ctx<'_>, mut t: Table, line: usize) -> Result<StepAt, ScenarioError> {

@@ -232,6 +232,7 @@ pub fn build(sc: &Scenario) -> Result<World, ScenarioError> {
     for d in &sc.devices {
         let vdev = VfioPciDevice::new(d.cdev, d.bdf, d.spec.clone())
             .map_err(|e| err(sc, d.line, format!("device `{}`: {e}", d.id)))?;
+        vdev.set_fault_around(d.fault_around);
         devices.insert(d.id.clone(), vdev);
     }
     Ok(World {

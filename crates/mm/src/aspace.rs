@@ -506,15 +506,21 @@ fn handle_fault(inner: &Inner, address: u64, flags: u64) {
     let huge_fits = huge_start >= vma.vm_start && huge_start + HPAGE_PMD_SIZE <= vma.vm_end;
     let orders: &[u32] = if huge_fits { &[PMD_ORDER, 0] } else { &[0] };
     for &order in orders {
-        let mut vmf = VmFault { uffd: inner.uffd.as_fd(), vma: &vma, address, write, counters: &inner.counters };
+        let mut vmf =
+            VmFault { uffd: inner.uffd.as_fd(), vma: &vma, address, write, counters: &inner.counters, wake: None };
         let r = vma.ops.huge_fault(&mut vmf, order);
+        if r.is_fallback() {
+            inner.counters.fallback.fetch_add(u64::from(order > 0), Ordering::Relaxed);
+            if order == 0 {
+                tracing::warn!(address = format_args!("{address:#x}"), "order-0 fault fell back; raising SIGBUS");
+                vmf.sigbus();
+            }
+        }
+        // The operations have returned, so their locks are released: only
+        // now may the faulting thread run again.
+        vmf.wake_now();
         if !r.is_fallback() {
             return;
-        }
-        inner.counters.fallback.fetch_add(u64::from(order > 0), Ordering::Relaxed);
-        if order == 0 {
-            tracing::warn!(address = format_args!("{address:#x}"), "order-0 fault fell back; raising SIGBUS");
-            vmf.sigbus();
         }
     }
     // `vma` is a clone, but it cannot hold the last reference to the ops:

@@ -74,6 +74,7 @@ pub(crate) struct FaultCounters {
     pub fallback: AtomicU64,
     pub sigbus: AtomicU64,
     pub spurious: AtomicU64,
+    pub around_pages: AtomicU64,
 }
 
 /// A snapshot of the fault counters of an address space.
@@ -89,6 +90,9 @@ pub struct FaultStats {
     pub sigbus: u64,
     /// Faults for addresses no VMA covers any more, or already resolved.
     pub spurious: u64,
+    /// Pages mapped by order-0 faults with fault-around (including the
+    /// faulting pages themselves).
+    pub around_pages: u64,
 }
 
 impl FaultCounters {
@@ -99,6 +103,7 @@ impl FaultCounters {
             fallback: self.fallback.load(Ordering::Relaxed),
             sigbus: self.sigbus.load(Ordering::Relaxed),
             spurious: self.spurious.load(Ordering::Relaxed),
+            around_pages: self.around_pages.load(Ordering::Relaxed),
         }
     }
 }
@@ -110,6 +115,10 @@ pub struct VmFault<'a> {
     pub(crate) address: u64,
     pub(crate) write: bool,
     pub(crate) counters: &'a FaultCounters,
+    /// What to wake once the operations have returned (and so released
+    /// their locks): the faulting thread must not run again while the fault
+    /// path still holds a lock it could want (e.g. a try-lock in hot reset).
+    pub(crate) wake: Option<(u64, u64)>,
 }
 
 impl fmt::Debug for VmFault<'_> {
@@ -182,7 +191,7 @@ impl VmFault<'_> {
         let counter = if order == 0 { &self.counters.order0 } else { &self.counters.order9 };
         counter.fetch_add(1, Ordering::Relaxed);
         match sys::uffdio_continue(self.uffd, page_va, size) {
-            Ok(()) => {}
+            Ok(()) => self.wake(page_va, size),
             // A racing fault already mapped (part of) the range: the pages are
             // there, wake whoever waits on the rest.
             Err((Errno::EXIST, _)) => self.wake(page_va, size),
@@ -204,6 +213,63 @@ impl VmFault<'_> {
         VmFaultResult(Outcome::NoPage)
     }
 
+    /// Order-0 fault with fault-around: maps `[start, start + len)` (which
+    /// must contain the fault address and lie inside one backing piece of
+    /// the VMA), backed from page frame `pfn` on, in one `UFFDIO_CONTINUE`.
+    /// Analogous to Linux's `do_fault_around()` for file mappings; the
+    /// caller vouches, under the same locks as for a single page, that every
+    /// page of the window may be mapped. Counted as one order-0 fault.
+    ///
+    /// Pages of the window that a racing fault already mapped end the
+    /// continue early (`EEXIST`); if that leaves the faulting page unmapped,
+    /// it is mapped on its own.
+    pub fn insert_pfn_around(&mut self, start: u64, pfn: u64, len: u64) -> VmFaultResult {
+        let page_va = self.address & !(PAGE_SIZE - 1);
+        let consistent = start % PAGE_SIZE == 0
+            && len % PAGE_SIZE == 0
+            && start <= page_va
+            && page_va < start + len
+            && self.vma.backing(start).is_some_and(|(paddr, _, _, piece_end)| {
+                paddr == pfn.wrapping_mul(PAGE_SIZE) && start + len <= piece_end
+            });
+        if !consistent {
+            tracing::error!(
+                address = format_args!("{:#x}", self.address),
+                start = format_args!("{start:#x}"),
+                len,
+                "fault-around window disagrees with the mapping; raising SIGBUS"
+            );
+            return self.sigbus();
+        }
+        if len == PAGE_SIZE {
+            return self.insert_pfn(pfn, 0);
+        }
+        self.counters.order0.fetch_add(1, Ordering::Relaxed);
+        self.counters.around_pages.fetch_add(len / PAGE_SIZE, Ordering::Relaxed);
+        match sys::uffdio_continue(self.uffd, start, len) {
+            Ok(()) => {
+                self.wake(start, len);
+                VmFaultResult(Outcome::NoPage)
+            }
+            Err((Errno::EXIST, mapped)) | Err((Errno::AGAIN, mapped)) => {
+                let mapped = u64::try_from(mapped).unwrap_or(0);
+                if start + mapped > page_va {
+                    // The faulting page is mapped; wake whoever waits.
+                    self.wake(start, len);
+                    return VmFaultResult(Outcome::NoPage);
+                }
+                self.counters.order0.fetch_sub(1, Ordering::Relaxed);
+                let page_pfn = pfn + (page_va - start) / PAGE_SIZE;
+                self.insert_pfn(page_pfn, 0)
+            }
+            Err((e, mapped)) => {
+                self.counters.order0.fetch_sub(1, Ordering::Relaxed);
+                tracing::error!(start = format_args!("{start:#x}"), len, mapped, %e, "UFFDIO_CONTINUE failed; raising SIGBUS");
+                self.sigbus()
+            }
+        }
+    }
+
     /// Ends the fault in SIGBUS (analogous to returning `VM_FAULT_SIGBUS`):
     /// poisons the faulting page so the access raises SIGBUS.
     ///
@@ -214,7 +280,7 @@ impl VmFault<'_> {
         // Counted before the ioctl wakes the thread (see insert_pfn).
         self.counters.sigbus.fetch_add(1, Ordering::Relaxed);
         match sys::uffdio_poison(self.uffd, page_va, PAGE_SIZE) {
-            Ok(()) => {}
+            Ok(()) => self.wake(page_va, PAGE_SIZE),
             // Mapped meanwhile by a racing fault that saw the buffer usable:
             // that fault was ordered before the revoke (which zaps), so the
             // access may proceed; wake the thread.
@@ -227,9 +293,25 @@ impl VmFault<'_> {
         VmFaultResult(Outcome::Sigbus)
     }
 
-    fn wake(&self, start: u64, len: u64) {
-        if let Err(e) = sys::uffdio_wake(self.uffd, start, len) {
-            tracing::warn!(address = format_args!("{start:#x}"), %e, "UFFDIO_WAKE failed");
+    /// Schedules a wake of `[start, start + len)` for when the operations
+    /// have returned.
+    fn wake(&mut self, start: u64, len: u64) {
+        self.wake = Some(match self.wake {
+            None => (start, len),
+            Some((s, l)) => {
+                let (lo, hi) = (s.min(start), (s + l).max(start + len));
+                (lo, hi - lo)
+            }
+        });
+    }
+
+    /// Wakes what the fault resolved (called by the engine after the
+    /// operations returned).
+    pub(crate) fn wake_now(&mut self) {
+        if let Some((start, len)) = self.wake.take() {
+            if let Err(e) = sys::uffdio_wake(self.uffd, start, len) {
+                tracing::warn!(address = format_args!("{start:#x}"), %e, "UFFDIO_WAKE failed");
+            }
         }
     }
 }

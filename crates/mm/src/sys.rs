@@ -270,20 +270,24 @@ pub(crate) fn uffdio_wake(fd: BorrowedFd<'_>, start: u64, len: u64) -> Result<()
     unsafe { ioctl(fd, Updater::<UFFDIO_WAKE, _>::new(&mut arg)) }
 }
 
+/// `UFFDIO_CONTINUE_MODE_DONTWAKE` / `UFFDIO_POISON_MODE_DONTWAKE`.
+const MODE_DONTWAKE: u64 = 1 << 0;
+
 /// `UFFDIO_CONTINUE`: maps the page-cache pages behind `[start, start+len)`
-/// and wakes the faulting threads. Returns the kernel's error and how many
+/// without waking the faulting threads (the engine wakes them once the
+/// fault path has released its locks). Returns the kernel's error and how many
 /// bytes it mapped before the error (EEXIST with a partial count is normal
 /// when a racing fault mapped part of the range first).
 pub(crate) fn uffdio_continue(fd: BorrowedFd<'_>, start: u64, len: u64) -> Result<(), (Errno, i64)> {
-    let mut arg = UffdioContinue { range: UffdioRange { start, len }, mode: 0, mapped: 0 };
+    let mut arg = UffdioContinue { range: UffdioRange { start, len }, mode: MODE_DONTWAKE, mapped: 0 };
     // SAFETY: UFFDIO_CONTINUE reads and writes one `struct uffdio_continue`.
     unsafe { ioctl(fd, Updater::<UFFDIO_CONTINUE, _>::new(&mut arg)) }.map_err(|e| (e, arg.mapped))
 }
 
 /// `UFFDIO_POISON`: installs poison markers so that accesses raise SIGBUS,
-/// and wakes the faulting threads.
+/// without waking the faulting threads (see `uffdio_continue`).
 pub(crate) fn uffdio_poison(fd: BorrowedFd<'_>, start: u64, len: u64) -> Result<(), (Errno, i64)> {
-    let mut arg = UffdioPoison { range: UffdioRange { start, len }, mode: 0, updated: 0 };
+    let mut arg = UffdioPoison { range: UffdioRange { start, len }, mode: MODE_DONTWAKE, updated: 0 };
     // SAFETY: UFFDIO_POISON reads and writes one `struct uffdio_poison`.
     unsafe { ioctl(fd, Updater::<UFFDIO_POISON, _>::new(&mut arg)) }.map_err(|e| (e, arg.updated))
 }

@@ -74,6 +74,8 @@ pub struct VfioPciDevice {
     /// The thread holding `memory_lock` for write, 0 if none; written by
     /// that thread only, read to refuse re-entry (see [`VfioPciDevice::enter`]).
     memory_lock_writer: AtomicU64,
+    /// Whether order-0 faults map their neighbours too (default on).
+    fault_around: std::sync::atomic::AtomicBool,
     /// Protected by: itself, a leaf lock. Bound on every revoke's importer
     /// wait for this device's buffers; `None` waits forever (the kernel's
     /// behaviour), logging every few seconds while it waits.
@@ -117,6 +119,7 @@ impl VfioPciDevice {
             open_lock: Mutex::new(()),
             open_count: AtomicU32::new(0),
             memory_lock_writer: AtomicU64::new(0),
+            fault_around: std::sync::atomic::AtomicBool::new(true),
             revoke_timeout: Mutex::new(None),
         }))
     }
@@ -175,6 +178,19 @@ impl VfioPciDevice {
     /// The bound set by [`VfioPciDevice::set_revoke_timeout`].
     pub fn revoke_timeout(&self) -> Option<std::time::Duration> {
         *self.revoke_timeout.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Turns fault-around on (the default) or off for this device's
+    /// mappings: off, every order-0 fault maps exactly one page, as Linux
+    /// does for a VFIO BAR; on, it maps the pages around it that the same
+    /// checks allow (up to [`FAULT_AROUND_BYTES`]).
+    pub fn set_fault_around(&self, on: bool) {
+        self.fault_around.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether fault-around is on.
+    pub fn fault_around(&self) -> bool {
+        self.fault_around.load(Ordering::Relaxed)
     }
 
     /// Number of open device files (including those held by mappings).
@@ -614,6 +630,11 @@ pub fn hot_reset(devices: &[&DeviceFd]) -> Result<(), VfioError> {
     result
 }
 
+/// How far an order-0 fault maps around itself (see
+/// [`layout::fault_around_window`]): the 2 MiB block, so a mapping that can
+/// never take huge faults still costs one round trip per 2 MiB.
+pub const FAULT_AROUND_BYTES: u64 = 2 << 20;
+
 /// The VMA side of a BAR mapping: `vm_private_data` (the buffer, which the
 /// VMA keeps alive like `vm_file`) and the zap handle of its address space.
 /// One fault handler serves device-fd and buffer-fd mappings alike.
@@ -681,6 +702,12 @@ impl VmOperations for BarVma {
             vma_pgoff_adjust: dma_buf.vma_pgoff_adjust,
         };
         let r = match layout::find_pfn(self.dmabuf.ranges(), &vma, vmf.address(), order) {
+            PfnLookup::Found { pfn } if order == 0 && vdev.fault_around() => {
+                match layout::fault_around_window(self.dmabuf.ranges(), &vma, vmf.address(), FAULT_AROUND_BYTES) {
+                    Some((start, len, first)) if mem.pci.memory_enabled() => vmf.insert_pfn_around(start, first, len),
+                    _ => vmf_insert_pfn(&mem, vmf, pfn, order),
+                }
+            }
             PfnLookup::Found { pfn } => vmf_insert_pfn(&mem, vmf, pfn, order),
             PfnLookup::Fallback => VmFaultResult::FALLBACK,
             PfnLookup::Fault => {

@@ -57,6 +57,6 @@ mod private;
 mod rdwr;
 pub mod uapi;
 
-pub use crate::core::{hot_reset, DeviceFd, FeatureReply, MmapArgs, VfioPciDevice};
+pub use crate::core::{hot_reset, DeviceFd, FeatureReply, MmapArgs, VfioPciDevice, FAULT_AROUND_BYTES};
 pub use crate::dmabuf::{mmap_dmabuf, VfioDmaBuf};
 pub use crate::error::{errno_from_name, errno_name, VfioError};

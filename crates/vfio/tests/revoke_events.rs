@@ -81,6 +81,9 @@ impl Fixture {
     fn new(cdev: u32, bdf: &str) -> Fixture {
         let aspace = AddressSpace::new().unwrap();
         let vdev = VfioPciDevice::from_catalogue(cdev, bdf.parse().unwrap(), "edu-plus").unwrap();
+        // One page per fault, as Linux maps a BAR: `watch_revoke` relies on
+        // an untouched page still being unmapped while a revoke is halfway.
+        vdev.set_fault_around(false);
         let fd = vdev.open();
         let dev_va = fd.mmap(&aspace, MmapArgs::shared(BAR1 + DEV_BAR_OFFSET, WINDOW)).unwrap();
         let buf_fd = fd.feature_dma_buf(1, open_flags(), &[(BUF_BAR_OFFSET, WINDOW)]).unwrap();
