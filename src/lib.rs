@@ -7,6 +7,7 @@
 //! real devices, real mappings and real faults.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod inspect;
 pub mod report;
 pub mod scenario;

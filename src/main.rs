@@ -51,6 +51,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure fault, revoke, access and setup costs against the kernel's own paths, in one run.
+    #[command(
+        after_help = "Examples:\n  vfio-dmabuf bench --quick          # under a minute\n  vfio-dmabuf bench > results.md     # the full suite (1 GiB mappings), a Markdown table\n\nEvery figure is the median of several runs [min–max]; ratios compare medians measured in the same run."
+    )]
+    Bench {
+        /// Smaller sizes and fewer runs: finishes in under a minute.
+        #[arg(long)]
+        quick: bool,
+        /// Runs per measurement (default 7, or 5 with --quick; at least 5).
+        #[arg(long)]
+        runs: Option<usize>,
+        /// JSON records instead of a Markdown table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a scenario (default: the built-in seed) and draw the state it leaves: BARs, buffers, VMAs.
     #[command(
         after_help = "Example:\n  vfio-dmabuf inspect scenarios/t14-two-range-buffer.toml\n  vfio-dmabuf inspect --json"
@@ -76,6 +91,8 @@ enum CliError {
     },
     #[error("{0} of {1} scenarios failed")]
     Failed(usize, usize),
+    #[error("benchmark failed: {0}")]
+    Bench(String),
 }
 
 fn print_error_chain(e: &dyn std::error::Error) {
@@ -163,6 +180,24 @@ fn main() -> ExitCode {
             } else {
                 Err(CliError::Failed(1, 1))
             }
+        })(),
+        Command::Bench { quick, runs, json } => (|| {
+            let mut opts =
+                if quick { vfio_dmabuf::bench::Options::quick() } else { vfio_dmabuf::bench::Options::full() };
+            if let Some(r) = runs {
+                opts.runs = r.max(5);
+            }
+            let started = std::time::Instant::now();
+            let rows = vfio_dmabuf::bench::run(opts).map_err(CliError::Bench)?;
+            if json {
+                for r in vfio_dmabuf::bench::json_rows(&rows) {
+                    println!("{r}");
+                }
+            } else {
+                print!("{}\n{}", vfio_dmabuf::bench::machine(), vfio_dmabuf::bench::markdown(&rows));
+            }
+            eprintln!("-i- measured in {:.1} s", started.elapsed().as_secs_f64());
+            Ok(())
         })(),
         Command::Inspect { file, json } => (|| {
             let sc = match &file {

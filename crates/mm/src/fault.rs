@@ -90,8 +90,8 @@ pub struct FaultStats {
     pub sigbus: u64,
     /// Faults for addresses no VMA covers any more, or already resolved.
     pub spurious: u64,
-    /// Pages mapped by order-0 faults with fault-around (including the
-    /// faulting pages themselves).
+    /// Pages mapped by faults with fault-around (including the faulting
+    /// pages themselves).
     pub around_pages: u64,
 }
 
@@ -213,22 +213,26 @@ impl VmFault<'_> {
         VmFaultResult(Outcome::NoPage)
     }
 
-    /// Order-0 fault with fault-around: maps `[start, start + len)` (which
-    /// must contain the fault address and lie inside one backing piece of
-    /// the VMA), backed from page frame `pfn` on, in one `UFFDIO_CONTINUE`.
-    /// Analogous to Linux's `do_fault_around()` for file mappings; the
-    /// caller vouches, under the same locks as for a single page, that every
-    /// page of the window may be mapped. Counted as one order-0 fault.
+    /// A fault of `order` with fault-around: maps `[start, start + len)`
+    /// (which must contain the page of `order` around the fault address and
+    /// lie inside one backing piece of the VMA), backed from page frame `pfn`
+    /// on, in one `UFFDIO_CONTINUE`. Analogous to Linux's
+    /// `do_fault_around()` for file mappings; the caller vouches, under the
+    /// same locks as for a single page, that every page of the window may be
+    /// mapped. Counted as one fault of `order`.
     ///
     /// Pages of the window that a racing fault already mapped end the
     /// continue early (`EEXIST`); if that leaves the faulting page unmapped,
     /// it is mapped on its own.
-    pub fn insert_pfn_around(&mut self, start: u64, pfn: u64, len: u64) -> VmFaultResult {
+    pub fn insert_pfn_around(&mut self, start: u64, pfn: u64, len: u64, order: u32) -> VmFaultResult {
         let page_va = self.address & !(PAGE_SIZE - 1);
-        let consistent = start % PAGE_SIZE == 0
+        let size = PAGE_SIZE << order.min(PMD_ORDER);
+        let order_va = self.address & !(size - 1);
+        let consistent = (order == 0 || order == PMD_ORDER)
+            && start % PAGE_SIZE == 0
             && len % PAGE_SIZE == 0
-            && start <= page_va
-            && page_va < start + len
+            && start <= order_va
+            && order_va + size <= start + len
             && self.vma.backing(start).is_some_and(|(paddr, _, _, piece_end)| {
                 paddr == pfn.wrapping_mul(PAGE_SIZE) && start + len <= piece_end
             });
@@ -241,10 +245,11 @@ impl VmFault<'_> {
             );
             return self.sigbus();
         }
-        if len == PAGE_SIZE {
-            return self.insert_pfn(pfn, 0);
+        if len == size {
+            return self.insert_pfn(pfn + (order_va - start) / PAGE_SIZE, order);
         }
-        self.counters.order0.fetch_add(1, Ordering::Relaxed);
+        let counter = if order == 0 { &self.counters.order0 } else { &self.counters.order9 };
+        counter.fetch_add(1, Ordering::Relaxed);
         self.counters.around_pages.fetch_add(len / PAGE_SIZE, Ordering::Relaxed);
         match sys::uffdio_continue(self.uffd, start, len) {
             Ok(()) => {
@@ -258,12 +263,12 @@ impl VmFault<'_> {
                     self.wake(start, len);
                     return VmFaultResult(Outcome::NoPage);
                 }
-                self.counters.order0.fetch_sub(1, Ordering::Relaxed);
-                let page_pfn = pfn + (page_va - start) / PAGE_SIZE;
-                self.insert_pfn(page_pfn, 0)
+                counter.fetch_sub(1, Ordering::Relaxed);
+                let order_pfn = pfn + (order_va - start) / PAGE_SIZE;
+                self.insert_pfn(order_pfn, order)
             }
             Err((e, mapped)) => {
-                self.counters.order0.fetch_sub(1, Ordering::Relaxed);
+                counter.fetch_sub(1, Ordering::Relaxed);
                 tracing::error!(start = format_args!("{start:#x}"), len, mapped, %e, "UFFDIO_CONTINUE failed; raising SIGBUS");
                 self.sigbus()
             }

@@ -20,6 +20,7 @@
 #![deny(unsafe_code)]
 
 mod aspace;
+pub mod baseline;
 mod fault;
 pub mod maps;
 mod phys;

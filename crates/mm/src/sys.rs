@@ -148,6 +148,13 @@ pub(crate) fn zap_owned(addr: usize, len: usize) -> Result<(), Errno> {
     unsafe { rustix::mm::madvise(addr as *mut c_void, len, Advice::LinuxDontNeed) }
 }
 
+/// `MADV_POPULATE_READ` over an owned range: maps every page now.
+pub(crate) fn populate_read_owned(addr: usize, len: usize) -> Result<(), Errno> {
+    // SAFETY: the range is a mapping owned by the caller; populating only
+    // installs PTEs for pages that exist, it changes no data.
+    unsafe { rustix::mm::madvise(addr as *mut c_void, len, Advice::LinuxPopulateRead) }
+}
+
 /// `MADV_HUGEPAGE` over an owned range (a hint; harmless on shmem).
 pub(crate) fn madvise_hugepage_owned(addr: usize, len: usize) -> Result<(), Errno> {
     // SAFETY: the range is owned by the caller's VMA table; the advice only

@@ -630,10 +630,12 @@ pub fn hot_reset(devices: &[&DeviceFd]) -> Result<(), VfioError> {
     result
 }
 
-/// How far an order-0 fault maps around itself (see
-/// [`layout::fault_around_window`]): the 2 MiB block, so a mapping that can
-/// never take huge faults still costs one round trip per 2 MiB.
-pub const FAULT_AROUND_BYTES: u64 = 2 << 20;
+/// How far a fault maps around itself (see [`layout::fault_around_window`]):
+/// the aligned 32 MiB block, clipped to the VMA and the range. Each
+/// userfault round trip costs a cross-thread wake-up (tens of µs here),
+/// which a 2 MiB fault pays per 512 pages; a 32 MiB window pays it per 8192,
+/// and a mapping that can never take 2 MiB faults costs the same.
+pub const FAULT_AROUND_BYTES: u64 = 32 << 20;
 
 /// The VMA side of a BAR mapping: `vm_private_data` (the buffer, which the
 /// VMA keeps alive like `vm_file`) and the zap handle of its address space.
@@ -702,9 +704,11 @@ impl VmOperations for BarVma {
             vma_pgoff_adjust: dma_buf.vma_pgoff_adjust,
         };
         let r = match layout::find_pfn(self.dmabuf.ranges(), &vma, vmf.address(), order) {
-            PfnLookup::Found { pfn } if order == 0 && vdev.fault_around() => {
+            PfnLookup::Found { pfn } if vdev.fault_around() => {
                 match layout::fault_around_window(self.dmabuf.ranges(), &vma, vmf.address(), FAULT_AROUND_BYTES) {
-                    Some((start, len, first)) if mem.pci.memory_enabled() => vmf.insert_pfn_around(start, first, len),
+                    Some((start, len, first)) if mem.pci.memory_enabled() => {
+                        vmf.insert_pfn_around(start, first, len, order)
+                    }
                     _ => vmf_insert_pfn(&mem, vmf, pfn, order),
                 }
             }

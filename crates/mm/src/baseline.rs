@@ -1,0 +1,153 @@
+//! The kernel's own paths, for benchmarks to measure ours against in the
+//! same run: a plain shared mapping of the same memfd (the kernel's page
+//! cache faults, fault-around, `MADV_POPULATE_READ`, `MADV_DONTNEED`), and a
+//! bare userfaultfd MINOR handler that does nothing but `UFFDIO_CONTINUE`
+//! each 4 KiB page — the floor for any userspace fault handler here.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
+use rustix::io::Errno;
+
+use crate::sys::{self, Reservation, UffdMsg};
+use crate::{probe, AccessFault, MmError, PhysMemory, HPAGE_PMD_SIZE, PAGE_SIZE};
+
+/// A plain `MAP_SHARED` mapping of physical memory, served by the kernel
+/// alone (no userfaultfd). Unmapped on drop.
+#[derive(Debug)]
+pub struct PlainMapping {
+    start: u64,
+    len: u64,
+    _memory: Arc<PhysMemory>,
+}
+
+impl PlainMapping {
+    /// Maps `len` bytes of `memory` from physical address `paddr`, at a
+    /// 2 MiB-aligned address when `len` is at least 2 MiB.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a range outside the memory or unaligned; the errno of
+    /// `mmap` otherwise.
+    pub fn new(memory: &Arc<PhysMemory>, paddr: u64, len: u64, writable: bool) -> Result<Self, MmError> {
+        if len == 0 || len % PAGE_SIZE != 0 || paddr % PAGE_SIZE != 0 || !memory.contains(paddr, len) {
+            return Err(MmError::Invalid("plain mapping outside its memory or unaligned"));
+        }
+        let align = if len >= HPAGE_PMD_SIZE { HPAGE_PMD_SIZE } else { PAGE_SIZE };
+        let res = Reservation::new(len as usize, align as usize, None).map_err(MmError::sys("mmap"))?;
+        let (fd, offset) = memory.locate(paddr);
+        sys::map_shared_fixed(&res, res.start(), len as usize, fd, offset, writable).map_err(MmError::sys("mmap"))?;
+        let (start, _) = res.into_owned_range();
+        Ok(Self { start: start as u64, len, _memory: memory.clone() })
+    }
+
+    /// First byte.
+    pub fn addr(&self) -> u64 {
+        self.start
+    }
+
+    /// Length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Never empty; present for API completeness.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `MADV_POPULATE_READ`: maps every page now.
+    ///
+    /// # Errors
+    ///
+    /// The errno of `madvise`.
+    pub fn populate_read(&self) -> Result<(), MmError> {
+        sys::populate_read_owned(self.start as usize, self.len as usize)
+            .map_err(MmError::sys("madvise(MADV_POPULATE_READ)"))
+    }
+
+    /// `MADV_DONTNEED`: drops every PTE (the data stays).
+    ///
+    /// # Errors
+    ///
+    /// The errno of `madvise`.
+    pub fn zap(&self) -> Result<(), MmError> {
+        sys::zap_owned(self.start as usize, self.len as usize).map_err(MmError::sys("madvise(MADV_DONTNEED)"))
+    }
+}
+
+impl Drop for PlainMapping {
+    fn drop(&mut self) {
+        if let Err(e) = sys::unmap_owned(self.start as usize, self.len as usize) {
+            tracing::error!(%e, "munmap of a plain mapping failed");
+        }
+    }
+}
+
+/// Touches every page of `[addr, addr + len)` (a one-byte load each, or a
+/// one-byte store of the loaded value when `write`), stopping at a fault.
+///
+/// # Errors
+///
+/// The first fault.
+pub fn touch(addr: u64, len: u64, write: bool) -> Result<(), AccessFault> {
+    let mut a = addr;
+    while a < addr + len {
+        let v = probe::read(a, probe::Width::U8)?;
+        if write {
+            probe::write(a, probe::Width::U8, v)?;
+        }
+        a += PAGE_SIZE;
+    }
+    Ok(())
+}
+
+/// The first-touch time of `len` bytes of `memory` from `paddr` through a
+/// bare userfaultfd MINOR handler: one thread, `UFFDIO_CONTINUE` of exactly
+/// the faulting 4 KiB page, nothing else. Returns the time of the touch pass
+/// and the number of faults served.
+///
+/// # Errors
+///
+/// The errno of any setup call; a fault during the touch pass.
+pub fn bare_minor_first_touch(memory: &Arc<PhysMemory>, paddr: u64, len: u64) -> Result<(Duration, u64), MmError> {
+    let map = PlainMapping::new(memory, paddr, len, true)?;
+    let uffd = sys::userfaultfd_open().map_err(MmError::sys("userfaultfd"))?;
+    sys::uffdio_api(uffd.as_fd(), sys::UFFD_FEATURE_MINOR_SHMEM).map_err(MmError::sys("UFFDIO_API"))?;
+    sys::uffdio_register_minor(uffd.as_fd(), map.addr(), len).map_err(MmError::sys("UFFDIO_REGISTER"))?;
+    let stop = eventfd(0, EventfdFlags::CLOEXEC).map_err(MmError::sys("eventfd"))?;
+    let served = std::thread::scope(|scope| -> Result<(Duration, u64), MmError> {
+        let handler = scope.spawn(|| minimal_handler(&uffd, &stop));
+        let t = Instant::now();
+        let touched = touch(map.addr(), len, false);
+        let elapsed = t.elapsed();
+        let _ = rustix::io::write(&stop, &1u64.to_ne_bytes());
+        let faults = handler.join().unwrap_or(0);
+        touched.map_err(|_| MmError::Sys { call: "touch", errno: Errno::FAULT })?;
+        Ok((elapsed, faults))
+    })?;
+    drop(map);
+    Ok(served)
+}
+
+fn minimal_handler(uffd: &OwnedFd, stop: &OwnedFd) -> u64 {
+    let mut msgs = [UffdMsg::default(); 16];
+    let mut served = 0;
+    loop {
+        let mut fds = [PollFd::new(uffd, PollFlags::IN), PollFd::new(stop, PollFlags::IN)];
+        if poll(&mut fds, None).is_err() || !fds[1].revents().is_empty() {
+            return served;
+        }
+        let Ok(n) = sys::uffd_read(uffd.as_fd(), &mut msgs) else { continue };
+        for m in &msgs[..n] {
+            if m.event == sys::UFFD_EVENT_PAGEFAULT {
+                let page = m.arg1 & !(PAGE_SIZE - 1);
+                let _ = sys::uffdio_continue(uffd.as_fd(), page, PAGE_SIZE);
+                let _ = sys::uffdio_wake(uffd.as_fd(), page, PAGE_SIZE);
+                served += 1;
+            }
+        }
+    }
+}
