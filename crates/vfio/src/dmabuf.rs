@@ -122,6 +122,7 @@ fn dmabuf_export(
     let buf = DmaBuf::export(ExportInfo { ops: Arc::new(dma_buf), ranges, name, mode, initial_status })?;
     buf.set_revoke_timeout(vdev.revoke_timeout());
     mem.dmabufs.insert(buf.id(), Arc::downgrade(&buf));
+    debug_assert!(check_listed_buffers_point_back(vdev, &mut mem), "a listed buffer belongs elsewhere");
     Ok(buf)
 }
 
@@ -132,6 +133,29 @@ fn dmabuf_export(
 /// Preconditions: `memory_lock` held for write (the guard proves it).
 pub(crate) fn set_status(_mem: &MemoryWriteGuard<'_>, buf: &DmaBuf, status: Status) -> Result<Transition, VfioError> {
     Ok(buf.set_status(status)?)
+}
+
+/// Invariant 2 of spec §6.2: a buffer whose status is Ok has not been
+/// severed from its device (cleanup revokes before it severs).
+pub(crate) fn check_ok_implies_vdev(buf: &DmaBuf) -> bool {
+    buf.status() != Status::Ok || VfioDmaBuf::of(buf).is_none_or(|p| p.vdev().is_some())
+}
+
+/// Invariant 6 of spec §6.2 (the half we can see from the device): every
+/// live buffer on a device's list points back at that device, so cleanup and
+/// release agree on who unlinks it.
+///
+/// Preconditions: `memory_lock` held for write (the guard proves it; the
+/// buffers looked at are parked in it, never dropped under the lock).
+pub(crate) fn check_listed_buffers_point_back(vdev: &VfioPciDevice, mem: &mut MemoryWriteGuard<'_>) -> bool {
+    let live: Vec<Arc<DmaBuf>> = mem.dmabufs.values().filter_map(std::sync::Weak::upgrade).collect();
+    let ok = live
+        .iter()
+        .all(|b| VfioDmaBuf::of(b).and_then(VfioDmaBuf::vdev).is_some_and(|v| std::ptr::eq(Arc::as_ptr(&v), vdev)));
+    for b in live {
+        mem.defer_drop(b);
+    }
+    ok
 }
 
 /// `vfio_pci_dma_buf_move()`: every live buffer of the device to
@@ -148,6 +172,7 @@ pub(crate) fn dma_buf_move(mem: &mut MemoryWriteGuard<'_>, revoked: bool) -> Res
         if let Err(e) = set_status(mem, &buf, target) {
             first_err.get_or_insert(e);
         }
+        debug_assert!(check_ok_implies_vdev(&buf), "buffer {} is Ok but severed", buf.id());
         mem.defer_drop(buf);
     }
     first_err.map_or(Ok(()), Err)
@@ -159,6 +184,7 @@ pub(crate) fn dma_buf_move(mem: &mut MemoryWriteGuard<'_>, revoked: bool) -> Res
 /// release, which unlinks them.
 pub(crate) fn dma_buf_cleanup(vdev: &VfioPciDevice) {
     let mut mem = vdev.lock_memory_write();
+    debug_assert!(check_listed_buffers_point_back(vdev, &mut mem), "a listed buffer belongs elsewhere");
     if let Err(e) = dma_buf_move(&mut mem, true) {
         tracing::error!(%e, "revoke at device close did not complete");
     }
