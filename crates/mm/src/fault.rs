@@ -27,7 +27,11 @@ pub const PMD_ORDER: u32 = 9;
 /// the fault lies inside the VMA, then with 0 (the plain `.fault`). It must
 /// end every call by returning one of: [`VmFault::insert_pfn`]'s result,
 /// [`VmFault::sigbus`]'s result, or [`VmFaultResult::FALLBACK`] ("try a
-/// smaller order"). A fallback at order 0 is treated as SIGBUS.
+/// smaller order"). Never fall back at order 0: end the fault with
+/// [`VmFault::sigbus`] under the lock that decided it. (The engine does turn
+/// an order-0 fallback into SIGBUS as a last resort, but the poison it then
+/// installs is outside the operations' locks, so a racing un-revoke could
+/// miss it and leave the page poisoned.)
 pub trait VmOperations: Send + Sync + fmt::Debug {
     /// Serves a fault of `order` for `vmf`.
     fn huge_fault(&self, vmf: &mut VmFault<'_>, order: u32) -> VmFaultResult;
