@@ -422,7 +422,14 @@ fn parse_device(cx: &Ctx<'_>, id: String, t: Table, line: usize, index: u32) -> 
     let mut f = Fields { cx, line, what: format!("device `{id}`"), t };
     let bdf = match f.opt_str("bdf")? {
         Some(s) => s.parse::<Bdf>().map_err(|e| f.err(e.to_string()))?,
-        None => Bdf::new(0, 0, 3 + index as u8, 0).map_err(|e| f.err(e.to_string()))?,
+        None => {
+            // Default slots 00:03.0, 00:04.0, ... up to the last device number.
+            let slot = u8::try_from(3 + index)
+                .ok()
+                .filter(|d| *d <= 0x1f)
+                .ok_or_else(|| f.err(format!("no default PCI slot left for device number {index}; give it a `bdf`")))?;
+            Bdf::new(0, 0, slot, 0).map_err(|e| f.err(e.to_string()))?
+        }
     };
     let cdev = f.num_or("cdev", u64::from(index))? as u32;
     let fault_around = f.bool_or("fault-around", true)?;
@@ -565,7 +572,12 @@ fn parse_step(cx: &Ctx<'_>, mut t: Table, line: usize) -> Result<StepAt, Scenari
             let fd = target_str(&f)?;
             let file_offset = match (f.opt_num("file-offset")?, f.opt_num("region")?) {
                 (Some(o), None) => o,
-                (None, Some(r)) => vfio::layout::index_to_offset(r as u32) + f.num_or("offset", 0)?,
+                (None, Some(r)) => {
+                    let off = f.num_or("offset", 0)?;
+                    vfio::layout::index_to_offset(r as u32)
+                        .checked_add(off)
+                        .ok_or_else(|| f.err(format!("region {r} + offset {off:#x} overflows 64 bits")))?
+                }
                 (None, None) => return Err(f.err("needs `region` (+ `offset`) or `file-offset`")),
                 (Some(_), Some(_)) => return Err(f.err("give `region` or `file-offset`, not both")),
             };

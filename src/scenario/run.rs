@@ -281,6 +281,19 @@ pub fn run(sc: &Scenario, world: &mut World, mut on_step: impl FnMut(&StepRecord
     Ok(Report { file: sc.file.clone(), name: sc.name.clone(), records })
 }
 
+/// The address `at` bytes into mapping `m`, refusing what overflows.
+fn addr_in(m: Map, at: u64) -> Option<u64> {
+    m.va.checked_add(at)
+}
+
+/// Whether a store of `bytes` at `addr` lies wholly inside mapping `m` as
+/// our address space has it now: a scenario may never write elsewhere (a
+/// stray store could land in the runner's own memory).
+fn store_allowed(w: &World, m: Map, addr: u64, bytes: u64) -> bool {
+    let Some(end) = addr.checked_add(bytes) else { return false };
+    addr >= m.va && end <= m.va + m.len && w.aspace.find_vma(addr).is_some_and(|v| end <= v.vm_end)
+}
+
 fn width_of(bits: u32) -> Width {
     match bits {
         8 => Width::U8,
@@ -373,7 +386,12 @@ fn exec(
         Step::RegionRead { fd, region, at, width } => {
             let mut b = [0u8; 8];
             let n = (*width / 8) as usize;
-            let off = vfio::layout::index_to_offset(*region) + at;
+            let Some(off) = vfio::layout::index_to_offset(*region).checked_add(*at) else {
+                return Ok((
+                    format!("pread at region {region} + {at:#x}"),
+                    Outcome::Mismatch("offset overflows".into()),
+                ));
+            };
             let d = format!("pread {width} bits at region {region} + {at:#x}");
             match fd!(fd).read(off, &mut b[..n]) {
                 Ok(_) => (d, Outcome::Done(Some(u64::from_le_bytes(b)))),
@@ -382,7 +400,12 @@ fn exec(
         }
         Step::RegionWrite { fd, region, at, width, value } => {
             let n = (*width / 8) as usize;
-            let off = vfio::layout::index_to_offset(*region) + at;
+            let Some(off) = vfio::layout::index_to_offset(*region).checked_add(*at) else {
+                return Ok((
+                    format!("pwrite at region {region} + {at:#x}"),
+                    Outcome::Mismatch("offset overflows".into()),
+                ));
+            };
             let d = format!("pwrite {value:#x} ({width} bits) at region {region} + {at:#x}");
             (d, fd!(fd).write(off, &value.to_le_bytes()[..n]).map_or_else(Outcome::from, |_| Outcome::Done(None)))
         }
@@ -450,6 +473,11 @@ fn exec(
             let m = map!(map);
             let len = len.unwrap_or(m.len.saturating_sub(*at));
             let d = format!("munmap({map} + {at:#x}, {len:#x})");
+            // Only inside the mapping: munmap elsewhere could hit anything.
+            let inside = addr_in(m, *at).zip(at.checked_add(len)).is_some_and(|(_, end)| end <= m.len);
+            if !inside {
+                return Ok((d, Outcome::Mismatch("range outside the mapping".into())));
+            }
             // The name stays: an access through it after a full munmap must
             // show the SIGSEGV the process would get.
             let r = w.aspace.munmap(m.va + at, len);
@@ -465,17 +493,22 @@ fn exec(
         Step::Read { map, at, width } => {
             let m = map!(map);
             let d = format!("load {width} bits at {map} + {at:#x}");
-            (d, probe::read(m.va + at, width_of(*width)).map_or_else(Outcome::Fault, |v| Outcome::Done(Some(v))))
+            let Some(addr) = addr_in(m, *at) else { return Ok((d, Outcome::Mismatch("address overflows".into()))) };
+            (d, probe::read(addr, width_of(*width)).map_or_else(Outcome::Fault, |v| Outcome::Done(Some(v))))
         }
         Step::Write { map, at, width, value } => {
             let m = map!(map);
             let d = format!("store {value:#x} ({width} bits) at {map} + {at:#x}");
-            (d, probe::write(m.va + at, width_of(*width), *value).map_or_else(Outcome::Fault, |()| Outcome::Done(None)))
+            let addr = addr_in(m, *at).filter(|a| store_allowed(w, m, *a, u64::from(*width / 8)));
+            let Some(addr) = addr else {
+                return Ok((d, Outcome::Mismatch("store outside the mapping refused".into())));
+            };
+            (d, probe::write(addr, width_of(*width), *value).map_or_else(Outcome::Fault, |()| Outcome::Done(None)))
         }
         Step::Fill { map, from, len, stride, width, value, xor }
         | Step::Check { map, from, len, stride, width, value, xor } => {
             let m = map!(map);
-            let end = len.map_or(m.len, |l| from + l).min(m.len);
+            let end = len.map_or(m.len, |l| from.saturating_add(l)).min(m.len);
             let filling = matches!(st.step, Step::Fill { .. });
             let pattern = match xor {
                 Some(b) => format!("{value:#x} ^ ({b:#x} + offset)"),
@@ -487,9 +520,14 @@ fn exec(
             );
             let mut off = *from;
             let mut outcome = Outcome::Done(Some((end.saturating_sub(*from)).div_ceil(*stride)));
+            let bytes = u64::from(*width / 8);
             while off < end {
-                let want = mask(*width, xor.map_or(*value, |b| value ^ (b + off)));
+                let want = mask(*width, xor.map_or(*value, |b| value ^ b.wrapping_add(off)));
                 let r = if filling {
+                    if !store_allowed(w, m, m.va + off, bytes) {
+                        outcome = Outcome::Mismatch(format!("store at {map} + {off:#x} outside the mapping refused"));
+                        break;
+                    }
                     probe::write(m.va + off, width_of(*width), want).map(|()| want)
                 } else {
                     probe::read(m.va + off, width_of(*width))
@@ -505,7 +543,10 @@ fn exec(
                     }
                     Ok(_) => {}
                 }
-                off += stride;
+                match off.checked_add(*stride) {
+                    Some(next) => off = next,
+                    None => break,
+                }
             }
             if matches!(outcome, Outcome::Done(_)) {
                 outcome = Outcome::Done(None);

@@ -310,6 +310,24 @@ impl AddressSpace {
         Ok(start)
     }
 
+    /// Whether `[addr, addr + len)` is free in the whole process (the
+    /// `MAP_FIXED_NOREPLACE` check, made before a driver sees an mmap).
+    ///
+    /// # Errors
+    ///
+    /// `EEXIST` when anything is mapped there; `EINVAL` for an unaligned
+    /// address or length.
+    pub fn check_free(&self, addr: u64, len: u64) -> Result<(), MmError> {
+        if addr % PAGE_SIZE != 0 || len == 0 || len % PAGE_SIZE != 0 {
+            return Err(MmError::Invalid("address range must be page aligned"));
+        }
+        let _mmap = self.inner.mmap_lock.read().unwrap_or_else(|e| e.into_inner());
+        // A trial reservation: the kernel itself says whether anything is there.
+        Reservation::new(len as usize, PAGE_SIZE as usize, Some(addr as usize))
+            .map(drop)
+            .map_err(|e| MmError::Sys { call: "mmap(MAP_FIXED_NOREPLACE)", errno: e })
+    }
+
     /// Unmaps `[addr, addr + len)`: every VMA of ours in it is removed, and
     /// VMAs partly inside are split, the tail keeping the right `vm_pgoff`.
     /// Addresses in the range that hold no VMA of ours are left alone.

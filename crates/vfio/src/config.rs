@@ -11,27 +11,35 @@ use crate::error::{fail, VfioError};
 use crate::rdwr::{chunks, Io};
 
 /// Reads or writes the config region, split into aligned accesses of at
-/// most 4 bytes; clips at the end of the 4 KiB space.
+/// most 4 bytes.
 pub(crate) fn config_rw(vdev: &Arc<VfioPciDevice>, pos: u64, io: Io<'_>) -> Result<usize, VfioError> {
     let size = pci::regs::CFG_SPACE_EXP_SIZE;
-    if pos >= size {
-        return fail(Errno::INVAL, "offset past the end of config space");
+    // vfio_pci_config_rw(): nothing to do for 0 bytes, wherever; otherwise
+    // vfio_config_do_rw() refuses (EFAULT) an access not wholly inside
+    // config space instead of clipping it.
+    let len = match &io {
+        Io::Read(b) => b.len(),
+        Io::Write(d) => d.len(),
+    };
+    if len == 0 {
+        return Ok(0);
+    }
+    if pos.checked_add(len as u64).is_none_or(|end| end > size) {
+        return fail(Errno::FAULT, "access outside config space");
     }
     match io {
         Io::Read(buf) => {
-            let count = (buf.len() as u64).min(size - pos) as usize;
             let mem = vdev.lock_memory_read();
-            for (at, w) in chunks(pos, count, 4) {
+            for (at, w) in chunks(pos, len, 4) {
                 mem.pci.config_read(pos + at as u64, &mut buf[at..at + w])?;
             }
-            Ok(count)
+            Ok(len)
         }
         Io::Write(data) => {
-            let count = (data.len() as u64).min(size - pos) as usize;
-            for (at, w) in chunks(pos, count, 4) {
+            for (at, w) in chunks(pos, len, 4) {
                 config_write(vdev, pos + at as u64, &data[at..at + w])?;
             }
-            Ok(count)
+            Ok(len)
         }
     }
 }

@@ -40,12 +40,21 @@ impl MmapArgs {
         Self { addr: None, len, write: true, shared: true, offset }
     }
 
-    /// `vm_pgoff` of the call: mmap(2) itself refuses an offset that is not
-    /// page aligned with `EINVAL`, before any driver sees it.
-    pub(crate) fn vm_pgoff(&self) -> Result<u64, VfioError> {
+    /// The checks mmap(2) makes before any driver sees the call
+    /// ([`layout::mmap_generic_checks`], `EEXIST` for an exact address that
+    /// is taken, [`layout::file_mmap_ok`]); returns `vm_pgoff`. `file_limit` is the largest file
+    /// offset the file type allows.
+    pub(crate) fn generic_checks(&self, aspace: &AddressSpace, file_limit: u64) -> Result<u64, VfioError> {
         if self.offset % layout::PAGE_SIZE != 0 {
             return fail(Errno::INVAL, "mmap offset is not page aligned");
         }
+        let len = layout::mmap_generic_checks(self.offset, self.len, self.addr)
+            .map_err(|e| VfioError::new(e, "mmap refused before the driver"))?;
+        if let Some(a) = self.addr {
+            aspace.check_free(a, len)?;
+        }
+        layout::file_mmap_ok(self.offset, len, file_limit)
+            .map_err(|e| VfioError::new(e, "mmap window ends past the largest file offset"))?;
         Ok(self.offset >> layout::PAGE_SHIFT)
     }
 }
@@ -432,7 +441,7 @@ impl DeviceFd {
     pub fn config_read(&self, reg: u64, width: usize) -> Result<u32, VfioError> {
         let mut b = [0u8; 4];
         let width = width.min(4);
-        self.read(layout::index_to_offset(VFIO_PCI_CONFIG_REGION_INDEX) + reg, &mut b[..width])?;
+        self.read(config_offset(reg)?, &mut b[..width])?;
         Ok(u32::from_le_bytes(b))
     }
 
@@ -443,7 +452,7 @@ impl DeviceFd {
     /// As [`DeviceFd::write`].
     pub fn config_write(&self, reg: u64, width: usize, value: u32) -> Result<(), VfioError> {
         let b = value.to_le_bytes();
-        self.write(layout::index_to_offset(VFIO_PCI_CONFIG_REGION_INDEX) + reg, &b[..width.min(4)])?;
+        self.write(config_offset(reg)?, &b[..width.min(4)])?;
         Ok(())
     }
 
@@ -582,6 +591,15 @@ impl DeviceFd {
         data.extend_from_slice(&memattr.to_ne_bytes());
         self.feature(VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_BUF_MEMATTR, &data).map(|_| ())
     }
+}
+
+/// The device-fd offset of config register `reg`; past config space (or
+/// past any offset) is `EFAULT`, as an access there is.
+fn config_offset(reg: u64) -> Result<u64, VfioError> {
+    if reg >= layout::VFIO_PCI_OFFSET_MASK {
+        return fail(Errno::FAULT, "register offset outside config space");
+    }
+    Ok(layout::index_to_offset(VFIO_PCI_CONFIG_REGION_INDEX) + reg)
 }
 
 /// What a successful `VFIO_DEVICE_FEATURE` returns.

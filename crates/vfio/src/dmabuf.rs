@@ -312,7 +312,8 @@ pub(crate) fn feature_dma_buf_memattr(fd: &DeviceFd, flags: u32, data: &[u8]) ->
 /// mapped window (owning the device file), then map it.
 pub(crate) fn device_mmap(fd: &DeviceFd, aspace: &AddressSpace, args: MmapArgs) -> Result<u64, VfioError> {
     let vdev = fd.device();
-    let vm_pgoff = args.vm_pgoff()?;
+    // A device fd takes any 64-bit offset (the region index lives in it).
+    let vm_pgoff = args.generic_checks(aspace, u64::MAX)?;
     let plan = layout::plan_device_mmap(
         &DeviceMmapRequest { vm_pgoff, len: args.len, shared: args.shared },
         VFIO_PCI_NUM_REGIONS,
@@ -349,7 +350,8 @@ pub fn mmap_dmabuf(aspace: &AddressSpace, fd: &DmaBufFd, args: MmapArgs) -> Resu
     let Some(dma_buf) = VfioDmaBuf::of(buf) else {
         return fail(Errno::NODEV, "not a VFIO buffer");
     };
-    let vm_pgoff = args.vm_pgoff()?;
+    // A buffer fd is a regular-mode file: offsets up to MAX_LFS_FILESIZE.
+    let vm_pgoff = args.generic_checks(aspace, i64::MAX as u64)?;
     let req = DmaBufMmapRequest {
         vm_pgoff,
         len: args.len,

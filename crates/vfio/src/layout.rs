@@ -421,6 +421,51 @@ pub fn fill_phys_vec(bar_start: u64, bar_len: u64, ranges: &[DmaRange]) -> Resul
 /// overflows when rounded up to pages is `ENOMEM`, and a page offset whose end
 /// overflows is `EOVERFLOW`. The offset itself arrives in pages, so its page
 /// alignment (`EINVAL` in `mmap(2)`) holds by construction.
+/// Top of the user address space on x86-64 with 4-level paging
+/// (`TASK_SIZE`): no mapping may reach past it.
+pub const TASK_SIZE: u64 = (1 << 47) - PAGE_SIZE;
+
+/// The checks `mmap(2)` makes before it looks at the address space or the
+/// file, in the kernel's order (`do_mmap()`, `get_unmapped_area()`): zero
+/// length `EINVAL`; the page-rounded length wrapping `ENOMEM`; the page
+/// offset plus pages wrapping `EOVERFLOW`; a length beyond `TASK_SIZE`
+/// `ENOMEM`; an exact address that is unaligned `EINVAL` or reaches past
+/// `TASK_SIZE` `ENOMEM`. Returns the page-rounded length. Next come the
+/// `EEXIST` check of an exact address, then [`file_mmap_ok`].
+///
+/// # Errors
+///
+/// As listed.
+pub fn mmap_generic_checks(offset: u64, len: u64, addr: Option<u64>) -> Result<u64, Errno> {
+    let len = mmap_len_checks(offset >> PAGE_SHIFT, len)?;
+    if len > TASK_SIZE {
+        return Err(Errno::NOMEM);
+    }
+    if let Some(a) = addr {
+        if a % PAGE_SIZE != 0 {
+            return Err(Errno::INVAL);
+        }
+        if a.checked_add(len).is_none_or(|end| end > TASK_SIZE) {
+            return Err(Errno::NOMEM);
+        }
+    }
+    Ok(len)
+}
+
+/// `file_mmap_ok()`: the file window `[offset, offset + len)` must end
+/// within `file_limit`, the largest offset the file type allows (any 64-bit
+/// offset for the device fd, `MAX_LFS_FILESIZE` for a buffer fd).
+///
+/// # Errors
+///
+/// `EOVERFLOW` past the limit.
+pub fn file_mmap_ok(offset: u64, len: u64, file_limit: u64) -> Result<(), Errno> {
+    match offset.checked_add(len) {
+        Some(end) if end <= file_limit => Ok(()),
+        _ => Err(Errno::OVERFLOW),
+    }
+}
+
 fn mmap_len_checks(vm_pgoff: u64, len: u64) -> Result<u64, Errno> {
     // do_mmap(): an empty mapping is invalid.
     if len == 0 {
