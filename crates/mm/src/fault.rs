@@ -175,46 +175,7 @@ impl VmFault<'_> {
             return VmFaultResult::FALLBACK;
         }
         let size = PAGE_SIZE << order;
-        let page_va = self.address & !(size - 1);
-        let consistent = page_va >= self.vma.vm_start
-            && page_va + size <= self.vma.vm_end
-            && self.vma.backing(page_va).is_some_and(|(paddr, _, _, piece_end)| {
-                paddr == pfn.wrapping_mul(PAGE_SIZE) && page_va + size <= piece_end
-            });
-        if !consistent {
-            tracing::error!(
-                address = format_args!("{:#x}", self.address),
-                pfn = format_args!("{pfn:#x}"),
-                order,
-                "fault translation disagrees with the mapping; raising SIGBUS"
-            );
-            return self.sigbus();
-        }
-        // Count before the ioctl: it wakes the faulting thread, which may
-        // read the counters at once.
-        let counter = if order == 0 { &self.counters.order0 } else { &self.counters.order9 };
-        counter.fetch_add(1, Ordering::Relaxed);
-        match sys::uffdio_continue(self.uffd, page_va, size) {
-            Ok(()) => self.wake(page_va, size),
-            // A racing fault already mapped (part of) the range: the pages are
-            // there, wake whoever waits on the rest.
-            Err((Errno::EXIST, _)) => self.wake(page_va, size),
-            // The address space is changing under us: wake the thread, it
-            // retries the access and faults again.
-            Err((Errno::AGAIN, _)) => self.wake(page_va, size),
-            Err((e, mapped)) => {
-                counter.fetch_sub(1, Ordering::Relaxed);
-                tracing::error!(
-                    address = format_args!("{page_va:#x}"),
-                    size,
-                    mapped,
-                    %e,
-                    "UFFDIO_CONTINUE failed; raising SIGBUS"
-                );
-                return self.sigbus();
-            }
-        }
-        VmFaultResult(Outcome::NoPage)
+        self.map_range(self.address & !(size - 1), pfn, size, order)
     }
 
     /// A fault of `order` with fault-around: maps `[start, start + len)`
@@ -224,19 +185,32 @@ impl VmFault<'_> {
     /// `do_fault_around()` for file mappings; the caller vouches, under the
     /// same locks as for a single page, that every page of the window may be
     /// mapped. Counted as one fault of `order`.
-    ///
-    /// Pages of the window that a racing fault already mapped end the
-    /// continue early (`EEXIST`); if that leaves the faulting page unmapped,
-    /// it is mapped on its own.
     pub fn insert_pfn_around(&mut self, start: u64, pfn: u64, len: u64, order: u32) -> VmFaultResult {
+        if order != 0 && order != PMD_ORDER {
+            return VmFaultResult::FALLBACK;
+        }
+        if len > PAGE_SIZE << order {
+            self.counters.around_pages.fetch_add(len / PAGE_SIZE, Ordering::Relaxed);
+        }
+        self.map_range(start, pfn, len, order)
+    }
+
+    /// Maps `[start, start + len)` from page frame `pfn` on, after checking
+    /// it against the mapping, and counts one fault of `order`.
+    ///
+    /// Pages a racing fault already mapped end a continue early (`EEXIST`).
+    /// If that leaves the faulting page unmapped, exactly that 4 KiB page is
+    /// mapped next: asking again for the whole range would stop at the same
+    /// mapped page, and the access would fault forever.
+    fn map_range(&mut self, start: u64, pfn: u64, len: u64, order: u32) -> VmFaultResult {
         let page_va = self.address & !(PAGE_SIZE - 1);
-        let size = PAGE_SIZE << order.min(PMD_ORDER);
+        let size = PAGE_SIZE << order;
         let order_va = self.address & !(size - 1);
-        let consistent = (order == 0 || order == PMD_ORDER)
-            && start % PAGE_SIZE == 0
+        let consistent = start % PAGE_SIZE == 0
             && len % PAGE_SIZE == 0
             && start <= order_va
-            && order_va + size <= start + len
+            && start.checked_add(len).is_some_and(|end| order_va + size <= end && end <= self.vma.vm_end)
+            && start >= self.vma.vm_start
             && self.vma.backing(start).is_some_and(|(paddr, _, _, piece_end)| {
                 paddr == pfn.wrapping_mul(PAGE_SIZE) && start + len <= piece_end
             });
@@ -245,38 +219,38 @@ impl VmFault<'_> {
                 address = format_args!("{:#x}", self.address),
                 start = format_args!("{start:#x}"),
                 len,
-                "fault-around window disagrees with the mapping; raising SIGBUS"
+                pfn = format_args!("{pfn:#x}"),
+                order,
+                "fault translation disagrees with the mapping; raising SIGBUS"
             );
             return self.sigbus();
         }
-        if len == size {
-            return self.insert_pfn(pfn + (order_va - start) / PAGE_SIZE, order);
-        }
+        // Counted before the wake, which lets the faulting thread read the
+        // counters at once.
         let counter = if order == 0 { &self.counters.order0 } else { &self.counters.order9 };
         counter.fetch_add(1, Ordering::Relaxed);
-        self.counters.around_pages.fetch_add(len / PAGE_SIZE, Ordering::Relaxed);
-        match sys::uffdio_continue(self.uffd, start, len) {
-            Ok(()) => {
-                self.wake(start, len);
-                VmFaultResult(Outcome::NoPage)
+        let (start, len) = match sys::uffdio_continue(self.uffd, start, len) {
+            Ok(()) => (start, len),
+            // Stopped by a page already mapped: fine if ours is mapped now,
+            // else map just ours. (EAGAIN: the address space is changing;
+            // the same answer is safe, the access retries anyway.)
+            Err((Errno::EXIST | Errno::AGAIN, mapped)) if start + u64::try_from(mapped).unwrap_or(0) > page_va => {
+                (start, len)
             }
-            Err((Errno::EXIST, mapped)) | Err((Errno::AGAIN, mapped)) => {
-                let mapped = u64::try_from(mapped).unwrap_or(0);
-                if start + mapped > page_va {
-                    // The faulting page is mapped; wake whoever waits.
-                    self.wake(start, len);
-                    return VmFaultResult(Outcome::NoPage);
-                }
-                counter.fetch_sub(1, Ordering::Relaxed);
-                let order_pfn = pfn + (order_va - start) / PAGE_SIZE;
-                self.insert_pfn(order_pfn, order)
-            }
-            Err((e, mapped)) => {
-                counter.fetch_sub(1, Ordering::Relaxed);
-                tracing::error!(start = format_args!("{start:#x}"), len, mapped, %e, "UFFDIO_CONTINUE failed; raising SIGBUS");
-                self.sigbus()
-            }
-        }
+            Err((Errno::EXIST | Errno::AGAIN, _)) => match sys::uffdio_continue(self.uffd, page_va, PAGE_SIZE) {
+                Ok(()) | Err((Errno::EXIST | Errno::AGAIN, _)) => (page_va, PAGE_SIZE),
+                Err((e, _)) => return self.continue_failed(counter, page_va, PAGE_SIZE, e),
+            },
+            Err((e, _)) => return self.continue_failed(counter, start, len, e),
+        };
+        self.wake(start, len);
+        VmFaultResult(Outcome::NoPage)
+    }
+
+    fn continue_failed(&mut self, counter: &AtomicU64, start: u64, len: u64, e: Errno) -> VmFaultResult {
+        counter.fetch_sub(1, Ordering::Relaxed);
+        tracing::error!(start = format_args!("{start:#x}"), len, %e, "UFFDIO_CONTINUE failed; raising SIGBUS");
+        self.sigbus()
     }
 
     /// Ends the fault in SIGBUS (analogous to returning `VM_FAULT_SIGBUS`):
