@@ -46,6 +46,28 @@
 //! was closed. An explicit buffer holds only a reference to the device
 //! (`vdev`), which the last close severs after revoking the buffer: its
 //! mappings then raise SIGBUS and new mmaps fail with `ENODEV`.
+//!
+//! # Examples
+//!
+//! Map BAR1 of an emulated device through the device fd, write through the
+//! mapping, then watch a memory-disable revoke it for real:
+//!
+//! ```
+//! use mm::{probe, AddressSpace};
+//! use vfio::{MmapArgs, VfioPciDevice};
+//!
+//! let aspace = AddressSpace::new()?;
+//! let vdev = VfioPciDevice::from_catalogue(0, "0000:00:03.0".parse()?, "edu-plus")?;
+//! let fd = vdev.open();
+//! let bar1 = fd.region_info(1)?;
+//! let va = fd.mmap(&aspace, MmapArgs::shared(bar1.offset + 0x4000, 0x1000))?;
+//! probe::write_u64(va, 0xca77_face)?;
+//! fd.set_memory_enable(false)?;
+//! assert!(probe::read_u64(va).unwrap_err().is_sigbus());
+//! fd.set_memory_enable(true)?;
+//! assert_eq!(probe::read_u64(va)?, 0xca77_face);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(unsafe_code)]
 
 mod config;
