@@ -1,5 +1,6 @@
 //! `vfio-dmabuf`: run scenarios against emulated VFIO-PCI devices whose BAR
-//! mappings are revocable DMA-buffers; the demo; inspect.
+//! mappings are revocable DMA-buffers; the demo; inspect; bench.
+#![forbid(unsafe_code)]
 
 use std::io::Write as _;
 use std::path::PathBuf;
