@@ -17,6 +17,9 @@
 //!   by unmapping a page in the middle and unmaps whole mappings.
 //! - The revoker permanently revokes buffers (`DMA_BUF_REVOKE`), dups and
 //!   closes buffer fds.
+//! - Two importers attach a test importer to a live buffer (an explicit one
+//!   from the pool, or the buffer behind a device-fd mapping), map it, hold
+//!   the mapping for a while, unmap and detach; see "Importers" below.
 //! - The test's own thread is the watchdog: a thread that makes no progress
 //!   for [`STALL`] fails the test with what every thread was doing.
 //!
@@ -95,6 +98,30 @@
 //! reset and FLR must each leave every word not permanently revoked readable
 //! with its last value.
 //!
+//! # Importers
+//!
+//! Each importer cycle makes a fresh importer (the test keeps its `Arc`: a
+//! buffer holds importers weakly), attaches it, maps, holds the mapping for
+//! a few yields or until invalidated, and unmaps: from inside
+//! `invalidate_mappings` with `unmap_locked` (some importers do), from its
+//! own thread once the callback raised its flag (the callback never blocks),
+//! or plainly; sometimes it detaches before unmapping, sometimes it waits to
+//! be invalidated before it maps. An importer thread holds at most one
+//! mapping, and while it holds one it only yields and reads flags: it takes
+//! no pool lock (the revoker revokes under it) and no `memory_lock` (no
+//! `dmabufs()`, no last drop of a buffer, whose release takes it), so a
+//! revoke waiting for it is never waiting for itself.
+//!
+//! Judged: (1) a `map` that succeeds while the buffer was revoked for the
+//! whole call, and (3) an `attach` that does, by the same epoch loads (and
+//! the `perm` flag) as a CPU access; the argument above carries over with
+//! "the status check under resv" in place of the fault path. A refusal must
+//! be `ENODEV`. (2) A revoking call that returns while an importer mapping
+//! made before it started is still live: see [`check_importer_drain`].
+//! (4) The watchdog covers the importers; after the storm no buffer has an
+//! attachment or an importer mapping left, and no buffer still refers to a
+//! detached importer.
+//!
 //! Leaks: the test is its own process; descriptors (by target), threads and
 //! the real maps lines naming our memfds are compared before and after.
 //!
@@ -110,11 +137,11 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use dmabuf::DmaBufFd;
+use dmabuf::{AttachmentRef, DmaBuf, DmaBufFd, Importer, ImporterMapping, ResvGuard};
 use mm::probe::{self, AccessFault};
 use mm::AddressSpace;
 use rustix::io::Errno;
-use vfio::{hot_reset, mmap_dmabuf, DeviceFd, MmapArgs, VfioPciDevice};
+use vfio::{hot_reset, mmap_dmabuf, DeviceFd, MmapArgs, VfioDmaBuf, VfioPciDevice};
 
 const PAGE: u64 = 0x1000;
 /// Region offset of BAR1 on the device fd.
@@ -124,6 +151,9 @@ const BAR1_LEN: u64 = 64 << 20;
 /// The stable mappings use BAR1 below this; the exporter cycles above it.
 const CHURN_START: u64 = 8 << 20;
 const ACCESSORS: usize = 3;
+const IMPORTERS: usize = 2;
+/// Threads before the accessors in `Storm::progress`.
+const DRIVERS: usize = 4;
 const CHURN_SLOTS: usize = 6;
 /// Most buffer fds the pool keeps open at once.
 const POOL_CAP: usize = 12;
@@ -191,9 +221,19 @@ enum C {
     BufferFdDups,
     BufferFdCloses,
     DeviceFdCloses,
+    Attaches,
+    AttachRefused,
+    ImporterMaps,
+    ImporterMapRefused,
+    Invalidations,
+    UnmapsInCallback,
+    UnmapsAfterInvalidate,
+    PlainUnmaps,
+    DetachedFirst,
+    DrainJudged,
 }
 
-const COUNTERS: [C; 25] = [
+const COUNTERS: [C; 35] = [
     C::Accesses,
     C::Successes,
     C::Sigbus,
@@ -219,14 +259,33 @@ const COUNTERS: [C; 25] = [
     C::BufferFdDups,
     C::BufferFdCloses,
     C::DeviceFdCloses,
+    C::Attaches,
+    C::AttachRefused,
+    C::ImporterMaps,
+    C::ImporterMapRefused,
+    C::Invalidations,
+    C::UnmapsInCallback,
+    C::UnmapsAfterInvalidate,
+    C::PlainUnmaps,
+    C::DetachedFirst,
+    C::DrainJudged,
 ];
 
-#[derive(Default)]
 struct Counts([AtomicU64; COUNTERS.len()]);
+
+impl Default for Counts {
+    fn default() -> Counts {
+        Counts(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
 
 impl Counts {
     fn add(&self, c: C) {
-        self.0[c as usize].fetch_add(1, SeqCst);
+        self.add_n(c, 1);
+    }
+
+    fn add_n(&self, c: C, n: u64) {
+        self.0[c as usize].fetch_add(n, SeqCst);
     }
 
     fn get(&self, c: C) -> u64 {
@@ -339,6 +398,13 @@ struct Storm {
     violations: Mutex<Vec<String>>,
     cycles: u64,
     seed: u64,
+    /// Ticks for the importer drain check: every tick is a `SeqCst`
+    /// read-modify-write of this one counter (see [`check_importer_drain`]).
+    clock: Arc<AtomicU64>,
+    /// Every revoking call that returned `Ok`.
+    revoke_log: Mutex<Vec<RevokeSpan>>,
+    /// Every importer mapping, once unmapped.
+    map_log: Mutex<Vec<MapSpan>>,
 }
 
 impl Storm {
@@ -356,6 +422,17 @@ impl Storm {
 
     fn pool(&self) -> std::sync::MutexGuard<'_, Vec<PoolEntry>> {
         self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, SeqCst)
+    }
+
+    /// Logs a revoking call that began at tick `begins` and returned at
+    /// `returned`; `buf` is the buffer revoked, `None` for all of them.
+    fn log_revoke(&self, what: &'static str, buf: Option<u64>, begins: u64, returned: u64) {
+        let span = RevokeSpan { what, buf, begins, returned };
+        self.revoke_log.lock().unwrap_or_else(|e| e.into_inner()).push(span);
     }
 
     /// Keeps a driver in step with the toggler, the slowest driver (it waits
@@ -473,7 +550,8 @@ fn setup(cycles: u64, seed: u64) -> Storm {
     let names = ["toggler", "resetter", "exporter", "revoker"]
         .into_iter()
         .map(String::from)
-        .chain((0..ACCESSORS).map(|a| format!("accessor{a}")));
+        .chain((0..ACCESSORS).map(|a| format!("accessor{a}")))
+        .chain((0..IMPORTERS).map(|i| format!("importer{i}")));
     let progress = names
         .map(|name| Progress { name, steps: AtomicU64::new(0), doing: Mutex::new("starting"), addr: AtomicU64::new(0) })
         .collect();
@@ -491,6 +569,9 @@ fn setup(cycles: u64, seed: u64) -> Storm {
         violations: Mutex::new(Vec::new()),
         cycles,
         seed,
+        clock: Arc::new(AtomicU64::new(0)),
+        revoke_log: Mutex::new(Vec::new()),
+        map_log: Mutex::new(Vec::new()),
     }
 }
 
@@ -504,7 +585,9 @@ fn toggler(storm: &Storm, me: &Progress) -> Result<(), String> {
             break;
         }
         me.doing("set_memory_enable(false)");
+        let begins = storm.tick();
         storm.fd.set_memory_enable(false).map_err(|e| format!("memory disable: {e}"))?;
+        storm.log_revoke("memory off", None, begins, storm.tick());
         storm.counts.add(C::Revokes);
         let judged = storm.counts.get(C::WindowSigbus);
         // Revoked since this (odd) value.
@@ -536,21 +619,29 @@ fn resetter(storm: &Storm, me: &Progress) -> Result<(), String> {
             break;
         }
         let dup = storm.fd.dup();
+        // Each of these revokes every buffer of the device first (and
+        // un-revokes after): the importer drain check covers them too.
+        let begins = storm.tick();
         match c % 3 {
             0 => {
                 me.doing("VFIO_DEVICE_RESET");
                 dup.reset().map_err(|e| format!("reset: {e}"))?;
+                storm.log_revoke("reset", None, begins, storm.tick());
                 storm.counts.add(C::Resets);
             }
             1 => {
                 me.doing("FLR");
                 dup.flr().map_err(|e| format!("FLR: {e}"))?;
+                storm.log_revoke("FLR", None, begins, storm.tick());
                 storm.counts.add(C::Flrs);
             }
             _ => {
                 me.doing("hot reset");
                 match hot_reset(&[&dup]) {
-                    Ok(()) => storm.counts.add(C::HotResets),
+                    Ok(()) => {
+                        storm.log_revoke("hot reset", None, begins, storm.tick());
+                        storm.counts.add(C::HotResets);
+                    }
                     // A fault holding memory_lock for read makes the try-lock fail.
                     Err(e) if e.errno() == Errno::BUSY => storm.counts.add(C::HotResetBusy),
                     Err(e) => return Err(format!("hot reset: {e}")),
@@ -778,6 +869,7 @@ fn revoker(storm: &Storm, me: &Progress) -> Result<(), String> {
                 if !candidates.is_empty() {
                     let e = candidates[rng.pick(candidates.len())];
                     // Through the storm's handle or a dup of it, alternately.
+                    let begins = storm.tick();
                     let r = if c % 20 == 0 {
                         storm.fd.feature_dma_buf_revoke(e.fd.raw_fd())
                     } else {
@@ -788,6 +880,7 @@ fn revoker(storm: &Storm, me: &Progress) -> Result<(), String> {
                         r
                     };
                     r.map_err(|err| format!("permanent revoke of {}: {err}", e.state.label))?;
+                    storm.log_revoke("DMA_BUF_REVOKE", Some(e.fd.buffer().id()), begins, storm.tick());
                     // Revoked for good from here on.
                     e.state.perm.store(true, SeqCst);
                     storm.counts.add(C::PermRevokes);
@@ -1028,6 +1121,350 @@ impl Accessor<'_> {
 }
 
 // ---------------------------------------------------------------------------
+// Importers
+
+/// One revoking call that returned `Ok`, in ticks of `Storm::clock`.
+struct RevokeSpan {
+    what: &'static str,
+    /// The buffer revoked; `None`: every buffer of the device.
+    buf: Option<u64>,
+    /// Taken right before the call.
+    begins: u64,
+    /// Taken right after it returned.
+    returned: u64,
+}
+
+/// One importer mapping's life, in ticks of `Storm::clock`.
+struct MapSpan {
+    buf: u64,
+    label: String,
+    /// Taken right after `map` returned the mapping.
+    mapped: u64,
+    /// Taken right before the unmap was called (in the thread or the callback).
+    unmap_begins: u64,
+}
+
+/// What the importer thread and the callback share about the one mapping.
+#[derive(Debug, Default)]
+struct Held {
+    mapping: Option<ImporterMapping>,
+    /// The tick taken by the callback before it unmapped `mapping`.
+    unmapped_inside_at: Option<u64>,
+}
+
+/// The storm's importer: one per cycle, attached to one buffer.
+#[derive(Debug)]
+struct StormImporter {
+    /// The buffer it attaches to.
+    buf: u64,
+    /// Whether the callback unmaps the mapping itself when it finds it.
+    unmap_inside: bool,
+    clock: Arc<AtomicU64>,
+    held: Mutex<Held>,
+    /// Raised by the callback; the thread unmaps when it sees it.
+    invalidated: AtomicBool,
+    invalidations: AtomicU64,
+    /// Set by the thread once its attachment is dropped.
+    detached: AtomicBool,
+    /// What the callback found wrong (it cannot fail the storm itself).
+    wrong: Mutex<Option<String>>,
+}
+
+impl StormImporter {
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Importer for StormImporter {
+    /// Runs under the buffer's resv; takes only `held`, which the thread
+    /// never holds while it calls into the buffer.
+    fn invalidate_mappings(&self, attachment: &AttachmentRef<'_>, resv: &mut ResvGuard<'_>) {
+        self.invalidations.fetch_add(1, SeqCst);
+        let buf = attachment.buffer();
+        if buf.id() != self.buf || self.detached.load(SeqCst) || !buf.status().is_revoked() {
+            let what = format!(
+                "invalidate of buffer {} (attached to {}, detached {}, status {:?})",
+                buf.id(),
+                self.buf,
+                self.detached.load(SeqCst),
+                buf.status()
+            );
+            *self.wrong.lock().unwrap_or_else(|e| e.into_inner()) = Some(what);
+        }
+        if self.unmap_inside {
+            let mut held = self.held();
+            if let Some(m) = held.mapping.take() {
+                held.unmapped_inside_at = Some(self.clock.fetch_add(1, SeqCst));
+                m.unmap_locked(resv);
+            }
+        }
+        self.invalidated.store(true, SeqCst);
+    }
+}
+
+/// A buffer an importer may attach to.
+struct Target {
+    buf: Arc<DmaBuf>,
+    label: String,
+    /// The pool's state of an explicit buffer (its `perm` flag).
+    state: Option<Arc<BufState>>,
+}
+
+/// Attach, map, hold, unmap and detach, `storm.cycles` times.
+fn importer(storm: &Storm, me: &Progress, index: u64) -> Result<(), String> {
+    let mut rng = Rng::new(storm.seed ^ ((index + 1) << 32) ^ 0x696d_706f);
+    for c in 0..storm.cycles {
+        if !storm.pace(c, &mut rng) {
+            break;
+        }
+        if let Some(target) = pick_target(storm, me, &mut rng, c) {
+            import_once(storm, me, &mut rng, c + index, target)?;
+        }
+        me.steps.fetch_add(1, SeqCst);
+        thread::yield_now();
+    }
+    Ok(())
+}
+
+/// A pooled explicit buffer, or one cycle in four the buffer of a device-fd
+/// mapping (`vdev.dmabufs()`, which takes `memory_lock`: nothing is held here).
+fn pick_target(storm: &Storm, me: &Progress, rng: &mut Rng, c: u64) -> Option<Target> {
+    if c % 4 == 2 {
+        me.doing("dmabufs()");
+        let mut bufs: Vec<Arc<DmaBuf>> = storm
+            .vdev
+            .dmabufs()
+            .into_iter()
+            .filter(|b| VfioDmaBuf::of(b).is_some_and(VfioDmaBuf::is_mmap_buffer))
+            .collect();
+        if !bufs.is_empty() {
+            let buf = bufs.swap_remove(rng.pick(bufs.len()));
+            // The others may be last references: dropped here, holding nothing.
+            drop(bufs);
+            return Some(Target { label: format!("mmap-buf{}", buf.id()), buf, state: None });
+        }
+    }
+    me.doing("pick a pooled buffer");
+    let pool = storm.pool();
+    if pool.is_empty() {
+        return None;
+    }
+    let e = &pool[rng.pick(pool.len())];
+    Some(Target { buf: e.fd.buffer().clone(), label: e.state.label.clone(), state: Some(e.state.clone()) })
+}
+
+/// Yields until `imp` is invalidated, at most `limit` times; also stops once
+/// the toggler has moved two window edges on, or is done.
+fn wait_invalidated(storm: &Storm, me: &Progress, imp: &StormImporter, limit: u64) {
+    let start = storm.seq.load(SeqCst);
+    let end = 2 * storm.cycles;
+    let mut k = 0;
+    while k < limit && !imp.invalidated.load(SeqCst) && !storm.aborted() {
+        let s = storm.seq.load(SeqCst);
+        if s >= start + 3 || s >= end {
+            break;
+        }
+        thread::yield_now();
+        k += 1;
+        if k % 64 == 0 {
+            me.steps.fetch_add(1, SeqCst);
+        }
+    }
+}
+
+/// Whether the buffer was revoked for the whole of a call made between the
+/// loads `perm` (before), `s0` and `s1` (crate doc).
+fn revoked_throughout(perm: bool, s0: u64, s1: u64) -> bool {
+    perm || (s0 == s1 && s0 % 2 == 1)
+}
+
+fn import_once(storm: &Storm, me: &Progress, rng: &mut Rng, c: u64, target: Target) -> Result<(), String> {
+    let Target { buf, label, state } = target;
+    let perm = || state.as_ref().is_some_and(|s| s.perm.load(SeqCst));
+    let imp = Arc::new(StormImporter {
+        buf: buf.id(),
+        unmap_inside: (c / 4) % 2 == 0,
+        clock: storm.clock.clone(),
+        held: Mutex::new(Held::default()),
+        invalidated: AtomicBool::new(false),
+        invalidations: AtomicU64::new(0),
+        detached: AtomicBool::new(false),
+        wrong: Mutex::new(None),
+    });
+
+    // (3) attach, judged like an access.
+    me.doing("attach");
+    let p = perm();
+    let s0 = storm.seq.load(SeqCst);
+    fence(SeqCst);
+    let r = buf.attach(imp.clone());
+    fence(SeqCst);
+    let s1 = storm.seq.load(SeqCst);
+    let att = match r {
+        Ok(att) => att,
+        Err(e) if e.errno() == Errno::NODEV => {
+            storm.counts.add(C::AttachRefused);
+            return Ok(());
+        }
+        Err(e) => return Err(format!("attach to {label}: {e}")),
+    };
+    storm.counts.add(C::Attaches);
+    if revoked_throughout(p, s0, s1) {
+        storm.violate(format!("attach to {label} succeeded while revoked (perm {p}, seq {s0})"));
+    }
+
+    // Sometimes wait to be invalidated first: the map then usually meets a
+    // revoked buffer.
+    if c % 8 == 3 {
+        me.doing("attached, waiting for an invalidate before map");
+        wait_invalidated(storm, me, &imp, u64::MAX);
+    }
+
+    // (1) map, judged like an access; the tick right after it dates the
+    // mapping for the drain check.
+    me.doing("map");
+    let p = perm();
+    let s0 = storm.seq.load(SeqCst);
+    fence(SeqCst);
+    let r = att.map();
+    let mapped = storm.tick();
+    fence(SeqCst);
+    let s1 = storm.seq.load(SeqCst);
+    let mapping = match r {
+        Ok(m) => m,
+        Err(e) if e.errno() == Errno::NODEV => {
+            storm.counts.add(C::ImporterMapRefused);
+            drop(att);
+            return finish(storm, &imp, &label);
+        }
+        Err(e) => return Err(format!("map of {label}: {e}")),
+    };
+    storm.counts.add(C::ImporterMaps);
+    if revoked_throughout(p, s0, s1) {
+        storm.violate(format!("map of {label} succeeded while revoked (perm {p}, seq {s0})"));
+    }
+    // From here to the unmap this thread holds a mapping: only flags and yields.
+    imp.held().mapping = Some(mapping);
+
+    let detach_first = c % 16 == 5;
+    let att = if detach_first {
+        // Allowed: the mapping stays counted, but is never invalidated now,
+        // so it is held only briefly (a revoke is waiting for it unasked).
+        drop(att);
+        imp.detached.store(true, SeqCst);
+        storm.counts.add(C::DetachedFirst);
+        None
+    } else {
+        Some(att)
+    };
+    me.doing("hold an importer mapping");
+    let limit = if c % 4 == 1 && !detach_first { u64::MAX } else { rng.below(16) };
+    wait_invalidated(storm, me, &imp, limit);
+
+    me.doing("unmap");
+    let invalidated = imp.invalidated.load(SeqCst);
+    let taken = imp.held().mapping.take();
+    let unmap_begins = match taken {
+        Some(m) => {
+            let at = storm.tick();
+            if rng.below(4) == 0 {
+                drop(m);
+            } else {
+                m.unmap();
+            }
+            storm.counts.add(if invalidated { C::UnmapsAfterInvalidate } else { C::PlainUnmaps });
+            at
+        }
+        None => {
+            storm.counts.add(C::UnmapsInCallback);
+            imp.held()
+                .unmapped_inside_at
+                .ok_or_else(|| format!("mapping of {label} gone with no unmap inside the callback"))?
+        }
+    };
+    let span = MapSpan { buf: buf.id(), label: label.clone(), mapped, unmap_begins };
+    storm.map_log.lock().unwrap_or_else(|e| e.into_inner()).push(span);
+    me.doing("detach");
+    drop(att);
+    finish(storm, &imp, &label)
+}
+
+/// After the detach: the buffer refers to the importer no more, and the
+/// callback found nothing wrong. The caller still holds the buffer.
+fn finish(storm: &Storm, imp: &Arc<StormImporter>, label: &str) -> Result<(), String> {
+    imp.detached.store(true, SeqCst);
+    storm.counts.add_n(C::Invalidations, imp.invalidations.load(SeqCst));
+    if Arc::weak_count(imp) != 0 {
+        storm.violate(format!("{label} still refers to its importer after the detach"));
+    }
+    if let Some(what) = imp.wrong.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        storm.violate(format!("importer of {label}: {what}"));
+    }
+    Ok(())
+}
+
+/// (2) of "Importers" in the crate doc: no revoking call returns while an
+/// importer mapping of a buffer it revoked, made before the call began, is
+/// still live. Returns how many (mapping, revoke) pairs were judged.
+///
+/// Violation: a mapping of buffer `b` with `mapped < begins` and
+/// `returned < unmap_begins` for a logged call that revoked `b`.
+///
+/// Why that has no false positives. Every tick is a `SeqCst` fetch-add on
+/// one counter, so the ticks are totally ordered, and a tick with a larger
+/// value read (through the chain of read-modify-writes) the store of every
+/// smaller one: the smaller tick happens before the larger one. `mapped` is
+/// taken after `map` returned in the importer's program order, `begins`
+/// before the call in the revoker's, `returned` after it returned, and
+/// `unmap_begins` before the unmap started (in the thread, or in the
+/// callback before `unmap_locked`). So if such a pair exists, the mapping
+/// was counted by the buffer (`importer_mappings > 0`) from before the call
+/// began until after it returned. The buffer was alive all along (the
+/// importer held it) and exported by this device, so on its list: memory
+/// off, reset, FLR and hot reset revoke every listed buffer, and
+/// `DMA_BUF_REVOKE` revokes `b`. `map` succeeded under resv with status
+/// `Ok`, and the only way from `Ok` to revoked is a full revoke, which
+/// returns only when the buffer's importer mappings are all gone. If `b`
+/// was still `Ok` when the call reached it, the call's own full revoke had
+/// to wait for our unmap; if it was already revoked, an earlier full revoke
+/// that began after our map (which saw `Ok`) returned before this call
+/// did, with our mapping still live. Either way a revoke returned with an
+/// importer mapping live: the check never blames a correct implementation.
+/// Mappings refused by `map` are not logged, and calls that failed (a
+/// busy hot reset revokes nothing) are not either.
+fn check_importer_drain(storm: &Storm) -> u64 {
+    let mut revokes = std::mem::take(&mut *storm.revoke_log.lock().unwrap());
+    revokes.sort_by_key(|r| r.begins);
+    let maps = std::mem::take(&mut *storm.map_log.lock().unwrap());
+    let mut judged = 0;
+    for m in &maps {
+        let first = revokes.partition_point(|r| r.begins <= m.mapped);
+        for r in revokes[first..].iter().take_while(|r| r.begins < m.unmap_begins) {
+            if r.buf.is_some_and(|b| b != m.buf) {
+                continue;
+            }
+            judged += 1;
+            if r.returned < m.unmap_begins {
+                storm.violate(format!(
+                    "{} returned at tick {} while the importer mapping of {} made at tick {} was live \
+                     (its unmap began at tick {})",
+                    r.what, r.returned, m.label, m.mapped, m.unmap_begins
+                ));
+            }
+        }
+    }
+    judged
+}
+
+/// No buffer still alive has an attachment or an importer mapping left.
+fn assert_no_importer_left(storm: &Storm, when: &str) {
+    for b in storm.vdev.dmabufs() {
+        assert_eq!((b.attachments(), b.importer_mappings()), (0, 0), "buffer {} {when}", b.id());
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The test
 
 /// What the process holds that a leak would change.
@@ -1079,8 +1516,11 @@ fn spawn_all(storm: &Arc<Storm>) -> (Vec<thread::JoinHandle<()>>, mpsc::Receiver
                             Exporter { storm: &storm, me, rng, cursor: CHURN_START }.run().map(|()| None)
                         }
                         3 => revoker(&storm, me).map(|()| None),
+                        i if i >= DRIVERS + ACCESSORS => {
+                            importer(&storm, me, (i - DRIVERS - ACCESSORS) as u64).map(|()| None)
+                        }
                         _ => {
-                            let index = (i - 4) as u64;
+                            let index = (i - DRIVERS) as u64;
                             let rng = Rng::new(storm.seed ^ ((index + 1) << 20));
                             let a = Accessor {
                                 storm: &storm,
@@ -1123,8 +1563,9 @@ fn watch(storm: &Storm, rx: &mpsc::Receiver<(usize, Outcome)>) -> Vec<Outcome> {
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => unreachable!("every thread reports once"),
         }
-        // The four drivers done: accessors may stop.
-        if outcomes[..4].iter().all(Option::is_some) {
+        // The four drivers done: accessors may stop (importers stop on
+        // their own, after their cycles).
+        if outcomes[..DRIVERS].iter().all(Option::is_some) {
             storm.stop.store(true, SeqCst);
         }
         for i in (0..n).filter(|&i| outcomes[i].is_none()) {
@@ -1272,6 +1713,10 @@ fn fault_storm_never_lets_a_revoked_access_through_loses_no_write_and_leaks_noth
     }
     let storm_time = started.elapsed();
     let c = &storm.counts;
+    let drain_judged = check_importer_drain(&storm);
+    c.add_n(C::DrainJudged, drain_judged);
+    // Every importer thread is joined: its attachments and mappings are gone.
+    assert_no_importer_left(&storm, "after the storm");
     let violations = storm.violations.lock().unwrap().clone();
     let errors: Vec<String> = outcomes
         .iter()
@@ -1292,6 +1737,9 @@ fn fault_storm_never_lets_a_revoked_access_through_loses_no_write_and_leaks_noth
          revokes {} un-revokes {} resets {} FLRs {} hot resets {} (+{} EBUSY) permanent revokes {}\n\
          exports {} buffer mmaps {} (+{} ENODEV) device-fd mmaps {} splits {} unmaps {}\n\
          closes: buffer fds {} (dups {}), device fds {}\n\
+         importers: attaches {} (+{} ENODEV) maps {} (+{} ENODEV) invalidations {} unmaps inside the \
+         callback {}, from the thread after an invalidate {}, plain {} (detached first {}); \
+         revokes judged against a live mapping {}\n\
          faults {stats:?}\n\
          words checked after the storm {checked}, VMAs at the end {vmas_in_storm}",
         storm_time,
@@ -1320,6 +1768,16 @@ fn fault_storm_never_lets_a_revoked_access_through_loses_no_write_and_leaks_noth
         c.get(C::BufferFdCloses),
         c.get(C::BufferFdDups),
         c.get(C::DeviceFdCloses),
+        c.get(C::Attaches),
+        c.get(C::AttachRefused),
+        c.get(C::ImporterMaps),
+        c.get(C::ImporterMapRefused),
+        c.get(C::Invalidations),
+        c.get(C::UnmapsInCallback),
+        c.get(C::UnmapsAfterInvalidate),
+        c.get(C::PlainUnmaps),
+        c.get(C::DetachedFirst),
+        c.get(C::DrainJudged),
     );
     // The storm was real: the toggler saw a judged SIGBUS in every window and
     // a success after every un-revoke; every driver ran all its cycles.
@@ -1331,8 +1789,21 @@ fn fault_storm_never_lets_a_revoked_access_through_loses_no_write_and_leaks_noth
     assert!(c.get(C::PermRevokes) > 0 && c.get(C::Exports) > 0 && c.get(C::Unmaps) > 0, "{}", c.summary());
     assert!(c.get(C::HoleProbes) > 0 && c.get(C::Splits) > 0, "{}", c.summary());
     assert!(stats.order9 > 1 && stats.sigbus > 0, "{stats:?}");
+    // Importers met every outcome, and revokes really waited for them.
+    for n in [
+        C::ImporterMaps,
+        C::ImporterMapRefused,
+        C::AttachRefused,
+        C::Invalidations,
+        C::UnmapsInCallback,
+        C::UnmapsAfterInvalidate,
+        C::DrainJudged,
+    ] {
+        assert!(c.get(n) > 0, "no {n:?}: {}", c.summary());
+    }
 
     // Leaks: unmap and close everything, then drop the storm.
+    assert_no_importer_left(&storm, "before the teardown");
     tear_down(&storm);
     assert!(storm.aspace.vmas().is_empty(), "{:#?}", storm.aspace.vmas());
     assert_eq!(vfio_maps_lines(), before.vfio_maps_lines, "a BAR memfd is still mapped");
