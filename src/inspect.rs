@@ -93,7 +93,7 @@ pub fn draw(w: &World) -> String {
                     out,
                     "    buffer {} {:<24} {:<12} {kind}{}",
                     b.id(),
-                    b.display_name(),
+                    b.name().unwrap_or_else(|| "(unnamed)".into()),
                     status_text(b.status()),
                     if p.vdev().is_none() { "  (device closed)" } else { "" }
                 );
@@ -150,7 +150,7 @@ pub fn json(w: &World) -> Value {
         .map(|b| {
             let p = VfioDmaBuf::of(b);
             json!({
-                "id": b.id(), "name": b.display_name(), "status": status_text(b.status()), "size": b.size(),
+                "id": b.id(), "name": b.name(), "status": status_text(b.status()), "size": b.size(),
                 "ranges": b.ranges().iter().map(|r| json!({"paddr": r.paddr, "len": r.len})).collect::<Vec<_>>(),
                 "region_index": p.map(VfioDmaBuf::region_index),
                 "per_mapping": p.map(VfioDmaBuf::is_mmap_buffer),
