@@ -158,6 +158,7 @@ fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("VFIO_DMABUF_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Demo { json: false }) {

@@ -36,6 +36,9 @@ pub struct DeviceDecl {
     /// Whether order-0 faults map their neighbours (`fault-around`, default
     /// true; false gives Linux's one page per fault).
     pub fault_around: bool,
+    /// Bound on a revoke's wait for importers (`revoke-timeout-ms`; none
+    /// by default: wait as long as it takes, as Linux does).
+    pub revoke_timeout_ms: Option<u64>,
 }
 
 /// What a step expects.
@@ -433,6 +436,7 @@ fn parse_device(cx: &Ctx<'_>, id: String, t: Table, line: usize, index: u32) -> 
     };
     let cdev = f.num_or("cdev", u64::from(index))? as u32;
     let fault_around = f.bool_or("fault-around", true)?;
+    let revoke_timeout_ms = f.opt_num("revoke-timeout-ms")?;
     let catalogue = f.opt_str("catalogue")?;
     let bars = f.take("bars");
     let spec = match (catalogue, bars) {
@@ -484,7 +488,7 @@ fn parse_device(cx: &Ctx<'_>, id: String, t: Table, line: usize, index: u32) -> 
     };
     spec.validate().map_err(|e| f.err(e.to_string()))?;
     f.finish()?;
-    Ok(DeviceDecl { id, cdev, bdf, spec, line, fault_around })
+    Ok(DeviceDecl { id, cdev, bdf, spec, line, fault_around, revoke_timeout_ms })
 }
 
 fn parse_step(cx: &Ctx<'_>, mut t: Table, line: usize) -> Result<StepAt, ScenarioError> {

@@ -233,6 +233,7 @@ pub fn build(sc: &Scenario) -> Result<World, ScenarioError> {
         let vdev = VfioPciDevice::new(d.cdev, d.bdf, d.spec.clone())
             .map_err(|e| err(sc, d.line, format!("device `{}`: {e}", d.id)))?;
         vdev.set_fault_around(d.fault_around);
+        vdev.set_revoke_timeout(d.revoke_timeout_ms.map(Duration::from_millis));
         devices.insert(d.id.clone(), vdev);
     }
     Ok(World {
