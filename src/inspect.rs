@@ -59,12 +59,13 @@ pub fn draw(w: &World) -> String {
     for (id, vdev) in &w.devices {
         let _ = writeln!(
             out,
-            "device {id}: {} at {}  open files {}  memory {}  {}",
+            "device {id}: {} at {}  open files {}  memory {}  {}{}",
             vdev.cdev_name(),
             vdev.bdf(),
             vdev.open_count(),
             if vdev.memory_enabled() { "enabled" } else { "DISABLED" },
-            vdev.power_state()
+            vdev.power_state(),
+            if vdev.low_power() { "  LOW POWER" } else { "" }
         );
         for index in 0..6u32 {
             let Some(len) = vdev.bar_len(index) else { continue };
@@ -141,7 +142,8 @@ pub fn json(w: &World) -> Value {
                 .collect();
             json!({
                 "id": id, "cdev": d.cdev_name(), "bdf": d.bdf().to_string(), "open_count": d.open_count(),
-                "memory_enabled": d.memory_enabled(), "power_state": d.power_state().to_string(), "bars": bars,
+                "memory_enabled": d.memory_enabled(), "power_state": d.power_state().to_string(),
+                "low_power": d.low_power(), "bars": bars,
             })
         })
         .collect();

@@ -111,6 +111,10 @@ pub enum Step {
     Flr { fd: String },
     /// `VFIO_DEVICE_RESET`.
     Reset { fd: String },
+    /// `VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY`.
+    LowPower { fd: String },
+    /// `VFIO_DEVICE_FEATURE_LOW_POWER_EXIT`.
+    LowPowerExit { fd: String },
     /// `VFIO_DEVICE_PCI_HOT_RESET` across these device fds.
     HotReset { fds: Vec<String> },
     /// mmap of a device fd at `file_offset`.
@@ -211,6 +215,8 @@ pub const VERBS: &[&str] = &[
     "power",
     "flr",
     "reset",
+    "low-power",
+    "low-power-exit",
     "hot-reset",
     "mmap",
     "mmap-buf",
@@ -563,6 +569,8 @@ fn parse_step(cx: &Ctx<'_>, mut t: Table, line: usize) -> Result<StepAt, Scenari
         }
         "flr" => Step::Flr { fd: target_str(&f)? },
         "reset" => Step::Reset { fd: target_str(&f)? },
+        "low-power" => Step::LowPower { fd: target_str(&f)? },
+        "low-power-exit" => Step::LowPowerExit { fd: target_str(&f)? },
         "hot-reset" => match &target {
             Some(Value::Array(a)) => Step::HotReset {
                 fds: a

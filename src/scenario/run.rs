@@ -430,6 +430,20 @@ fn exec(
         Step::Power { fd, state } => (format!("PMCSR power state to {state}"), done(fd!(fd).set_power_state(*state))),
         Step::Flr { fd } => ("function-level reset (DEVCTL)".into(), done(fd!(fd).flr())),
         Step::Reset { fd } => ("VFIO_DEVICE_RESET".into(), done(fd!(fd).reset())),
+        Step::LowPower { fd } => {
+            let flags = vfio::uapi::VFIO_DEVICE_FEATURE_SET | vfio::uapi::VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY;
+            (
+                "VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY".into(),
+                fd!(fd).feature(flags, &[]).map_or_else(Outcome::from, |_| Outcome::Done(None)),
+            )
+        }
+        Step::LowPowerExit { fd } => {
+            let flags = vfio::uapi::VFIO_DEVICE_FEATURE_SET | vfio::uapi::VFIO_DEVICE_FEATURE_LOW_POWER_EXIT;
+            (
+                "VFIO_DEVICE_FEATURE_LOW_POWER_EXIT".into(),
+                fd!(fd).feature(flags, &[]).map_or_else(Outcome::from, |_| Outcome::Done(None)),
+            )
+        }
         Step::HotReset { fds } => {
             let list: Vec<&DeviceFd> =
                 fds.iter().map(|n| w.fds.get(n).ok_or_else(|| missing("device fd", n))).collect::<Result<_, _>>()?;

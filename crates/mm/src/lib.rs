@@ -16,11 +16,12 @@
 //!
 //! What it is not: it knows nothing of PCI, VFIO or DMA-buffers; the
 //! exporter above implements the fault operations. All `unsafe` of the
-//! project lives here, in the `sys` and `probe` modules.
+//! project lives here, in the `sys`, `probe` and `eventfd` modules.
 #![deny(unsafe_code)]
 
 mod aspace;
 pub mod baseline;
+pub mod eventfd;
 mod fault;
 pub mod maps;
 mod phys;

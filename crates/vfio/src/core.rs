@@ -124,7 +124,12 @@ impl VfioPciDevice {
             cdev_name,
             bdf,
             bars,
-            memory_lock: RwLock::new(MemoryState { pci, dmabufs: HashMap::new() }),
+            memory_lock: RwLock::new(MemoryState {
+                pci,
+                dmabufs: HashMap::new(),
+                pm_runtime_engaged: false,
+                pm_wake_eventfd: None,
+            }),
             open_lock: Mutex::new(()),
             open_count: AtomicU32::new(0),
             memory_lock_writer: AtomicU64::new(0),
@@ -261,11 +266,20 @@ impl VfioPciDevice {
     /// `memory_lock` for write — in practice an importer calling back into
     /// the device from `invalidate_mappings` during a revoke. Taking the
     /// lock again would deadlock that thread forever; `EDEADLK` says why.
+    ///
+    /// Then resumes the device from runtime low power, as the kernel's
+    /// runtime-PM wrapper around every device-fd call does.
     pub(crate) fn enter(&self) -> Result<(), VfioError> {
         if self.memory_lock_writer.load(Ordering::Relaxed) == crate::private::this_thread() {
             return fail(Errno::DEADLK, "called back from a revoke of this device (memory_lock held by this thread)");
         }
+        crate::pm::runtime_resume(self);
         Ok(())
+    }
+
+    /// Whether the device is in runtime low power (faults SIGBUS).
+    pub fn low_power(&self) -> bool {
+        self.lock_memory_read().pm_runtime_engaged
     }
 
     pub(crate) fn lock_memory_read(&self) -> MemoryReadGuard<'_> {
@@ -308,6 +322,7 @@ impl VfioPciDevice {
     fn close_device(&self) {
         vdmabuf::dma_buf_cleanup(self);
         let mut mem = self.lock_memory_write();
+        crate::pm::runtime_pm_exit_locked(&mut mem);
         mem.pci.reset_function();
         let cmd = mem.pci.command() & !pci::regs::COMMAND_MEMORY;
         let _ = mem.pci.config_write(pci::regs::COMMAND, &cmd.to_le_bytes());
@@ -384,6 +399,7 @@ impl DeviceFd {
     ///
     /// `EINVAL` for an index past the last region.
     pub fn region_info(&self, index: u32) -> Result<vfio_region_info, VfioError> {
+        self.device().enter()?;
         if index >= VFIO_PCI_NUM_REGIONS {
             return fail(Errno::INVAL, "region index out of range");
         }
@@ -539,6 +555,11 @@ impl DeviceFd {
             return fail(Errno::INVAL, "GET and SET together without PROBE");
         }
         match flags & VFIO_DEVICE_FEATURE_MASK {
+            VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY => crate::pm::feature_low_power_entry(self, flags, data),
+            VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP => {
+                crate::pm::feature_low_power_entry_with_wakeup(self, flags, data)
+            }
+            VFIO_DEVICE_FEATURE_LOW_POWER_EXIT => crate::pm::feature_low_power_exit(self, flags, data),
             VFIO_DEVICE_FEATURE_DMA_BUF => vdmabuf::feature_dma_buf(self, flags, data),
             VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE => vdmabuf::feature_dma_buf_revoke(self, flags, data),
             VFIO_DEVICE_FEATURE_DMA_BUF_MEMATTR => vdmabuf::feature_dma_buf_memattr(self, flags, data),
@@ -724,9 +745,7 @@ impl VmOperations for BarVma {
         let r = match layout::find_pfn(self.dmabuf.ranges(), &vma, vmf.address(), order) {
             PfnLookup::Found { pfn } if vdev.fault_around() => {
                 match layout::fault_around_window(self.dmabuf.ranges(), &vma, vmf.address(), FAULT_AROUND_BYTES) {
-                    Some((start, len, first)) if mem.pci.memory_enabled() => {
-                        vmf.insert_pfn_around(start, first, len, order)
-                    }
+                    Some((start, len, first)) if may_insert(&mem) => vmf.insert_pfn_around(start, first, len, order),
                     _ => vmf_insert_pfn(&mem, vmf, pfn, order),
                 }
             }
@@ -747,12 +766,20 @@ impl VmOperations for BarVma {
     }
 }
 
-/// `vfio_pci_vmf_insert_pfn()`: SIGBUS while memory decoding is off or the
-/// function is in D3hot; otherwise map.
+/// Whether a fault may map anything now: memory decoding on (D0..D2 and
+/// COMMAND.MEMORY) and the device not in runtime low power. The condition
+/// of Linux's `vfio_pci_vmf_insert_pfn()`.
+///
+/// Preconditions: `memory_lock` held (the guard proves it).
+fn may_insert(mem: &MemoryReadGuard<'_>) -> bool {
+    !mem.pm_runtime_engaged && mem.pci.memory_enabled()
+}
+
+/// `vfio_pci_vmf_insert_pfn()`: SIGBUS unless [`may_insert`]; otherwise map.
 ///
 /// Preconditions: `memory_lock` held (the guard proves it).
 fn vmf_insert_pfn(mem: &MemoryReadGuard<'_>, vmf: &mut VmFault<'_>, pfn: u64, order: u32) -> VmFaultResult {
-    if !mem.pci.memory_enabled() {
+    if !may_insert(mem) {
         return vmf.sigbus();
     }
     vmf.insert_pfn(pfn, order)

@@ -75,6 +75,7 @@ mod core;
 mod dmabuf;
 mod error;
 pub mod layout;
+mod pm;
 mod private;
 mod rdwr;
 pub mod uapi;

@@ -19,6 +19,11 @@ pub(crate) struct MemoryState {
     /// per-mapping, by buffer id. Weak: the list never keeps a buffer alive
     /// (a dying buffer's release unlinks it).
     pub(crate) dmabufs: HashMap<u64, Weak<DmaBuf>>,
+    /// Runtime PM: the user put the device in low power
+    /// (`VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY*`); every fault SIGBUSes.
+    pub(crate) pm_runtime_engaged: bool,
+    /// The eventfd to signal when the device is woken while in low power.
+    pub(crate) pm_wake_eventfd: Option<std::os::fd::OwnedFd>,
 }
 
 /// `memory_lock` held for write.

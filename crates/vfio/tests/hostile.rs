@@ -202,6 +202,13 @@ enum FeatureWant {
     },
     Revoke,
     Memattr(u32),
+    /// Low-power entry succeeds (the test then exits low power again).
+    LowPowerEntry,
+    /// Low-power entry with a wake-up eventfd whose number is arbitrary:
+    /// `EBADF`, `EINVAL`, or success if it happens to name an eventfd.
+    LowPowerEntryMaybe,
+    /// Low-power exit succeeds and changes nothing (the device was not in low power).
+    LowPowerExit,
 }
 
 /// What a payload's `dmabuf_fd` refers to, as the test arranged it.
@@ -225,6 +232,14 @@ fn u64_at(d: &[u8], at: usize) -> u64 {
 
 /// `vfio_check_feature()` (spec §2.1): `Ok(true)` for a probe that
 /// succeeds, `Ok(false)` to go ahead.
+/// `Ok(())` for a successful feature call, else its errno.
+fn want_kind(got: &Result<FeatureReply, VfioError>) -> Result<(), Errno> {
+    match got {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.errno()),
+    }
+}
+
 fn vfio_check_feature(flags: u32, argsz: usize, supported: u32, minsz: usize) -> Result<bool, Errno> {
     if flags & (GET | SET) & !supported != 0 {
         return Err(Errno::INVAL);
@@ -273,6 +288,22 @@ fn feature_want(bars: &[Bar; 6], memory_on: bool, flags: u32, data: &[u8], fd_is
                 }
                 (Ok(_), _) => Fail(Errno::NOENT),
             },
+        },
+        VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY => match check(SET, 0) {
+            Err(e) => Fail(e),
+            Ok(true) => Probe,
+            Ok(false) => LowPowerEntry,
+        },
+        VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP => match check(SET, 8) {
+            Err(e) => Fail(e),
+            Ok(true) => Probe,
+            Ok(false) if (u32_at(data, 0) as i32) < 0 => Fail(Errno::INVAL),
+            Ok(false) => LowPowerEntryMaybe,
+        },
+        VFIO_DEVICE_FEATURE_LOW_POWER_EXIT => match check(SET, 0) {
+            Err(e) => Fail(e),
+            Ok(true) => Probe,
+            Ok(false) => LowPowerExit,
         },
         _ => Fail(Errno::NOTTY),
     }
@@ -734,6 +765,25 @@ impl FeatureWorld {
             FeatureWant::Memattr(attr) => {
                 prop_assert!(matches!(got, Ok(FeatureReply::Done)), "{:?}", got);
                 prop_assert_eq!(VfioDmaBuf::of(mine.buffer()).unwrap().memattr(), attr);
+            }
+            FeatureWant::LowPowerEntry | FeatureWant::LowPowerEntryMaybe => {
+                match (&want_kind(&got), self.vdev.low_power()) {
+                    (Ok(()), true) => {
+                        // In low power: leave it again, and everything is as before.
+                        self.fd.feature(SET | VFIO_DEVICE_FEATURE_LOW_POWER_EXIT, &[]).unwrap();
+                        prop_assert!(!self.vdev.low_power());
+                        unchanged("a low-power entry and exit")?;
+                    }
+                    (Err(e), false) if matches!(want, FeatureWant::LowPowerEntryMaybe) => {
+                        prop_assert!([Errno::BADF, Errno::INVAL].contains(e), "{:?}", got);
+                        unchanged("a failed low-power entry")?;
+                    }
+                    _ => return Err(TestCaseError::fail(format!("low-power entry: {got:?}"))),
+                }
+            }
+            FeatureWant::LowPowerExit => {
+                prop_assert!(matches!(got, Ok(FeatureReply::Done)), "{:?}", got);
+                unchanged("a low-power exit outside low power")?;
             }
         }
         Ok(())
