@@ -377,7 +377,7 @@ fn number(v: &Value) -> Result<u64, String> {
     }
 }
 
-/// See [`number`].
+/// The string half of the number syntax: decimal, `0x` hex, or a `K`/`M`/`G` size.
 pub fn parse_number(s: &str) -> Result<u64, String> {
     let t = s.trim().replace('_', "");
     let bad = || format!("{s:?} is not a number (use 4096, 0x1000, 4K, 2M or 1G)");

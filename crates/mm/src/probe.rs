@@ -312,7 +312,7 @@ pub fn read_u64(addr: u64) -> Result<u64, AccessFault> {
     read(addr, Width::U64)
 }
 
-/// Writes a u64 (shorthand for [`write`] with [`Width::U64`]).
+/// Writes a u64 (shorthand for [`write()`] with [`Width::U64`]).
 pub fn write_u64(addr: u64, value: u64) -> Result<(), AccessFault> {
     write(addr, Width::U64, value)
 }

@@ -3,7 +3,7 @@
 //!
 //! This is where the generic layers meet, as `vfio_pci_dmabuf.c` is where
 //! dma-buf meets PCI in Linux: [`pci`] gives the function (config space,
-//! power, FLR), [`dmabuf`] the buffers and their status machine, [`mm`] the
+//! power, FLR), [`::dmabuf`] the buffers and their status machine, [`mm`] the
 //! real mappings and the fault engine. The files mirror the kernel's:
 //! `core` ↔ `vfio_pci_core.c`, `dmabuf` ↔ `vfio_pci_dmabuf.c`, `config` ↔
 //! `vfio_pci_config.c`, `rdwr` ↔ `vfio_pci_rdwr.c`, `private` ↔
