@@ -182,7 +182,7 @@ fn map(fd: &DeviceFd, aspace: &AddressSpace, offset: u64, len: u64) -> Result<u6
 }
 
 fn touch(va: u64, len: u64, write: bool) -> Result<()> {
-    baseline::touch(va, len, write).map_err(|e| e.to_string())
+    probe::touch(va, len, write).map_err(|e| e.to_string())
 }
 
 fn timed(f: impl FnOnce() -> Result<()>) -> Result<Duration> {

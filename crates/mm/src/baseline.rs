@@ -12,7 +12,7 @@ use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
 use rustix::io::Errno;
 
 use crate::sys::{self, Reservation, UffdMsg};
-use crate::{probe, AccessFault, MmError, PhysMemory, HPAGE_PMD_SIZE, PAGE_SIZE};
+use crate::{probe, MmError, PhysMemory, HPAGE_PMD_SIZE, PAGE_SIZE};
 
 /// A plain `MAP_SHARED` mapping of physical memory, served by the kernel
 /// alone (no userfaultfd). Unmapped on drop.
@@ -86,24 +86,6 @@ impl Drop for PlainMapping {
     }
 }
 
-/// Touches every page of `[addr, addr + len)` (a one-byte load each, or a
-/// one-byte store of the loaded value when `write`), stopping at a fault.
-///
-/// # Errors
-///
-/// The first fault.
-pub fn touch(addr: u64, len: u64, write: bool) -> Result<(), AccessFault> {
-    let mut a = addr;
-    while a < addr + len {
-        let v = probe::read(a, probe::Width::U8)?;
-        if write {
-            probe::write(a, probe::Width::U8, v)?;
-        }
-        a += PAGE_SIZE;
-    }
-    Ok(())
-}
-
 /// The first-touch time of `len` bytes of `memory` from `paddr` through a
 /// bare userfaultfd MINOR handler: one thread, `UFFDIO_CONTINUE` of exactly
 /// the faulting 4 KiB page, nothing else. Returns the time of the touch pass
@@ -121,7 +103,7 @@ pub fn bare_minor_first_touch(memory: &Arc<PhysMemory>, paddr: u64, len: u64) ->
     let served = std::thread::scope(|scope| -> Result<(Duration, u64), MmError> {
         let handler = scope.spawn(|| minimal_handler(&uffd, &stop));
         let t = Instant::now();
-        let touched = touch(map.addr(), len, false);
+        let touched = probe::touch_pages(map.addr(), len);
         let elapsed = t.elapsed();
         let _ = rustix::io::write(&stop, &1u64.to_ne_bytes());
         let faults = handler.join().unwrap_or(0);

@@ -343,9 +343,19 @@ pub fn copy_to(dst: u64, data: &[u8]) -> Result<(), AccessFault> {
 /// Touches (reads one byte of) every 4 KiB page of `[addr, addr+len)`,
 /// stopping at the first fault.
 pub fn touch_pages(addr: u64, len: u64) -> Result<(), AccessFault> {
+    touch(addr, len, false)
+}
+
+/// Touches every 4 KiB page of `[addr, addr + len)`: a one-byte load each,
+/// followed by a one-byte store of the loaded value when `write`; stops at
+/// the first fault.
+pub fn touch(addr: u64, len: u64, write: bool) -> Result<(), AccessFault> {
     let mut a = addr;
     while a < addr + len {
-        read(a, Width::U8)?;
+        let v = read(a, Width::U8)?;
+        if write {
+            self::write(a, Width::U8, v)?;
+        }
         a += crate::PAGE_SIZE;
     }
     Ok(())
