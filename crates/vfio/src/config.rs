@@ -17,10 +17,7 @@ pub(crate) fn config_rw(vdev: &Arc<VfioPciDevice>, pos: u64, io: Io<'_>) -> Resu
     // vfio_pci_config_rw(): nothing to do for 0 bytes, wherever; otherwise
     // vfio_config_do_rw() refuses (EFAULT) an access not wholly inside
     // config space instead of clipping it.
-    let len = match &io {
-        Io::Read(b) => b.len(),
-        Io::Write(d) => d.len(),
-    };
+    let len = io.len();
     if len == 0 {
         return Ok(0);
     }

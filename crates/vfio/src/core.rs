@@ -529,11 +529,6 @@ impl DeviceFd {
         vdmabuf::device_mmap(self, aspace, args)
     }
 
-    /// The device file behind this handle, for a per-mapping buffer to own.
-    pub(crate) fn file_ref(&self) -> DeviceFd {
-        self.dup()
-    }
-
     /// `VFIO_DEVICE_FEATURE` with the raw payload that follows the 8-byte
     /// header (`argsz` = header + `data.len()`).
     ///

@@ -325,7 +325,7 @@ pub(crate) fn device_mmap(fd: &DeviceFd, aspace: &AddressSpace, args: MmapArgs) 
     let dma_buf = VfioDmaBuf {
         vdev: Mutex::new(Some(vdev.clone())),
         // The mapping's reference on the device file moves into the buffer.
-        vfile: Mutex::new(Some(fd.file_ref())),
+        vfile: Mutex::new(Some(fd.dup())),
         vma_pgoff_adjust: plan.vma_pgoff_adjust,
         region_index: plan.index,
         memory,

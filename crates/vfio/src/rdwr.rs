@@ -19,7 +19,7 @@ pub(crate) enum Io<'a> {
 }
 
 impl Io<'_> {
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Io::Read(b) => b.len(),
             Io::Write(d) => d.len(),
