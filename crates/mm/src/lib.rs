@@ -21,6 +21,7 @@
 
 mod aspace;
 pub mod baseline;
+pub mod budget;
 pub mod eventfd;
 mod fault;
 pub mod maps;
@@ -51,6 +52,19 @@ pub enum MmError {
     /// The kernel lacks a feature we need.
     #[error("the kernel lacks {0}")]
     Unsupported(&'static str),
+    /// More memory asked for than the machine has available (see [`budget`]).
+    #[error(
+        "need {} but only {} is available; set {}=1 to try anyway",
+        budget::format_bytes(*need),
+        budget::format_bytes(*available),
+        budget::ALLOW_OVERCOMMIT_ENV
+    )]
+    NoMemory {
+        /// Bytes asked for.
+        need: u64,
+        /// Bytes available (`MemAvailable`).
+        available: u64,
+    },
     /// A system call failed.
     #[error("{call} failed")]
     Sys {
@@ -68,6 +82,7 @@ impl MmError {
         match self {
             MmError::Invalid(_) => Errno::INVAL,
             MmError::Unsupported(_) => Errno::OPNOTSUPP,
+            MmError::NoMemory { .. } => Errno::NOMEM,
             MmError::Sys { errno, .. } => *errno,
         }
     }

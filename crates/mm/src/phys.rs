@@ -16,7 +16,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{FallocateFlags, MemfdFlags};
 use rustix::io::Errno;
 
-use crate::{MmError, PAGE_SIZE};
+use crate::{budget, MmError, PAGE_SIZE};
 
 /// memfd-backed storage of `len` bytes at physical (file) address `base`.
 #[derive(Debug)]
@@ -29,18 +29,22 @@ pub struct PhysMemory {
 
 impl PhysMemory {
     /// Creates the memfd named `name`, sized to `base + len`, and populates
-    /// every page of `[base, base + len)`.
+    /// every page of `[base, base + len)`. Before anything is created, `len`
+    /// is checked against the memory available (see [`crate::budget`]).
     ///
     /// # Errors
     ///
     /// `EINVAL` if `base` or `len` is not page aligned or `len` is 0, or the
-    /// end overflows; otherwise the errno of `memfd_create`, `ftruncate` or
-    /// `fallocate` (e.g. `ENOSPC`/`ENOMEM` when the memory is not there).
+    /// end overflows; `ENOMEM` ([`MmError::NoMemory`]) if `len` is more than
+    /// the machine has available; otherwise the errno of `memfd_create`,
+    /// `ftruncate` or `fallocate` (e.g. `ENOSPC`/`ENOMEM` when the memory
+    /// went elsewhere meanwhile).
     pub fn new(name: &str, base: u64, len: u64) -> Result<Self, MmError> {
         let end = base.checked_add(len).ok_or(MmError::Invalid("physical range overflows"))?;
         if len == 0 || base % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
             return Err(MmError::Invalid("physical memory must be non-empty and page aligned"));
         }
+        budget::check_budget(len, budget::memory_budget())?;
         let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC).map_err(MmError::sys("memfd_create"))?;
         rustix::fs::ftruncate(&fd, end).map_err(MmError::sys("ftruncate"))?;
         rustix::fs::fallocate(&fd, FallocateFlags::empty(), base, len).map_err(MmError::sys("fallocate"))?;
@@ -114,5 +118,34 @@ impl PhysMemory {
             done += n;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The memfds of this process whose name contains `name`.
+    fn memfds_named(name: &str) -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().contains(name))
+            .count()
+    }
+
+    #[test]
+    fn memory_beyond_what_is_available_is_refused_before_a_memfd_exists() {
+        // 1 TiB: more than any machine these tests run on has available.
+        let name = format!("phys-budget-test-{}", std::process::id());
+        let e = PhysMemory::new(&name, 0, 1 << 40).unwrap_err();
+        assert_eq!(e.errno(), Errno::NOMEM, "{e}");
+        assert!(e.to_string().starts_with("need 1 TiB but only "), "{e}");
+        assert_eq!(memfds_named(&name), 0);
+        // The same name at a size that fits is created (so the count above
+        // would have seen it).
+        let small = PhysMemory::new(&name, 0, PAGE_SIZE).unwrap();
+        assert_eq!(memfds_named(&name), 1);
+        drop(small);
     }
 }
