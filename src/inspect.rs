@@ -12,15 +12,6 @@ use crate::scenario::run::{status_text, World};
 
 const COLUMNS: u64 = 64;
 
-fn human(n: u64) -> String {
-    match n {
-        n if n >= 1 << 30 && n % (1 << 30) == 0 => format!("{} GiB", n >> 30),
-        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
-        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
-        n => format!("{n} B"),
-    }
-}
-
 /// A row of `COLUMNS` cells: `#` where one of `spans` (BAR offsets) lies.
 fn bar_row(bar_len: u64, spans: &[(u64, u64)]) -> String {
     (0..COLUMNS)
@@ -73,7 +64,7 @@ pub fn draw(w: &World) -> String {
             let _ = writeln!(
                 out,
                 "  BAR{index} {:>8} {kind:<9} 0x0 {} {len:#x}",
-                human(len),
+                mm::budget::format_bytes(len),
                 "-".repeat(COLUMNS as usize - 8)
             );
             let base = vfio::layout::bar_start(index);

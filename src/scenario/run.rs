@@ -219,13 +219,17 @@ fn err(sc: &Scenario, line: usize, msg: impl Into<String>) -> ScenarioError {
     ScenarioError { file: sc.file.clone(), line, msg: msg.into() }
 }
 
-/// Creates the scenario's devices and an address space.
+/// Creates the scenario's devices and an address space, after checking
+/// that their RAM BARs fit in the memory available.
 ///
 /// # Errors
 ///
-/// A [`ScenarioError`] at the device's line when it cannot be created; the
+/// A [`ScenarioError`] at the device's line when it cannot be created, or
+/// when its BARs (alone or with the devices before it) need more memory
+/// than is available (`ENOMEM`; nothing has been allocated then); the
 /// address space's error (e.g. no userfaultfd) at line 1.
 pub fn build(sc: &Scenario) -> Result<World, ScenarioError> {
+    super::memory::check_fits(sc, mm::budget::memory_budget())?;
     let aspace =
         AddressSpace::new().map_err(|e| err(sc, 1, format!("cannot set up the fault engine: {e} ({})", e.errno())))?;
     let mut devices = BTreeMap::new();
@@ -386,7 +390,7 @@ fn exec(
         }
         Step::RegionRead { fd, region, at, width } => {
             let mut b = [0u8; 8];
-            let n = (*width / 8) as usize;
+            let n = width_of(*width).bytes();
             let Some(off) = vfio::layout::index_to_offset(*region).checked_add(*at) else {
                 return Ok((
                     format!("pread at region {region} + {at:#x}"),
@@ -400,7 +404,7 @@ fn exec(
             }
         }
         Step::RegionWrite { fd, region, at, width, value } => {
-            let n = (*width / 8) as usize;
+            let n = width_of(*width).bytes();
             let Some(off) = vfio::layout::index_to_offset(*region).checked_add(*at) else {
                 return Ok((
                     format!("pwrite at region {region} + {at:#x}"),
@@ -415,13 +419,17 @@ fn exec(
             (
                 d,
                 fd!(fd)
-                    .config_read(*reg, (*width / 8) as usize)
+                    .config_read(*reg, width_of(*width).bytes())
                     .map_or_else(Outcome::from, |v| Outcome::Done(Some(u64::from(v)))),
             )
         }
         Step::ConfigWrite { fd, reg, width, value } => {
             let d = format!("config write {value:#x} ({width} bits) at {reg:#x}");
-            (d, done(fd!(fd).config_write(*reg, (*width / 8) as usize, *value as u32)))
+            // The parser bounds `value` by the width, at most 32 bits.
+            match u32::try_from(*value) {
+                Ok(v) => (d, done(fd!(fd).config_write(*reg, width_of(*width).bytes(), v))),
+                Err(_) => (d, Outcome::Mismatch("value wider than a config register".into())),
+            }
         }
         Step::Memory { fd, enable } => {
             let d = format!("{} COMMAND.MEMORY", if *enable { "set" } else { "clear" });
