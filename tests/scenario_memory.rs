@@ -1,0 +1,68 @@
+//! A scenario whose RAM BARs the machine cannot hold is refused with
+//! `ENOMEM` before anything is allocated, and says how to try anyway.
+
+use std::process::Command;
+
+use mm::budget::{memory_budget, ALLOW_OVERCOMMIT_ENV};
+use vfio_dmabuf::scenario::{parse, run};
+
+/// A device with a 4 KiB BAR and a BAR of `size`, cdev `cdev` (a 1 TiB BAR
+/// makes 1 TiB + 4 KiB, which reads "1.0 TiB").
+fn scenario(cdev: u32, size: &str) -> String {
+    format!(
+        "[devices.huge]\ncdev = {cdev}\nbars = [\n  {{ index = 0, size = \"4K\" }},\n  \
+         {{ index = 2, size = \"{size}\", bits = 64 }},\n]\n"
+    )
+}
+
+/// The memfds of this process whose name contains `name`.
+fn memfds_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().contains(name))
+        .count()
+}
+
+/// Without the check these tests would allocate a terabyte; refuse to run
+/// them with the override set rather than start the OOM killer.
+fn assert_checked() {
+    assert!(memory_budget().is_some(), "unset {ALLOW_OVERCOMMIT_ENV} (and mount /proc) to run these tests");
+}
+
+#[test]
+fn a_terabyte_bar_is_refused_before_any_memfd_exists() {
+    assert_checked();
+    let sc = parse::parse("t.toml", &scenario(4242, "1024G")).unwrap();
+    let e = run::build(&sc).unwrap_err();
+    let msg = e.to_string();
+    assert!(msg.starts_with("t.toml:1: device `huge`: BARs need 1.0 TiB but only "), "{msg}");
+    assert!(msg.ends_with(" is available; set VFIO_DMABUF_ALLOW_OVERCOMMIT=1 to try anyway (ENOMEM)"), "{msg}");
+    // Neither BAR's memfd was made: not the 4 KiB one declared first either.
+    assert_eq!(memfds_named("vfio4242:"), 0);
+    // What fits is built, and its memfds show (so the count above could see them).
+    let sc = parse::parse("t.toml", &scenario(4242, "64K")).unwrap();
+    let world = run::build(&sc).unwrap();
+    assert_eq!(memfds_named("vfio4242:"), 2);
+    drop(world);
+}
+
+#[test]
+fn the_command_line_reports_the_refusal_and_fails() {
+    assert_checked();
+    let dir = std::env::temp_dir().join(format!("scenario-memory-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("huge.toml");
+    std::fs::write(&file, scenario(4243, "1024G")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vfio-dmabuf"))
+        .arg("run")
+        .arg(&file)
+        .env_remove(ALLOW_OVERCOMMIT_ENV)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(":1: device `huge`: BARs need 1.0 TiB but only "), "{stderr}");
+    assert!(stderr.contains("set VFIO_DMABUF_ALLOW_OVERCOMMIT=1 to try anyway (ENOMEM)"), "{stderr}");
+}
