@@ -66,3 +66,18 @@ fn the_command_line_reports_the_refusal_and_fails() {
     assert!(stderr.contains(":1: device `huge`: BARs need 1.0 TiB but only "), "{stderr}");
     assert!(stderr.contains("set VFIO_DMABUF_ALLOW_OVERCOMMIT=1 to try anyway (ENOMEM)"), "{stderr}");
 }
+
+/// The PCI rules for a BAR's size come first, at parse time: a size that
+/// breaks them is refused for that reason whatever memory there is.
+#[test]
+fn pci_size_rules_still_refuse_before_memory_is_considered() {
+    for (size, bits, msg) in [
+        ("3G", 64, "BAR2 size 0xc0000000 is not a power of two"),
+        ("4G", 32, "BAR2 size 0x100000000 exceeds 0x80000000, the largest a 32-bit BAR can decode"),
+        ("2048G", 64, "BAR2 size 0x20000000000 exceeds 0x10000000000, the largest BAR this model supports"),
+    ] {
+        let text = scenario(1, size).replace("bits = 64", &format!("bits = {bits}"));
+        let e = parse::parse("t.toml", &text).unwrap_err();
+        assert_eq!(e.to_string(), format!("t.toml:1: device `huge`: {msg}"));
+    }
+}
