@@ -10,9 +10,8 @@
 //! that could store outside the scenario's own mappings, and skips
 //! scenarios whose memory is large (over 64 MiB) or whose loops are long.
 //!
-//! What this suite found is pinned by the tests in [`open_issues`], which
-//! fail until the code is fixed; the properties let exactly those inputs
-//! through meanwhile, each at a comment naming the issue.
+//! What this suite found is pinned by the regression tests in
+//! [`fixed_issues`], one per problem, each saying what went wrong.
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -102,7 +101,7 @@ fn parse_and_run(file: &str, text: &str) -> Result<(), TestCaseError> {
 }
 
 /// Drops the steps that could store outside the scenario's own mappings or
-/// hit open issue 3, bounds importer holds, and says whether the rest is
+/// loop for long, bounds importer holds, and says whether the rest is
 /// small enough to run here.
 fn make_runnable(sc: &mut Scenario) -> bool {
     let bars: Vec<u64> = sc.devices.iter().flat_map(|d| d.spec.bars().map(|(_, b)| b.size)).collect();
@@ -616,7 +615,7 @@ fn mutated_shipped_scenarios_parse_or_are_refused_and_run_without_panicking() {
 }
 
 // ---------------------------------------------------------------------------
-// Open issues: these tests fail until the code is fixed
+// Fixed issues: regressions of what this suite found
 // ---------------------------------------------------------------------------
 
 /// Each of these failed once and was fixed; they stay as regressions.

@@ -15,13 +15,15 @@ fn scenario(cdev: u32, size: &str) -> String {
     )
 }
 
-/// The memfds of this process whose name contains `name`.
-fn memfds_named(name: &str) -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
-        .filter(|target| target.to_string_lossy().contains(name))
-        .count()
+/// Names of this process's open memfds (without the `/memfd:` prefix).
+fn memfd_names() -> Vec<String> {
+    let links = std::fs::read_dir("/proc/self/fd").unwrap().flatten().filter_map(|e| std::fs::read_link(e.path()).ok());
+    links.filter_map(|target| Some(target.to_str()?.strip_prefix("/memfd:")?.to_owned())).collect()
+}
+
+/// Those of device cdev 4242.
+fn memfds_of_vfio4242() -> Vec<String> {
+    memfd_names().into_iter().filter(|n| n.starts_with("vfio4242:")).collect()
 }
 
 /// Without the check these tests would allocate a terabyte; refuse to run
@@ -39,11 +41,11 @@ fn a_terabyte_bar_is_refused_before_any_memfd_exists() {
     assert!(msg.starts_with("t.toml:1: device `huge`: BARs need 1.0 TiB but only "), "{msg}");
     assert!(msg.ends_with(" is available; set VFIO_DMABUF_ALLOW_OVERCOMMIT=1 to try anyway (ENOMEM)"), "{msg}");
     // Neither BAR's memfd was made: not the 4 KiB one declared first either.
-    assert_eq!(memfds_named("vfio4242:"), 0);
+    assert_eq!(memfds_of_vfio4242(), Vec::<String>::new());
     // What fits is built, and its memfds show (so the count above could see them).
     let sc = parse::parse("t.toml", &scenario(4242, "64K")).unwrap();
     let world = run::build(&sc).unwrap();
-    assert_eq!(memfds_named("vfio4242:"), 2);
+    assert_eq!(memfds_of_vfio4242().len(), 2, "{:?}", memfd_names());
     drop(world);
 }
 
