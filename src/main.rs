@@ -32,7 +32,8 @@ struct Cli {
 enum Command {
     /// Run scenario files and check every expectation.
     #[command(
-        after_help = "Example:\n  vfio-dmabuf run scenarios/seed.toml scenarios/t05-permanent-revoke.toml\n  vfio-dmabuf run --json scenarios/*.toml | jq 'select(.pass == false)'\n\nThe format is documented in docs/scenarios.md."
+        after_help = "Example:\n  vfio-dmabuf run scenarios/seed.toml scenarios/t05-permanent-revoke.toml\n  vfio-dmabuf run --json scenarios/*.toml | jq 'select(.pass == false)'\n\nThe format is documented in docs/scenarios.md. RAM BARs that need more memory than is available \
+(MemAvailable) are refused before anything is allocated; VFIO_DMABUF_ALLOW_OVERCOMMIT=1 skips that check."
     )]
     Run {
         /// Scenario files (TOML).
