@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mm::baseline::{self, PlainMapping};
-use mm::{probe, AddressSpace, PhysMemory, HPAGE_PMD_SIZE, PAGE_SIZE};
+use mm::{probe, AddressSpace, PhysMemory};
+use page::{PhysAddr, HPAGE_PMD_SIZE, PAGE_SIZE};
 use pci::{BarSpec, Bdf, DeviceSpec};
 use serde_json::json;
 use vfio::{DeviceFd, MmapArgs, VfioPciDevice};
@@ -203,7 +204,7 @@ pub fn run(opts: Options) -> Result<Vec<Row>> {
     let aspace = AddressSpace::new().map_err(|e| format!("{e} ({})", e.errno()))?;
     let size = opts.size;
     let pages = size / PAGE_SIZE;
-    let plain_mem = Arc::new(PhysMemory::new("bench-baseline", 0, size).map_err(|e| e.to_string())?);
+    let plain_mem = Arc::new(PhysMemory::new("bench-baseline", PhysAddr(0), size).map_err(|e| e.to_string())?);
     let vdev = ram_device(0, size)?;
     let fd = vdev.open();
 
@@ -220,7 +221,7 @@ pub fn run(opts: Options) -> Result<Vec<Row>> {
         p.step(&format!("first touch {kind}: kernel, plain MAP_SHARED"));
         let mut kernel = Vec::new();
         for _ in 0..opts.runs {
-            let m = PlainMapping::new(&plain_mem, 0, size, true).map_err(|e| e.to_string())?;
+            let m = PlainMapping::new(&plain_mem, PhysAddr(0), size, true).map_err(|e| e.to_string())?;
             kernel.push(ns_per(timed(|| touch(m.addr(), size, write))?, pages));
         }
         let (ours, kernel) = (Stat::new("ns/page", ours), Stat::new("ns/page", kernel));
@@ -249,7 +250,7 @@ pub fn run(opts: Options) -> Result<Vec<Row>> {
             p.step("first touch: MADV_POPULATE_READ floor");
             let mut floor = Vec::new();
             for _ in 0..opts.runs {
-                let m = PlainMapping::new(&plain_mem, 0, size, true).map_err(|e| e.to_string())?;
+                let m = PlainMapping::new(&plain_mem, PhysAddr(0), size, true).map_err(|e| e.to_string())?;
                 floor.push(ns_per(
                     timed(|| m.populate_read().map_err(|e| e.to_string()).and_then(|()| touch(m.addr(), size, false)))?,
                     pages,
@@ -272,7 +273,8 @@ pub fn run(opts: Options) -> Result<Vec<Row>> {
     p.step("4 KiB first touch: bare userfaultfd round trip");
     let mut bare = Vec::new();
     for _ in 0..opts.runs {
-        let (d, faults) = baseline::bare_minor_first_touch(&plain_mem, PAGE_SIZE, small).map_err(|e| e.to_string())?;
+        let (d, faults) =
+            baseline::bare_minor_first_touch(&plain_mem, PhysAddr(PAGE_SIZE), small).map_err(|e| e.to_string())?;
         bare.push(ns_per(d, faults));
     }
     let bare = Stat::new("ns/fault", bare);
@@ -308,7 +310,7 @@ pub fn run(opts: Options) -> Result<Vec<Row>> {
     p.step("4 KiB first touch: kernel write first touch");
     let mut kernel = Vec::new();
     for _ in 0..opts.runs {
-        let m = PlainMapping::new(&plain_mem, PAGE_SIZE, len4k, true).map_err(|e| e.to_string())?;
+        let m = PlainMapping::new(&plain_mem, PhysAddr(PAGE_SIZE), len4k, true).map_err(|e| e.to_string())?;
         kernel.push(ns_per(timed(|| touch(m.addr(), len4k, true))?, len4k / PAGE_SIZE));
     }
     rows.push(row(
@@ -335,7 +337,7 @@ pub fn run(opts: Options) -> Result<Vec<Row>> {
             retouch.push(ms(timed(|| touch(va, len, false))?));
         }
         aspace.munmap(va, len).map_err(|e| e.to_string())?;
-        let m = PlainMapping::new(&plain_mem, 0, len, true).map_err(|e| e.to_string())?;
+        let m = PlainMapping::new(&plain_mem, PhysAddr(0), len, true).map_err(|e| e.to_string())?;
         let mut zap = Vec::new();
         for _ in 0..opts.runs {
             m.populate_read().map_err(|e| e.to_string())?;
@@ -387,7 +389,7 @@ pub fn run(opts: Options) -> Result<Vec<Row>> {
             aspace.munmap(*va, each).map_err(|e| e.to_string())?;
         }
         let plain: Vec<PlainMapping> = (0..n)
-            .map(|i| PlainMapping::new(&plain_mem, i * each, each, true))
+            .map(|i| PlainMapping::new(&plain_mem, PhysAddr(i * each), each, true))
             .collect::<std::result::Result<_, _>>()
             .map_err(|e| e.to_string())?;
         let mut zap = Vec::new();
@@ -413,7 +415,7 @@ pub fn run(opts: Options) -> Result<Vec<Row>> {
     let copy_len = (64u64 << 20).min(size);
     let va = map(&fd, &aspace, 0, copy_len)?;
     touch(va, copy_len, true)?;
-    let m = PlainMapping::new(&plain_mem, 0, copy_len, true).map_err(|e| e.to_string())?;
+    let m = PlainMapping::new(&plain_mem, PhysAddr(0), copy_len, true).map_err(|e| e.to_string())?;
     m.populate_read().map_err(|e| e.to_string())?;
     let mut buf = vec![0u8; copy_len as usize];
     for (dir, read) in [("read", true), ("write", false)] {
@@ -460,7 +462,7 @@ pub fn run(opts: Options) -> Result<Vec<Row>> {
             ns_per(
                 timed(|| {
                     (0..reps).try_for_each(|_| {
-                        PlainMapping::new(&plain_mem, 0, window, true).map(drop).map_err(|e| e.to_string())
+                        PlainMapping::new(&plain_mem, PhysAddr(0), window, true).map(drop).map_err(|e| e.to_string())
                     })
                 })?,
                 reps,

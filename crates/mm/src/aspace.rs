@@ -28,10 +28,12 @@ use std::thread::JoinHandle;
 use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
 use rustix::io::Errno;
 
-use crate::fault::{FaultCounters, FaultStats, VmFault, VmOperations, PMD_ORDER};
+use page::{PgOff, VirtAddr, HPAGE_PMD_SIZE, PAGE_SIZE, PMD_ORDER};
+
+use crate::fault::{FaultCounters, FaultStats, VmFault, VmOperations};
 use crate::sys::{self, Reservation, UffdMsg};
 use crate::vma::{MapPiece, MappingId, Vma};
-use crate::{MmError, HPAGE_PMD_SIZE, PAGE_SIZE};
+use crate::MmError;
 
 /// What to map, for [`AddressSpace::mmap`].
 #[derive(Debug)]
@@ -42,21 +44,22 @@ pub struct MapRequest {
     /// Length in bytes (page multiple, non-zero).
     pub len: u64,
     /// `vm_pgoff` exactly as passed to mmap.
-    pub vm_pgoff: u64,
+    pub vm_pgoff: PgOff,
     /// Map read-write (else read-only).
     pub writable: bool,
     /// Backing pieces in VA order; lengths must add up to `len`.
     pub pieces: Vec<MapPiece>,
     /// Fault operations.
     pub ops: Arc<dyn VmOperations>,
-    /// Name for the maps view (`/dmabuf:<name>`).
-    pub name: String,
+    /// The path column of the maps view, shown exactly as given: Linux
+    /// prints the path of the VMA's file, and the exporter names that file.
+    pub path: String,
     /// Inode-like number for the maps view.
     pub inode: u64,
     /// Exact address wanted (fails with `EEXIST` if anything is there);
     /// `None` lets us choose, 2 MiB aligned when `len` is at least 2 MiB so
     /// that huge faults are possible.
-    pub addr: Option<u64>,
+    pub addr: Option<VirtAddr>,
 }
 
 /// A read-only view of one VMA.
@@ -70,8 +73,8 @@ pub struct VmaInfo {
     pub vm_pgoff: u64,
     /// Read-write?
     pub writable: bool,
-    /// Name (`/dmabuf:<name>` in maps).
-    pub name: String,
+    /// Path column of the maps view, as the mapping's creator chose it.
+    pub path: String,
     /// Inode-like number.
     pub inode: u64,
     /// The mmap call it came from.
@@ -82,16 +85,16 @@ pub struct VmaInfo {
 
 impl VmaInfo {
     /// The line Linux would print in `/proc/<pid>/maps` for this VMA after the
-    /// series: `start-end perms offset dev inode /dmabuf:<name>`.
+    /// series: `start-end perms offset dev inode path`.
     pub fn maps_line(&self) -> String {
-        crate::maps::format_line(self.vm_start, self.vm_end, self.writable, self.vm_pgoff, self.inode, &self.name)
+        crate::maps::format_line(self.vm_start, self.vm_end, self.writable, self.vm_pgoff, self.inode, &self.path)
     }
 }
 
 #[derive(Debug, Default)]
 struct VmaTable {
-    by_start: BTreeMap<u64, Vma>,
-    by_mapping: HashMap<MappingId, BTreeSet<u64>>,
+    by_start: BTreeMap<VirtAddr, Vma>,
+    by_mapping: HashMap<MappingId, BTreeSet<VirtAddr>>,
 }
 
 impl VmaTable {
@@ -100,7 +103,7 @@ impl VmaTable {
         self.by_start.insert(vma.vm_start, vma);
     }
 
-    fn remove(&mut self, start: u64) -> Option<Vma> {
+    fn remove(&mut self, start: VirtAddr) -> Option<Vma> {
         let vma = self.by_start.remove(&start)?;
         if let Some(set) = self.by_mapping.get_mut(&vma.mapping) {
             set.remove(&start);
@@ -111,17 +114,17 @@ impl VmaTable {
         Some(vma)
     }
 
-    fn find(&self, addr: u64) -> Option<&Vma> {
+    fn find(&self, addr: VirtAddr) -> Option<&Vma> {
         self.by_start.range(..=addr).next_back().map(|(_, v)| v).filter(|v| addr < v.vm_end)
     }
 
     /// Starts of the VMAs intersecting `[from, to)`.
-    fn intersecting(&self, from: u64, to: u64) -> Vec<u64> {
+    fn intersecting(&self, from: VirtAddr, to: VirtAddr) -> Vec<VirtAddr> {
         let first = self.find(from).map_or(from, |v| v.vm_start);
         self.by_start.range(first..to).filter(|(_, v)| v.vm_end > from).map(|(s, _)| *s).collect()
     }
 
-    fn overlaps(&self, from: u64, to: u64) -> bool {
+    fn overlaps(&self, from: VirtAddr, to: VirtAddr) -> bool {
         !self.intersecting(from, to).is_empty()
     }
 }
@@ -136,7 +139,7 @@ struct Inner {
     next_mapping: AtomicU64,
 }
 
-/// An address space whose BAR mappings are served by our fault handler.
+/// An address space whose device-memory mappings are served by our fault handler.
 ///
 /// Dropping it stops the fault thread and unmaps every VMA left.
 #[derive(Debug)]
@@ -179,7 +182,7 @@ impl MappingHandle {
         let Some(starts) = table.by_mapping.get(&self.id) else { return Ok(()) };
         for start in starts {
             let vma = &table.by_start[start];
-            sys::zap_owned(vma.vm_start as usize, vma.len() as usize)
+            sys::zap_owned(vma.vm_start.0 as usize, vma.len() as usize)
                 .map_err(MmError::sys("madvise(MADV_DONTNEED)"))?;
         }
         Ok(())
@@ -258,7 +261,7 @@ impl AddressSpace {
     /// `EINVAL` for a zero or unaligned length, pieces that do not add up to
     /// it or lie outside their memory; `EEXIST` when `req.addr` is taken;
     /// `ENOMEM` when no virtual range is free. On error nothing is left mapped.
-    pub fn mmap(&self, req: MapRequest) -> Result<u64, MmError> {
+    pub fn mmap(&self, req: MapRequest) -> Result<VirtAddr, MmError> {
         if req.len == 0 || req.len % PAGE_SIZE != 0 {
             return Err(MmError::Invalid("mapping length must be a non-zero page multiple"));
         }
@@ -267,22 +270,24 @@ impl AddressSpace {
             return Err(MmError::Invalid("backing pieces do not add up to the mapping length"));
         }
         if req.pieces.iter().any(|p| {
-            p.len == 0 || p.paddr % PAGE_SIZE != 0 || p.len % PAGE_SIZE != 0 || !p.memory.contains(p.paddr, p.len)
+            p.len == 0 || !p.paddr.is_page_aligned() || p.len % PAGE_SIZE != 0 || !p.memory.contains(p.paddr, p.len)
         }) {
             return Err(MmError::Invalid("backing piece outside its memory or unaligned"));
         }
         if let Some(a) = req.addr {
-            if a % PAGE_SIZE != 0 || a.checked_add(req.len).is_none() {
+            if !a.is_page_aligned() || a.checked_add(req.len).is_none() {
                 return Err(MmError::Invalid("mapping address must be page aligned"));
             }
         }
         let _mmap = self.inner.mmap_lock.write().unwrap_or_else(|e| e.into_inner());
         let align = if req.len >= HPAGE_PMD_SIZE { HPAGE_PMD_SIZE } else { PAGE_SIZE };
         let res =
-            Reservation::new(req.len as usize, align as usize, req.addr.map(|a| a as usize)).map_err(|e| match e {
-                Errno::EXIST => MmError::Sys { call: "mmap(MAP_FIXED_NOREPLACE)", errno: Errno::EXIST },
-                e => MmError::Sys { call: "mmap", errno: e },
-            })?;
+            Reservation::new(req.len as usize, align as usize, req.addr.map(|a| a.0 as usize)).map_err(
+                |e| match e {
+                    Errno::EXIST => MmError::Sys { call: "mmap(MAP_FIXED_NOREPLACE)", errno: Errno::EXIST },
+                    e => MmError::Sys { call: "mmap", errno: e },
+                },
+            )?;
         let start = res.start() as u64;
         let mut va = start;
         for p in &req.pieces {
@@ -294,13 +299,13 @@ impl AddressSpace {
         sys::uffdio_register_minor(self.inner.uffd.as_fd(), start, req.len).map_err(MmError::sys("UFFDIO_REGISTER"))?;
         debug_assert_eq!(res.len() as u64, req.len);
         let (start, _) = res.into_owned_range();
-        let start = start as u64;
+        let start = VirtAddr(start as u64);
         let vma = Vma {
             vm_start: start,
-            vm_end: start + req.len,
+            vm_end: VirtAddr(start.0 + req.len),
             vm_pgoff: req.vm_pgoff,
             writable: req.writable,
-            name: req.name,
+            path: req.path,
             inode: req.inode,
             mapping: req.mapping,
             pieces: req.pieces,
@@ -341,9 +346,10 @@ impl AddressSpace {
         }
         let end = addr
             .checked_add(len)
-            .and_then(|e| e.checked_add(PAGE_SIZE - 1))
-            .map(|e| e & !(PAGE_SIZE - 1))
+            .and_then(page::page_align)
+            .map(VirtAddr)
             .ok_or(MmError::Invalid("munmap range overflows"))?;
+        let addr = VirtAddr(addr);
         let mut dropped = Vec::new();
         {
             let _mmap = self.inner.mmap_lock.write().unwrap_or_else(|e| e.into_inner());
@@ -351,9 +357,9 @@ impl AddressSpace {
             for start in table.intersecting(addr, end) {
                 let vma = table.remove(start).expect("listed VMA exists");
                 let (from, to) = (addr.max(vma.vm_start), end.min(vma.vm_end));
-                if let Err(e) = sys::unmap_owned(from as usize, (to - from) as usize) {
+                if let Err(e) = sys::unmap_owned(from.0 as usize, (to.0 - from.0) as usize) {
                     // Cannot happen for a range we own; keep the table truthful.
-                    tracing::error!(from, to, %e, "munmap of an owned range failed");
+                    tracing::error!(%from, %to, %e, "munmap of an owned range failed");
                     table.insert(vma);
                     return Err(MmError::Sys { call: "munmap", errno: e });
                 }
@@ -381,7 +387,8 @@ impl AddressSpace {
     /// `ENOMEM` when the range holds no VMA of ours, as Linux reports for an
     /// unmapped range.
     pub fn madvise_hugepage(&self, addr: u64, len: u64) -> Result<(), MmError> {
-        let end = addr.checked_add(len).ok_or(MmError::Invalid("range overflows"))?;
+        let end = addr.checked_add(len).map(VirtAddr).ok_or(MmError::Invalid("range overflows"))?;
+        let addr = VirtAddr(addr);
         let table = self.inner.lock_vmas();
         let starts = table.intersecting(addr, end);
         if starts.is_empty() {
@@ -390,7 +397,7 @@ impl AddressSpace {
         for s in starts {
             let v = &table.by_start[&s];
             let (from, to) = (addr.max(v.vm_start), end.min(v.vm_end));
-            sys::madvise_hugepage_owned(from as usize, (to - from) as usize)
+            sys::madvise_hugepage_owned(from.0 as usize, (to.0 - from.0) as usize)
                 .map_err(MmError::sys("madvise(MADV_HUGEPAGE)"))?;
         }
         Ok(())
@@ -403,7 +410,7 @@ impl AddressSpace {
 
     /// The VMA containing `addr`, if any.
     pub fn find_vma(&self, addr: u64) -> Option<VmaInfo> {
-        self.inner.lock_vmas().find(addr).map(info)
+        self.inner.lock_vmas().find(VirtAddr(addr)).map(info)
     }
 
     /// Kernel-style maps lines for every VMA (see [`VmaInfo::maps_line`]).
@@ -418,20 +425,20 @@ impl AddressSpace {
 
     /// Whether `[addr, addr+len)` overlaps any VMA of ours.
     pub fn is_mapped(&self, addr: u64, len: u64) -> bool {
-        self.inner.lock_vmas().overlaps(addr, addr.saturating_add(len))
+        self.inner.lock_vmas().overlaps(VirtAddr(addr), VirtAddr(addr.saturating_add(len)))
     }
 }
 
 fn info(v: &Vma) -> VmaInfo {
     VmaInfo {
-        vm_start: v.vm_start,
-        vm_end: v.vm_end,
-        vm_pgoff: v.vm_pgoff,
+        vm_start: v.vm_start.0,
+        vm_end: v.vm_end.0,
+        vm_pgoff: v.vm_pgoff.0,
         writable: v.writable,
-        name: v.name.clone(),
+        path: v.path.clone(),
         inode: v.inode,
         mapping: v.mapping,
-        pieces: v.pieces.iter().map(|p| (p.memory.name().to_owned(), p.paddr, p.len)).collect(),
+        pieces: v.pieces.iter().map(|p| (p.memory.name().to_owned(), p.paddr.0, p.len)).collect(),
     }
 }
 
@@ -448,13 +455,13 @@ impl Drop for AddressSpace {
         let vmas: Vec<Vma> = {
             let _mmap = self.inner.mmap_lock.write().unwrap_or_else(|e| e.into_inner());
             let mut table = self.inner.lock_vmas();
-            let starts: Vec<u64> = table.by_start.keys().copied().collect();
+            let starts: Vec<VirtAddr> = table.by_start.keys().copied().collect();
             starts
                 .into_iter()
                 .filter_map(|s| table.remove(s))
                 .inspect(|v| {
-                    if let Err(e) = sys::unmap_owned(v.vm_start as usize, v.len() as usize) {
-                        tracing::error!(start = v.vm_start, %e, "munmap at teardown failed");
+                    if let Err(e) = sys::unmap_owned(v.vm_start.0 as usize, v.len() as usize) {
+                        tracing::error!(start = %v.vm_start, %e, "munmap at teardown failed");
                     }
                 })
                 .collect()
@@ -489,7 +496,7 @@ fn fault_thread(inner: &Inner, stop: &OwnedFd) {
                 Ok(n) => {
                     for m in &msgs[..n] {
                         if m.event == sys::UFFD_EVENT_PAGEFAULT {
-                            handle_fault(inner, m.arg1, m.arg0);
+                            handle_fault(inner, VirtAddr(m.arg1), m.arg0);
                         }
                     }
                 }
@@ -504,7 +511,7 @@ fn fault_thread(inner: &Inner, stop: &OwnedFd) {
 }
 
 /// Serves one fault: huge order first where the VA range allows, then 0.
-fn handle_fault(inner: &Inner, address: u64, flags: u64) {
+fn handle_fault(inner: &Inner, address: VirtAddr, flags: u64) {
     debug_assert!(flags & sys::UFFD_PAGEFAULT_FLAG_MINOR != 0);
     let _mmap = inner.mmap_lock.read().unwrap_or_else(|e| e.into_inner());
     let vma = match inner.lock_vmas().find(address) {
@@ -512,16 +519,16 @@ fn handle_fault(inner: &Inner, address: u64, flags: u64) {
         None => {
             // Unmapped meanwhile: wake the thread; its retry finds no mapping.
             inner.counters.spurious.fetch_add(1, Ordering::Relaxed);
-            let page = address & !(PAGE_SIZE - 1);
-            if let Err(e) = sys::uffdio_wake(inner.uffd.as_fd(), page, PAGE_SIZE) {
+            let page = address.page_down();
+            if let Err(e) = sys::uffdio_wake(inner.uffd.as_fd(), page.0, PAGE_SIZE) {
                 tracing::debug!(%e, "wake of an unmapped fault address failed");
             }
             return;
         }
     };
     let write = flags & sys::UFFD_PAGEFAULT_FLAG_WRITE != 0;
-    let huge_start = address & !(HPAGE_PMD_SIZE - 1);
-    let huge_fits = huge_start >= vma.vm_start && huge_start + HPAGE_PMD_SIZE <= vma.vm_end;
+    let huge_start = address.align_down(HPAGE_PMD_SIZE);
+    let huge_fits = huge_start >= vma.vm_start && huge_start.0 + HPAGE_PMD_SIZE <= vma.vm_end.0;
     let orders: &[u32] = if huge_fits { &[PMD_ORDER, 0] } else { &[0] };
     for &order in orders {
         let mut vmf =
@@ -530,7 +537,7 @@ fn handle_fault(inner: &Inner, address: u64, flags: u64) {
         if r.is_fallback() {
             inner.counters.fallback.fetch_add(u64::from(order > 0), Ordering::Relaxed);
             if order == 0 {
-                tracing::warn!(address = format_args!("{address:#x}"), "order-0 fault fell back; raising SIGBUS");
+                tracing::warn!(%address, "order-0 fault fell back; raising SIGBUS");
                 vmf.sigbus();
             }
         }

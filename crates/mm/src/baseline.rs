@@ -12,7 +12,9 @@ use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
 use rustix::io::Errno;
 
 use crate::sys::{self, Reservation, UffdMsg};
-use crate::{probe, MmError, PhysMemory, HPAGE_PMD_SIZE, PAGE_SIZE};
+use page::{PhysAddr, HPAGE_PMD_SIZE, PAGE_SIZE};
+
+use crate::{probe, MmError, PhysMemory};
 
 /// A plain `MAP_SHARED` mapping of physical memory, served by the kernel
 /// alone (no userfaultfd). Unmapped on drop.
@@ -31,8 +33,8 @@ impl PlainMapping {
     ///
     /// `EINVAL` for a range outside the memory or unaligned; the errno of
     /// `mmap` otherwise.
-    pub fn new(memory: &Arc<PhysMemory>, paddr: u64, len: u64, writable: bool) -> Result<Self, MmError> {
-        if len == 0 || len % PAGE_SIZE != 0 || paddr % PAGE_SIZE != 0 || !memory.contains(paddr, len) {
+    pub fn new(memory: &Arc<PhysMemory>, paddr: PhysAddr, len: u64, writable: bool) -> Result<Self, MmError> {
+        if len == 0 || len % PAGE_SIZE != 0 || !paddr.is_page_aligned() || !memory.contains(paddr, len) {
             return Err(MmError::Invalid("plain mapping outside its memory or unaligned"));
         }
         let align = if len >= HPAGE_PMD_SIZE { HPAGE_PMD_SIZE } else { PAGE_SIZE };
@@ -94,7 +96,7 @@ impl Drop for PlainMapping {
 /// # Errors
 ///
 /// The errno of any setup call; a fault during the touch pass.
-pub fn bare_minor_first_touch(memory: &Arc<PhysMemory>, paddr: u64, len: u64) -> Result<(Duration, u64), MmError> {
+pub fn bare_minor_first_touch(memory: &Arc<PhysMemory>, paddr: PhysAddr, len: u64) -> Result<(Duration, u64), MmError> {
     let map = PlainMapping::new(memory, paddr, len, true)?;
     let uffd = sys::userfaultfd_open().map_err(MmError::sys("userfaultfd"))?;
     sys::uffdio_api(uffd.as_fd(), sys::UFFD_FEATURE_MINOR_SHMEM).map_err(MmError::sys("UFFDIO_API"))?;

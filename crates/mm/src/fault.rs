@@ -12,14 +12,11 @@ use std::fmt;
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use page::{Pfn, PgOff, VirtAddr, PAGE_SIZE, PMD_ORDER};
 use rustix::io::Errno;
 
 use crate::sys;
 use crate::vma::Vma;
-use crate::PAGE_SIZE;
-
-/// Order of a 2 MiB (PMD) page with 4 KiB base pages.
-pub const PMD_ORDER: u32 = 9;
 
 /// Fault operations of a VMA, analogous to `vm_operations_struct`.
 ///
@@ -112,23 +109,36 @@ impl FaultCounters {
     }
 }
 
+/// A fault-around window: `len` bytes of virtual addresses from `start`,
+/// backed by consecutive page frames from `pfn` on. Passed to
+/// [`VmFault::insert_pfn_around`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PfnWindow {
+    /// First virtual address of the window (page aligned).
+    pub start: VirtAddr,
+    /// Length in bytes (a page multiple).
+    pub len: u64,
+    /// The frame backing `start`; each following page takes the next frame.
+    pub pfn: Pfn,
+}
+
 /// One fault being served, analogous to `struct vm_fault`.
 pub struct VmFault<'a> {
     pub(crate) uffd: BorrowedFd<'a>,
     pub(crate) vma: &'a Vma,
-    pub(crate) address: u64,
+    pub(crate) address: VirtAddr,
     pub(crate) write: bool,
     pub(crate) counters: &'a FaultCounters,
     /// What to wake once the operations have returned (and so released
     /// their locks): the faulting thread must not run again while the fault
     /// path still holds a lock it could want (e.g. a try-lock in hot reset).
-    pub(crate) wake: Option<(u64, u64)>,
+    pub(crate) wake: Option<(VirtAddr, u64)>,
 }
 
 impl fmt::Debug for VmFault<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VmFault")
-            .field("address", &format_args!("{:#x}", self.address))
+            .field("address", &self.address)
             .field("write", &self.write)
             .field("vma", self.vma)
             .finish()
@@ -137,7 +147,7 @@ impl fmt::Debug for VmFault<'_> {
 
 impl VmFault<'_> {
     /// The faulting address.
-    pub fn address(&self) -> u64 {
+    pub fn address(&self) -> VirtAddr {
         self.address
     }
 
@@ -147,17 +157,17 @@ impl VmFault<'_> {
     }
 
     /// `vm_start` of the faulting VMA.
-    pub fn vm_start(&self) -> u64 {
+    pub fn vm_start(&self) -> VirtAddr {
         self.vma.vm_start
     }
 
     /// `vm_end` of the faulting VMA.
-    pub fn vm_end(&self) -> u64 {
+    pub fn vm_end(&self) -> VirtAddr {
         self.vma.vm_end
     }
 
     /// `vm_pgoff` of the faulting VMA (as passed to mmap, advanced by splits).
-    pub fn vm_pgoff(&self) -> u64 {
+    pub fn vm_pgoff(&self) -> PgOff {
         self.vma.vm_pgoff
     }
 
@@ -170,29 +180,28 @@ impl VmFault<'_> {
     /// rather than exposing the wrong memory. Orders other than 0 and 9
     /// return [`VmFaultResult::FALLBACK`], as Linux does for orders the
     /// architecture cannot map.
-    pub fn insert_pfn(&mut self, pfn: u64, order: u32) -> VmFaultResult {
+    pub fn insert_pfn(&mut self, pfn: Pfn, order: u32) -> VmFaultResult {
         if order != 0 && order != PMD_ORDER {
             return VmFaultResult::FALLBACK;
         }
         let size = PAGE_SIZE << order;
-        self.map_range(self.address & !(size - 1), pfn, size, order)
+        self.map_range(PfnWindow { start: self.address.align_down(size), len: size, pfn }, order)
     }
 
-    /// A fault of `order` with fault-around: maps `[start, start + len)`
-    /// (which must contain the page of `order` around the fault address and
-    /// lie inside one backing piece of the VMA), backed from page frame `pfn`
-    /// on, in one `UFFDIO_CONTINUE`. Analogous to Linux's
-    /// `do_fault_around()` for file mappings; the caller vouches, under the
-    /// same locks as for a single page, that every page of the window may be
-    /// mapped. Counted as one fault of `order`.
-    pub fn insert_pfn_around(&mut self, start: u64, pfn: u64, len: u64, order: u32) -> VmFaultResult {
+    /// A fault of `order` with fault-around: maps the whole `window` (which
+    /// must contain the page of `order` around the fault address and lie
+    /// inside one backing piece of the VMA) in one `UFFDIO_CONTINUE`.
+    /// Analogous to Linux's `do_fault_around()` for file mappings; the
+    /// caller vouches, under the same locks as for a single page, that every
+    /// page of the window may be mapped. Counted as one fault of `order`.
+    pub fn insert_pfn_around(&mut self, window: PfnWindow, order: u32) -> VmFaultResult {
         if order != 0 && order != PMD_ORDER {
             return VmFaultResult::FALLBACK;
         }
-        if len > PAGE_SIZE << order {
-            self.counters.around_pages.fetch_add(len / PAGE_SIZE, Ordering::Relaxed);
+        if window.len > PAGE_SIZE << order {
+            self.counters.around_pages.fetch_add(window.len / PAGE_SIZE, Ordering::Relaxed);
         }
-        self.map_range(start, pfn, len, order)
+        self.map_range(window, order)
     }
 
     /// Maps `[start, start + len)` from page frame `pfn` on, after checking
@@ -202,24 +211,23 @@ impl VmFault<'_> {
     /// If that leaves the faulting page unmapped, exactly that 4 KiB page is
     /// mapped next: asking again for the whole range would stop at the same
     /// mapped page, and the access would fault forever.
-    fn map_range(&mut self, start: u64, pfn: u64, len: u64, order: u32) -> VmFaultResult {
-        let page_va = self.address & !(PAGE_SIZE - 1);
+    fn map_range(&mut self, window: PfnWindow, order: u32) -> VmFaultResult {
+        let PfnWindow { start, len, pfn } = window;
+        let page_va = self.address.page_down();
         let size = PAGE_SIZE << order;
-        let order_va = self.address & !(size - 1);
-        let consistent = start % PAGE_SIZE == 0
+        let order_va = self.address.align_down(size);
+        let consistent = start.is_page_aligned()
             && len % PAGE_SIZE == 0
             && start <= order_va
-            && start.checked_add(len).is_some_and(|end| order_va + size <= end && end <= self.vma.vm_end)
+            && start.checked_add(len).is_some_and(|end| order_va.0 + size <= end.0 && end <= self.vma.vm_end)
             && start >= self.vma.vm_start
-            && self.vma.backing(start).is_some_and(|(paddr, _, _, piece_end)| {
-                paddr == pfn.wrapping_mul(PAGE_SIZE) && start + len <= piece_end
-            });
+            && self.vma.backing(start).is_some_and(|b| Some(b.paddr) == pfn.phys() && start.0 + len <= b.piece_end.0);
         if !consistent {
             tracing::error!(
-                address = format_args!("{:#x}", self.address),
-                start = format_args!("{start:#x}"),
+                address = %self.address,
+                start = %start,
                 len,
-                pfn = format_args!("{pfn:#x}"),
+                pfn = %pfn,
                 order,
                 "fault translation disagrees with the mapping; raising SIGBUS"
             );
@@ -229,15 +237,15 @@ impl VmFault<'_> {
         // counters at once.
         let counter = if order == 0 { &self.counters.order0 } else { &self.counters.order9 };
         counter.fetch_add(1, Ordering::Relaxed);
-        let (start, len) = match sys::uffdio_continue(self.uffd, start, len) {
+        let (start, len) = match sys::uffdio_continue(self.uffd, start.0, len) {
             Ok(()) => (start, len),
             // Stopped by a page already mapped: fine if ours is mapped now,
             // else map just ours. (EAGAIN: the address space is changing;
             // the same answer is safe, the access retries anyway.)
-            Err((Errno::EXIST | Errno::AGAIN, mapped)) if start + u64::try_from(mapped).unwrap_or(0) > page_va => {
+            Err((Errno::EXIST | Errno::AGAIN, mapped)) if start.0 + u64::try_from(mapped).unwrap_or(0) > page_va.0 => {
                 (start, len)
             }
-            Err((Errno::EXIST | Errno::AGAIN, _)) => match sys::uffdio_continue(self.uffd, page_va, PAGE_SIZE) {
+            Err((Errno::EXIST | Errno::AGAIN, _)) => match sys::uffdio_continue(self.uffd, page_va.0, PAGE_SIZE) {
                 Ok(()) | Err((Errno::EXIST | Errno::AGAIN, _)) => (page_va, PAGE_SIZE),
                 Err((e, _)) => return self.continue_failed(counter, page_va, PAGE_SIZE, e),
             },
@@ -247,9 +255,9 @@ impl VmFault<'_> {
         VmFaultResult(Outcome::NoPage)
     }
 
-    fn continue_failed(&mut self, counter: &AtomicU64, start: u64, len: u64, e: Errno) -> VmFaultResult {
+    fn continue_failed(&mut self, counter: &AtomicU64, start: VirtAddr, len: u64, e: Errno) -> VmFaultResult {
         counter.fetch_sub(1, Ordering::Relaxed);
-        tracing::error!(start = format_args!("{start:#x}"), len, %e, "UFFDIO_CONTINUE failed; raising SIGBUS");
+        tracing::error!(start = %start, len, %e, "UFFDIO_CONTINUE failed; raising SIGBUS");
         self.sigbus()
     }
 
@@ -259,17 +267,17 @@ impl VmFault<'_> {
     /// Call it while holding whatever lock made the decision, so that a
     /// later un-revoke (which zaps, clearing poison) is ordered after it.
     pub fn sigbus(&mut self) -> VmFaultResult {
-        let page_va = self.address & !(PAGE_SIZE - 1);
+        let page_va = self.address.page_down();
         // Counted before the ioctl wakes the thread (see insert_pfn).
         self.counters.sigbus.fetch_add(1, Ordering::Relaxed);
-        match sys::uffdio_poison(self.uffd, page_va, PAGE_SIZE) {
+        match sys::uffdio_poison(self.uffd, page_va.0, PAGE_SIZE) {
             Ok(()) => self.wake(page_va, PAGE_SIZE),
             // Mapped meanwhile by a racing fault that saw the buffer usable:
             // that fault was ordered before the revoke (which zaps), so the
             // access may proceed; wake the thread.
             Err((Errno::EXIST, _)) | Err((Errno::AGAIN, _)) => self.wake(page_va, PAGE_SIZE),
             Err((e, _)) => {
-                tracing::error!(address = format_args!("{page_va:#x}"), %e, "UFFDIO_POISON failed");
+                tracing::error!(address = %page_va, %e, "UFFDIO_POISON failed");
                 self.wake(page_va, PAGE_SIZE);
             }
         }
@@ -278,12 +286,12 @@ impl VmFault<'_> {
 
     /// Schedules a wake of `[start, start + len)` for when the operations
     /// have returned.
-    fn wake(&mut self, start: u64, len: u64) {
+    fn wake(&mut self, start: VirtAddr, len: u64) {
         self.wake = Some(match self.wake {
             None => (start, len),
             Some((s, l)) => {
-                let (lo, hi) = (s.min(start), (s + l).max(start + len));
-                (lo, hi - lo)
+                let (lo, hi) = (s.0.min(start.0), (s.0 + l).max(start.0 + len));
+                (VirtAddr(lo), hi - lo)
             }
         });
     }
@@ -292,8 +300,8 @@ impl VmFault<'_> {
     /// operations returned).
     pub(crate) fn wake_now(&mut self) {
         if let Some((start, len)) = self.wake.take() {
-            if let Err(e) = sys::uffdio_wake(self.uffd, start, len) {
-                tracing::warn!(address = format_args!("{start:#x}"), %e, "UFFDIO_WAKE failed");
+            if let Err(e) = sys::uffdio_wake(self.uffd, start.0, len) {
+                tracing::warn!(address = %start, %e, "UFFDIO_WAKE failed");
             }
         }
     }

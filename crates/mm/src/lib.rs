@@ -4,8 +4,10 @@
 //! ranges, the VMAs in them, and the page-fault entry point, and it calls a
 //! VMA's fault operations ([`VmOperations`], analogous to
 //! `vm_operations_struct`) to decide what a fault maps. It also owns the
-//! "physical memory" that device BARs live in ([`PhysMemory`], one memfd per
-//! BAR).
+//! "physical memory" that device memory lives in ([`PhysMemory`], one memfd
+//! per region of device memory). Addresses and page geometry come from the
+//! `page` crate ([`page::VirtAddr`], [`page::PhysAddr`], [`page::Pfn`],
+//! [`page::PgOff`], `PAGE_SIZE`, `PMD_ORDER`).
 //!
 //! Mechanism: every VMA is a real shared mapping of the backing memfd,
 //! registered with a userfaultfd in MINOR mode. The first touch of each page
@@ -14,16 +16,17 @@
 //! SIGBUS is `UFFDIO_POISON`. A zap (`MADV_DONTNEED`) removes the PTEs again,
 //! so the next touch faults once more. See `README.md` beside this file.
 //!
-//! What it is not: it knows nothing of PCI, VFIO or DMA-buffers; the
-//! exporter above implements the fault operations. All `unsafe` of the
-//! project lives here, in the `sys`, `probe` and `eventfd` modules.
+//! What it is not: it knows nothing of buses, devices or buffers; the
+//! exporter above implements the fault operations and names its mappings.
+//! All `unsafe` of the project lives here, in the `sys` and `probe`
+//! modules.
 #![deny(unsafe_code)]
 
 mod aspace;
 pub mod baseline;
 pub mod budget;
-pub mod eventfd;
 mod fault;
+pub mod fd;
 pub mod maps;
 mod phys;
 pub mod probe;
@@ -31,17 +34,12 @@ mod sys;
 mod vma;
 
 pub use aspace::{AddressSpace, MapRequest, MappingHandle, VmaInfo};
-pub use fault::{FaultStats, VmFault, VmFaultResult, VmOperations, PMD_ORDER};
+pub use fault::{FaultStats, PfnWindow, VmFault, VmFaultResult, VmOperations};
 pub use phys::PhysMemory;
 pub use probe::{AccessFault, Width};
 pub use vma::{MapPiece, MappingId};
 
 use rustix::io::Errno;
-
-/// Base page size (x86-64).
-pub const PAGE_SIZE: u64 = 4096;
-/// Size of a PMD-level (order 9) huge page.
-pub const HPAGE_PMD_SIZE: u64 = PAGE_SIZE << PMD_ORDER;
 
 /// Errors of the mm layer.
 #[derive(Debug, thiserror::Error)]

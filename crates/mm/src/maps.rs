@@ -1,13 +1,14 @@
-//! `/proc/<pid>/maps` lines: rendering ours the way Linux renders a
-//! DMA-buffer VMA after the series, and reading the real ones.
+//! `/proc/<pid>/maps` lines: rendering ours the way Linux renders a shared
+//! file VMA, and reading the real ones.
 
 /// Formats one maps line: `start-end perms offset dev inode path`, where the
 /// offset column is `vm_pgoff` in bytes (Linux prints `vm_pgoff << PAGE_SHIFT`
-/// as `%08lx`) and the path is `/dmabuf:<name>`.
-pub fn format_line(start: u64, end: u64, writable: bool, vm_pgoff: u64, inode: u64, name: &str) -> String {
+/// as `%08lx`) and `path` is printed as given (the mapping's creator names
+/// its file, as an exporter names its anonymous inode).
+pub fn format_line(start: u64, end: u64, writable: bool, vm_pgoff: u64, inode: u64, path: &str) -> String {
     let perms = if writable { "rw-s" } else { "r--s" };
-    let offset = vm_pgoff.wrapping_mul(crate::PAGE_SIZE);
-    format!("{start:08x}-{end:08x} {perms} {offset:08x} 00:00 {inode:<10} /dmabuf:{name}")
+    let offset = vm_pgoff.wrapping_mul(page::PAGE_SIZE);
+    format!("{start:08x}-{end:08x} {perms} {offset:08x} 00:00 {inode:<10} {path}")
 }
 
 /// One parsed line of the real `/proc/self/maps`.
@@ -61,9 +62,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn maps_line_shows_the_full_mmap_offset_including_the_region_index() {
-        let line = format_line(0x7f00_0000_0000, 0x7f00_0000_1000, true, 0x1000_0004, 42, "vfio0:0000:00:03.0/1");
-        assert_eq!(line, "7f0000000000-7f0000001000 rw-s 10000004000 00:00 42         /dmabuf:vfio0:0000:00:03.0/1");
+    fn maps_line_shows_the_full_mmap_offset_and_the_path_as_given() {
+        let line = format_line(0x7f00_0000_0000, 0x7f00_0000_1000, true, 0x1000_0004, 42, "/exporter:dev0/1");
+        assert_eq!(line, "7f0000000000-7f0000001000 rw-s 10000004000 00:00 42         /exporter:dev0/1");
     }
 
     #[test]

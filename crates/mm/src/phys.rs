@@ -1,4 +1,4 @@
-//! "Physical memory": memfd-backed storage for device memory (BARs).
+//! "Physical memory": memfd-backed storage for device memory.
 //!
 //! A [`PhysMemory`] is one memfd holding `len` bytes at file offset `base`
 //! (the file is sparse before that). A physical address in this system is a
@@ -16,14 +16,16 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use rustix::fs::{FallocateFlags, MemfdFlags};
 use rustix::io::Errno;
 
-use crate::{budget, MmError, PAGE_SIZE};
+use page::{PhysAddr, PAGE_SIZE};
+
+use crate::{budget, MmError};
 
 /// memfd-backed storage of `len` bytes at physical (file) address `base`.
 #[derive(Debug)]
 pub struct PhysMemory {
     fd: OwnedFd,
     name: String,
-    base: u64,
+    base: PhysAddr,
     len: u64,
 }
 
@@ -39,15 +41,15 @@ impl PhysMemory {
     /// the machine has available; otherwise the errno of `memfd_create`,
     /// `ftruncate` or `fallocate` (e.g. `ENOSPC`/`ENOMEM` when the memory
     /// went elsewhere meanwhile).
-    pub fn new(name: &str, base: u64, len: u64) -> Result<Self, MmError> {
-        let end = base.checked_add(len).ok_or(MmError::Invalid("physical range overflows"))?;
-        if len == 0 || base % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+    pub fn new(name: &str, base: PhysAddr, len: u64) -> Result<Self, MmError> {
+        let end = base.0.checked_add(len).ok_or(MmError::Invalid("physical range overflows"))?;
+        if len == 0 || !base.is_page_aligned() || len % PAGE_SIZE != 0 {
             return Err(MmError::Invalid("physical memory must be non-empty and page aligned"));
         }
         budget::check_budget(len, budget::memory_budget())?;
         let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC).map_err(MmError::sys("memfd_create"))?;
         rustix::fs::ftruncate(&fd, end).map_err(MmError::sys("ftruncate"))?;
-        rustix::fs::fallocate(&fd, FallocateFlags::empty(), base, len).map_err(MmError::sys("fallocate"))?;
+        rustix::fs::fallocate(&fd, FallocateFlags::empty(), base.0, len).map_err(MmError::sys("fallocate"))?;
         Ok(Self { fd, name: name.to_owned(), base, len })
     }
 
@@ -57,7 +59,7 @@ impl PhysMemory {
     }
 
     /// First physical address held.
-    pub fn base(&self) -> u64 {
+    pub fn base(&self) -> PhysAddr {
         self.base
     }
 
@@ -72,13 +74,13 @@ impl PhysMemory {
     }
 
     /// Whether `[paddr, paddr + len)` lies inside this memory.
-    pub fn contains(&self, paddr: u64, len: u64) -> bool {
-        paddr >= self.base && paddr.checked_add(len).is_some_and(|end| end <= self.base + self.len)
+    pub fn contains(&self, paddr: PhysAddr, len: u64) -> bool {
+        paddr >= self.base && paddr.0.checked_add(len).is_some_and(|end| end <= self.base.0 + self.len)
     }
 
     /// The memfd and file offset that hold physical address `paddr`.
-    pub fn locate(&self, paddr: u64) -> (BorrowedFd<'_>, u64) {
-        (self.fd.as_fd(), paddr)
+    pub fn locate(&self, paddr: PhysAddr) -> (BorrowedFd<'_>, u64) {
+        (self.fd.as_fd(), paddr.0)
     }
 
     /// Reads bytes at a physical address through the file (not through any
@@ -87,14 +89,14 @@ impl PhysMemory {
     /// # Errors
     ///
     /// `EINVAL` when the range is outside this memory; else the errno of `pread`.
-    pub fn read(&self, paddr: u64, buf: &mut [u8]) -> Result<(), MmError> {
+    pub fn read(&self, paddr: PhysAddr, buf: &mut [u8]) -> Result<(), MmError> {
         if !self.contains(paddr, buf.len() as u64) {
             return Err(MmError::Invalid("read outside physical memory"));
         }
         let mut done = 0;
         while done < buf.len() {
             let n =
-                rustix::io::pread(&self.fd, &mut buf[done..], paddr + done as u64).map_err(MmError::sys("pread"))?;
+                rustix::io::pread(&self.fd, &mut buf[done..], paddr.0 + done as u64).map_err(MmError::sys("pread"))?;
             if n == 0 {
                 return Err(MmError::Sys { call: "pread", errno: Errno::IO });
             }
@@ -108,13 +110,14 @@ impl PhysMemory {
     /// # Errors
     ///
     /// `EINVAL` when the range is outside this memory; else the errno of `pwrite`.
-    pub fn write(&self, paddr: u64, data: &[u8]) -> Result<(), MmError> {
+    pub fn write(&self, paddr: PhysAddr, data: &[u8]) -> Result<(), MmError> {
         if !self.contains(paddr, data.len() as u64) {
             return Err(MmError::Invalid("write outside physical memory"));
         }
         let mut done = 0;
         while done < data.len() {
-            let n = rustix::io::pwrite(&self.fd, &data[done..], paddr + done as u64).map_err(MmError::sys("pwrite"))?;
+            let n =
+                rustix::io::pwrite(&self.fd, &data[done..], paddr.0 + done as u64).map_err(MmError::sys("pwrite"))?;
             done += n;
         }
         Ok(())
@@ -138,13 +141,13 @@ mod tests {
     fn memory_beyond_what_is_available_is_refused_before_a_memfd_exists() {
         // 1 TiB: more than any machine these tests run on has available.
         let name = format!("phys-budget-test-{}", std::process::id());
-        let e = PhysMemory::new(&name, 0, 1 << 40).unwrap_err();
+        let e = PhysMemory::new(&name, PhysAddr(0), 1 << 40).unwrap_err();
         assert_eq!(e.errno(), Errno::NOMEM, "{e}");
         assert!(e.to_string().starts_with("need 1 TiB but only "), "{e}");
         assert_eq!(memfds_named(&name), 0);
         // The same name at a size that fits is created (so the count above
         // would have seen it).
-        let small = PhysMemory::new(&name, 0, PAGE_SIZE).unwrap();
+        let small = PhysMemory::new(&name, PhysAddr(0), PAGE_SIZE).unwrap();
         assert_eq!(memfds_named(&name), 1);
         drop(small);
     }

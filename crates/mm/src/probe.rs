@@ -1,4 +1,4 @@
-//! Probed accesses: loads and stores to mapped BAR memory that report a
+//! Probed accesses: loads and stores to mapped device memory that report a
 //! SIGBUS (or SIGSEGV) instead of dying from it.
 //!
 //! Analogous to the kernel's exception tables (`copy_from_user` fixups): each
@@ -18,7 +18,7 @@
 //!
 //! This module uses `unsafe` for the inline assembly, the signal handler and
 //! the raw-pointer accesses. The accesses never create Rust references into
-//! BAR memory (STYLE §4.6); callers pass plain addresses, and an access to an
+//! device memory (STYLE §4.6); callers pass plain addresses, and an access to an
 //! address that is not mapped is reported as SIGSEGV rather than being UB at
 //! the language level, because the access happens inside assembly.
 #![allow(unsafe_code)]
@@ -356,7 +356,7 @@ pub fn touch(addr: u64, len: u64, write: bool) -> Result<(), AccessFault> {
         if write {
             self::write(a, Width::U8, v)?;
         }
-        a += crate::PAGE_SIZE;
+        a += page::PAGE_SIZE;
     }
     Ok(())
 }

@@ -20,7 +20,7 @@ use rustix::io::Errno;
 use rustix::ioctl::{ioctl, opcode, Updater};
 use rustix::mm::{Advice, MapFlags, ProtFlags, UserfaultfdFlags};
 
-use crate::PAGE_SIZE;
+use page::PAGE_SIZE;
 
 /// A range of virtual address space that this crate reserved with an
 /// inaccessible anonymous mapping, and therefore owns.
@@ -136,7 +136,7 @@ pub(crate) fn map_shared_fixed(
 /// range was mapped by this crate and is being removed from the table).
 pub(crate) fn unmap_owned(addr: usize, len: usize) -> Result<(), Errno> {
     // SAFETY: by the precondition the range is ours; no Rust reference points
-    // into BAR mappings (STYLE §4.6), so nothing dangles afterwards.
+    // into device-memory mappings (STYLE §4.6), so nothing dangles afterwards.
     unsafe { rustix::mm::munmap(addr as *mut c_void, len) }
 }
 
@@ -307,4 +307,24 @@ pub(crate) fn uffd_read(fd: BorrowedFd<'_>, buf: &mut [UffdMsg]) -> Result<usize
     let raw = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), bytes) };
     let n = rustix::io::read(fd, raw)?;
     Ok(n / std::mem::size_of::<UffdMsg>())
+}
+
+/// `fcntl(raw, F_DUPFD_CLOEXEC, 0)` on a descriptor *number* the caller got
+/// from outside (e.g. a feature payload), returning a new descriptor we own.
+///
+/// Works on the bare number, not a `BorrowedFd`: nothing vouches that the
+/// number is open, and the kernel itself answers `EBADF` if it is not.
+pub(crate) fn dup_raw_cloexec(raw: i32) -> Result<OwnedFd, Errno> {
+    if raw < 0 {
+        return Err(Errno::BADF);
+    }
+    // SAFETY: F_DUPFD_CLOEXEC takes no pointer; on a closed number the
+    // kernel fails with EBADF and nothing else happens.
+    let new = unsafe { libc::fcntl(raw, libc::F_DUPFD_CLOEXEC, 0) };
+    if new < 0 {
+        return Err(Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EBADF)));
+    }
+    // SAFETY: `new` is a descriptor the kernel just created for us; nobody
+    // else knows its number, so this is its only owner.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(new) })
 }

@@ -10,9 +10,10 @@
 use std::fmt;
 use std::sync::Arc;
 
+use page::{PgOff, PhysAddr, VirtAddr, PAGE_SIZE};
+
 use crate::fault::VmOperations;
 use crate::phys::PhysMemory;
-use crate::PAGE_SIZE;
 
 /// Identity of one mmap call; all fragments a split leaves share it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -30,24 +31,34 @@ pub struct MapPiece {
     /// The memory holding this piece.
     pub memory: Arc<PhysMemory>,
     /// Physical address of the piece's first byte.
-    pub paddr: u64,
+    pub paddr: PhysAddr,
     /// Length in bytes (page multiple).
     pub len: u64,
+}
+
+/// What backs one virtual address of a VMA, from [`Vma::backing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backing {
+    /// The physical address behind the virtual one.
+    pub paddr: PhysAddr,
+    /// One past the last virtual address the same backing piece covers:
+    /// physical contiguity ends there.
+    pub piece_end: VirtAddr,
 }
 
 /// One VMA of an [`AddressSpace`](crate::AddressSpace).
 #[derive(Clone)]
 pub struct Vma {
     /// First byte.
-    pub vm_start: u64,
+    pub vm_start: VirtAddr,
     /// One past the last byte.
-    pub vm_end: u64,
+    pub vm_end: VirtAddr,
     /// Page offset exactly as passed to mmap, advanced by splits as Linux does.
-    pub vm_pgoff: u64,
+    pub vm_pgoff: PgOff,
     /// Whether the mapping is writable (`rw-s` rather than `r--s`).
     pub writable: bool,
-    /// Name shown in the maps view as `/dmabuf:<name>`.
-    pub name: String,
+    /// Path column of the maps view, as the exporter named its file.
+    pub path: String,
     /// Inode-like number shown in the maps view (the buffer's identity).
     pub inode: u64,
     /// The mmap call this VMA came from.
@@ -61,10 +72,10 @@ pub struct Vma {
 impl fmt::Debug for Vma {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Vma")
-            .field("vm_start", &format_args!("{:#x}", self.vm_start))
-            .field("vm_end", &format_args!("{:#x}", self.vm_end))
-            .field("vm_pgoff", &format_args!("{:#x}", self.vm_pgoff))
-            .field("name", &self.name)
+            .field("vm_start", &self.vm_start)
+            .field("vm_end", &self.vm_end)
+            .field("vm_pgoff", &self.vm_pgoff)
+            .field("path", &self.path)
             .field("mapping", &self.mapping)
             .field("pieces", &self.pieces.len())
             .finish()
@@ -74,19 +85,27 @@ impl fmt::Debug for Vma {
 impl Vma {
     /// Length in bytes.
     pub fn len(&self) -> u64 {
-        self.vm_end - self.vm_start
+        self.vm_end.0 - self.vm_start.0
     }
 
-    /// The physical address backing `va` and the piece it belongs to, with
-    /// the VA range that piece covers.
-    pub fn backing(&self, va: u64) -> Option<(u64, &MapPiece, u64, u64)> {
-        if va < self.vm_start || va >= self.vm_end {
+    /// Whether `va` lies inside `[vm_start, vm_end)`.
+    pub fn contains(&self, va: VirtAddr) -> bool {
+        self.vm_start <= va && va < self.vm_end
+    }
+
+    /// What backs `va`: its physical address, and how far the physically
+    /// contiguous piece holding it reaches.
+    pub fn backing(&self, va: VirtAddr) -> Option<Backing> {
+        if !self.contains(va) {
             return None;
         }
-        let mut piece_va = self.vm_start;
+        let mut piece_va = self.vm_start.0;
         for p in &self.pieces {
-            if va < piece_va + p.len {
-                return Some((p.paddr + (va - piece_va), p, piece_va, piece_va + p.len));
+            if va.0 < piece_va + p.len {
+                return Some(Backing {
+                    paddr: PhysAddr(p.paddr.0 + (va.0 - piece_va)),
+                    piece_end: VirtAddr(piece_va + p.len),
+                });
             }
             piece_va += p.len;
         }
@@ -96,7 +115,7 @@ impl Vma {
     /// Cuts `[from, to)` out of this VMA (both page aligned, clipped to the
     /// VMA), returning what remains on each side. The tail's `vm_pgoff`
     /// advances by the pages it skipped, exactly as a Linux VMA split does.
-    pub fn cut(&self, from: u64, to: u64) -> (Option<Vma>, Option<Vma>) {
+    pub fn cut(&self, from: VirtAddr, to: VirtAddr) -> (Option<Vma>, Option<Vma>) {
         let from = from.clamp(self.vm_start, self.vm_end);
         let to = to.clamp(self.vm_start, self.vm_end);
         let head = (from > self.vm_start).then(|| self.slice(self.vm_start, from));
@@ -105,23 +124,26 @@ impl Vma {
     }
 
     /// The part `[from, to)` of this VMA as a VMA of its own.
-    fn slice(&self, from: u64, to: u64) -> Vma {
+    fn slice(&self, from: VirtAddr, to: VirtAddr) -> Vma {
         debug_assert!(self.vm_start <= from && from < to && to <= self.vm_end);
-        debug_assert!(from % PAGE_SIZE == 0 && to % PAGE_SIZE == 0);
+        debug_assert!(from.is_page_aligned() && to.is_page_aligned());
+        let (from_va, to_va) = (from.0, to.0);
         let mut pieces = Vec::new();
-        let mut piece_va = self.vm_start;
+        let mut piece_va = self.vm_start.0;
         for p in &self.pieces {
             let (ps, pe) = (piece_va, piece_va + p.len);
-            let (s, e) = (ps.max(from), pe.min(to));
+            let (s, e) = (ps.max(from_va), pe.min(to_va));
             if s < e {
-                pieces.push(MapPiece { memory: p.memory.clone(), paddr: p.paddr + (s - ps), len: e - s });
+                pieces.push(MapPiece { memory: p.memory.clone(), paddr: PhysAddr(p.paddr.0 + (s - ps)), len: e - s });
             }
             piece_va = pe;
         }
         Vma {
             vm_start: from,
             vm_end: to,
-            vm_pgoff: self.vm_pgoff.wrapping_add((from - self.vm_start) / PAGE_SIZE),
+            // vm_pgoff is user-chosen and may sit near u64::MAX; Linux's split
+            // adds without a check too, and the wrapped value is only shown.
+            vm_pgoff: PgOff(self.vm_pgoff.0.wrapping_add((from_va - self.vm_start.0) / PAGE_SIZE)),
             pieces,
             ..self.clone()
         }
@@ -143,21 +165,21 @@ mod tests {
     }
 
     fn memory() -> Arc<PhysMemory> {
-        Arc::new(PhysMemory::new("vma-test", 0, 64 * PAGE_SIZE).unwrap())
+        Arc::new(PhysMemory::new("vma-test", PhysAddr(0), 64 * PAGE_SIZE).unwrap())
     }
 
     fn vma(mem: &Arc<PhysMemory>, pieces: &[(u64, u64)]) -> Vma {
         let pieces: Vec<MapPiece> = pieces
             .iter()
-            .map(|&(p, l)| MapPiece { memory: mem.clone(), paddr: p * PAGE_SIZE, len: l * PAGE_SIZE })
+            .map(|&(p, l)| MapPiece { memory: mem.clone(), paddr: PhysAddr(p * PAGE_SIZE), len: l * PAGE_SIZE })
             .collect();
         let len: u64 = pieces.iter().map(|p| p.len).sum();
         Vma {
-            vm_start: 0x10_0000,
-            vm_end: 0x10_0000 + len,
-            vm_pgoff: 0x1000_0030,
+            vm_start: VirtAddr(0x10_0000),
+            vm_end: VirtAddr(0x10_0000 + len),
+            vm_pgoff: PgOff(0x1000_0030),
             writable: true,
-            name: "t".into(),
+            path: "/t".into(),
             inode: 1,
             mapping: MappingId(1),
             pieces,
@@ -169,13 +191,16 @@ mod tests {
     fn cutting_a_middle_page_leaves_a_head_and_a_tail_with_advanced_pgoff() {
         let mem = memory();
         let v = vma(&mem, &[(3, 4), (20, 4)]);
-        let (head, tail) = v.cut(0x10_0000 + 3 * PAGE_SIZE, 0x10_0000 + 5 * PAGE_SIZE);
+        let (head, tail) = v.cut(VirtAddr(0x10_0000 + 3 * PAGE_SIZE), VirtAddr(0x10_0000 + 5 * PAGE_SIZE));
         let (head, tail) = (head.unwrap(), tail.unwrap());
         // head: pages 0..3 of the first piece
-        assert_eq!((head.vm_start, head.vm_end, head.vm_pgoff), (0x10_0000, 0x10_0000 + 3 * PAGE_SIZE, 0x1000_0030));
+        assert_eq!(
+            (head.vm_start, head.vm_end, head.vm_pgoff),
+            (VirtAddr(0x10_0000), VirtAddr(0x10_0000 + 3 * PAGE_SIZE), PgOff(0x1000_0030))
+        );
         // tail: page 5 onwards = second piece from its 2nd page
-        assert_eq!(tail.vm_pgoff, 0x1000_0035);
-        assert_eq!(tail.backing(tail.vm_start).unwrap().0, 21 * PAGE_SIZE);
+        assert_eq!(tail.vm_pgoff, PgOff(0x1000_0035));
+        assert_eq!(tail.backing(tail.vm_start).unwrap().paddr, PhysAddr(21 * PAGE_SIZE));
         assert_eq!(tail.pieces.len(), 1);
     }
 
@@ -191,15 +216,16 @@ mod tests {
             let v = vma(&mem, &pieces);
             let pages = v.len() / PAGE_SIZE;
             let (from, to) = (a.min(b).min(pages), a.max(b).min(pages));
-            let (head, tail) = v.cut(v.vm_start + from * PAGE_SIZE, v.vm_start + to * PAGE_SIZE);
+            let start = v.vm_start.0;
+            let (head, tail) = v.cut(VirtAddr(start + from * PAGE_SIZE), VirtAddr(start + to * PAGE_SIZE));
             for part in [head, tail].into_iter().flatten() {
-                prop_assert_eq!(part.vm_pgoff - v.vm_pgoff, (part.vm_start - v.vm_start) / PAGE_SIZE);
+                prop_assert_eq!(part.vm_pgoff.0 - v.vm_pgoff.0, (part.vm_start.0 - start) / PAGE_SIZE);
                 prop_assert_eq!(part.pieces.iter().map(|p| p.len).sum::<u64>(), part.len());
                 let mut va = part.vm_start;
                 while va < part.vm_end {
-                    prop_assert_eq!(part.backing(va).map(|b| b.0), v.backing(va).map(|b| b.0));
-                    prop_assert!(va < v.vm_start + from * PAGE_SIZE || va >= v.vm_start + to * PAGE_SIZE);
-                    va += PAGE_SIZE;
+                    prop_assert_eq!(part.backing(va).map(|b| b.paddr), v.backing(va).map(|b| b.paddr));
+                    prop_assert!(va.0 < start + from * PAGE_SIZE || va.0 >= start + to * PAGE_SIZE);
+                    va = VirtAddr(va.0 + PAGE_SIZE);
                 }
             }
         }

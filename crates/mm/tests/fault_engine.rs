@@ -3,10 +3,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use mm::{
-    probe, AddressSpace, MapPiece, MapRequest, PhysMemory, VmFault, VmFaultResult, VmOperations, HPAGE_PMD_SIZE,
-    PAGE_SIZE,
-};
+use mm::{probe, AddressSpace, MapPiece, MapRequest, PhysMemory, VmFault, VmFaultResult, VmOperations};
+use page::{Pfn, PgOff, PhysAddr, HPAGE_PMD_SIZE, PAGE_SIZE};
 
 /// Translates like a device-fd mapping whose `vm_pgoff` is the physical page.
 #[derive(Debug)]
@@ -20,9 +18,9 @@ impl VmOperations for Linear {
             return vmf.sigbus();
         }
         let size = PAGE_SIZE << order;
-        let page_va = vmf.address() & !(size - 1);
-        let pfn = vmf.vm_pgoff() + (page_va - vmf.vm_start()) / PAGE_SIZE;
-        if pfn % (1 << order) != 0 {
+        let page_va = vmf.address().align_down(size);
+        let pfn = Pfn(vmf.vm_pgoff().0 + (page_va.0 - vmf.vm_start().0) / PAGE_SIZE);
+        if !pfn.is_aligned_to_order(order) {
             return VmFaultResult::FALLBACK;
         }
         vmf.insert_pfn(pfn, order)
@@ -46,23 +44,23 @@ const BASE: u64 = 1 << 40;
 
 fn setup(len: u64, offset: u64) -> (AddressSpace, Arc<PhysMemory>, Arc<Linear>, u64) {
     let aspace = AddressSpace::new().expect("userfaultfd with MINOR_SHMEM and POISON");
-    let mem = Arc::new(PhysMemory::new("test-bar", BASE, 8 << 20).unwrap());
+    let mem = Arc::new(PhysMemory::new("test-bar", PhysAddr(BASE), 8 << 20).unwrap());
     let ops = Arc::new(Linear { allowed: AtomicBool::new(true) });
     let mapping = aspace.new_mapping();
     let va = aspace
         .mmap(MapRequest {
             mapping,
             len,
-            vm_pgoff: (BASE + offset) / PAGE_SIZE,
+            vm_pgoff: PgOff((BASE + offset) / PAGE_SIZE),
             writable: true,
-            pieces: vec![MapPiece { memory: mem.clone(), paddr: BASE + offset, len }],
+            pieces: vec![MapPiece { memory: mem.clone(), paddr: PhysAddr(BASE + offset), len }],
             ops: ops.clone(),
-            name: "test/1".into(),
+            path: "/test:1".into(),
             inode: 7,
             addr: None,
         })
         .unwrap();
-    (aspace, mem, ops, va)
+    (aspace, mem, ops, va.0)
 }
 
 #[test]
@@ -70,7 +68,7 @@ fn first_touch_of_an_aligned_mapping_takes_2mib_faults() {
     let _vm = vm_shared();
     let (aspace, mem, _ops, va) = setup(4 << 20, 0);
     assert_eq!(va % HPAGE_PMD_SIZE, 0);
-    mem.write(BASE + 0x3000, &0x1234_5678u64.to_ne_bytes()).unwrap();
+    mem.write(PhysAddr(BASE + 0x3000), &0x1234_5678u64.to_ne_bytes()).unwrap();
     assert_eq!(probe::read_u64(va + 0x3000).unwrap(), 0x1234_5678);
     probe::touch_pages(va, 4 << 20).unwrap();
     let s = aspace.fault_stats();
@@ -116,7 +114,7 @@ fn real_proc_maps_shows_the_mmap_offset_and_split_keeps_the_arithmetic() {
     assert!(real[0].path.contains("test-bar"), "{}", real[0].path);
     assert!(aspace.maps()[0].contains(" 10000004000 "), "{}", aspace.maps()[0]);
     for i in 0..16u64 {
-        mem.write(BASE + 0x4000 + i * PAGE_SIZE, &(i + 100).to_ne_bytes()).unwrap();
+        mem.write(PhysAddr(BASE + 0x4000 + i * PAGE_SIZE), &(i + 100).to_ne_bytes()).unwrap();
     }
     aspace.munmap(va + 3 * PAGE_SIZE, PAGE_SIZE).unwrap();
     let vmas = aspace.vmas();

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use dmabuf::{DmaBuf, Status};
 use mm::{AddressSpace, PhysMemory, VmFault, VmFaultResult, VmOperations};
+use page::{Pfn, PhysAddr};
 use pci::{BarBacking, Bdf, DeviceSpec, PciFunction, PowerState};
 use rustix::io::Errno;
 
@@ -45,7 +46,7 @@ impl MmapArgs {
     /// is taken, [`layout::file_mmap_ok`]); returns `vm_pgoff`. `file_limit` is the largest file
     /// offset the file type allows.
     pub(crate) fn generic_checks(&self, aspace: &AddressSpace, file_limit: u64) -> Result<u64, VfioError> {
-        if self.offset % layout::PAGE_SIZE != 0 {
+        if !page::page_aligned(self.offset) {
             return fail(Errno::INVAL, "mmap offset is not page aligned");
         }
         let len = layout::mmap_generic_checks(self.offset, self.len, self.addr)
@@ -55,7 +56,7 @@ impl MmapArgs {
         }
         layout::file_mmap_ok(self.offset, len, file_limit)
             .map_err(|e| VfioError::new(e, "mmap window ends past the largest file offset"))?;
-        Ok(self.offset >> layout::PAGE_SHIFT)
+        Ok(self.offset >> page::PAGE_SHIFT)
     }
 }
 
@@ -113,7 +114,7 @@ impl VfioPciDevice {
             let store = match &bar.backing {
                 BarBacking::Ram => {
                     let name = bar_name(&cdev_name, bdf, i as u32);
-                    BarStore::Ram(Arc::new(PhysMemory::new(&name, layout::bar_start(i as u32), bar.size)?))
+                    BarStore::Ram(Arc::new(PhysMemory::new(&name, PhysAddr(layout::bar_start(i as u32)), bar.size)?))
                 }
                 BarBacking::Registers(r) => BarStore::Registers(r.clone()),
             };
@@ -732,31 +733,28 @@ impl VmOperations for BarVma {
             return vmf.sigbus();
         }
         let vma = VmaGeometry {
-            vm_start: vmf.vm_start(),
-            vm_end: vmf.vm_end(),
-            vm_pgoff: vmf.vm_pgoff(),
+            vm_start: vmf.vm_start().0,
+            vm_end: vmf.vm_end().0,
+            vm_pgoff: vmf.vm_pgoff().0,
             vma_pgoff_adjust: dma_buf.vma_pgoff_adjust,
         };
-        let r = match layout::find_pfn(self.dmabuf.ranges(), &vma, vmf.address(), order) {
+        let address = vmf.address().0;
+        let r = match layout::find_pfn(self.dmabuf.ranges(), &vma, address, order) {
             PfnLookup::Found { pfn } if vdev.fault_around() => {
-                match layout::fault_around_window(self.dmabuf.ranges(), &vma, vmf.address(), FAULT_AROUND_BYTES) {
-                    Some((start, len, first)) if may_insert(&mem) => vmf.insert_pfn_around(start, first, len, order),
-                    _ => vmf_insert_pfn(&mem, vmf, pfn, order),
+                match layout::fault_around_window(self.dmabuf.ranges(), &vma, address, FAULT_AROUND_BYTES) {
+                    Some(window) if may_insert(&mem) => vmf.insert_pfn_around(window, order),
+                    _ => vmf_insert_pfn(&mem, vmf, Pfn(pfn), order),
                 }
             }
-            PfnLookup::Found { pfn } => vmf_insert_pfn(&mem, vmf, pfn, order),
+            PfnLookup::Found { pfn } => vmf_insert_pfn(&mem, vmf, Pfn(pfn), order),
             PfnLookup::Fallback => VmFaultResult::FALLBACK,
             PfnLookup::Fault => {
-                tracing::warn!(
-                    address = format_args!("{:#x}", vmf.address()),
-                    order,
-                    "fault outside every range of the buffer"
-                );
+                tracing::warn!(address = %vmf.address(), order, "fault outside every range of the buffer");
                 vmf.sigbus()
             }
         };
         drop(mem);
-        tracing::trace!(address = format_args!("{:#x}", vmf.address()), order, ?r, "BAR fault");
+        tracing::trace!(address = %vmf.address(), order, ?r, "BAR fault");
         r
     }
 }
@@ -773,7 +771,7 @@ fn may_insert(mem: &MemoryReadGuard<'_>) -> bool {
 /// `vfio_pci_vmf_insert_pfn()`: SIGBUS unless [`may_insert`]; otherwise map.
 ///
 /// Preconditions: `memory_lock` held (the guard proves it).
-fn vmf_insert_pfn(mem: &MemoryReadGuard<'_>, vmf: &mut VmFault<'_>, pfn: u64, order: u32) -> VmFaultResult {
+fn vmf_insert_pfn(mem: &MemoryReadGuard<'_>, vmf: &mut VmFault<'_>, pfn: Pfn, order: u32) -> VmFaultResult {
     if !may_insert(mem) {
         return vmf.sigbus();
     }

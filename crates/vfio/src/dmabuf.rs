@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use dmabuf::{AccessMode, DmaBuf, DmaBufFd, DmaBufOps, ExportInfo, PhysVec, Status, Transition};
 use mm::{AddressSpace, MapPiece, MapRequest, PhysMemory};
+use page::{PgOff, PhysAddr, VirtAddr};
 use rustix::io::Errno;
 
 use crate::core::{bar_name, BarVma, DeviceFd, FeatureReply, MmapArgs, VfioPciDevice};
@@ -363,7 +364,7 @@ pub fn mmap_dmabuf(aspace: &AddressSpace, fd: &DmaBufFd, args: MmapArgs) -> Resu
     // Lockless status read: "belt-and-braces" early failure only.
     let offset = layout::plan_dmabuf_mmap(buf.size(), &req, buf.status() == Status::Ok)
         .map_err(|e| VfioError::new(e, "buffer mmap refused"))?;
-    let len = layout::page_align(args.len).expect("checked by plan_dmabuf_mmap");
+    let len = page::page_align(args.len).expect("checked by plan_dmabuf_mmap");
     let memattr = dma_buf.memattr();
     map_buffer(aspace, buf.clone(), vm_pgoff, offset, len, MmapArgs { ..args }).inspect(|_| {
         tracing::debug!(buffer = buf.id(), memattr, "buffer mapped");
@@ -388,19 +389,19 @@ fn map_buffer(
     let as_cpu: Arc<dyn dmabuf::CpuMapping> = vma.clone();
     buf.register_cpu_mapping(Arc::downgrade(&as_cpu));
     // Linux shows `/dmabuf:<name>`, empty for an unnamed (explicit) buffer.
-    let name = buf.name().unwrap_or_default();
+    let path = format!("/dmabuf:{}", buf.name().unwrap_or_default());
     let start = aspace.mmap(MapRequest {
         mapping,
         len,
-        vm_pgoff,
+        vm_pgoff: PgOff(vm_pgoff),
         writable: args.write,
         pieces,
         ops: vma,
-        name,
+        path,
         inode: buf.id(),
-        addr: args.addr,
+        addr: args.addr.map(VirtAddr),
     })?;
-    Ok(start)
+    Ok(start.0)
 }
 
 /// The physical pieces behind bytes `[offset, offset + len)` of a buffer
@@ -413,7 +414,7 @@ fn window_pieces(ranges: &[PhysVec], memory: &Arc<PhysMemory>, offset: u64, len:
         let range_end = range_start + r.len;
         let (s, e) = (from.max(range_start), to.min(range_end));
         if s < e {
-            pieces.push(MapPiece { memory: memory.clone(), paddr: r.paddr + (s - range_start), len: e - s });
+            pieces.push(MapPiece { memory: memory.clone(), paddr: PhysAddr(r.paddr + (s - range_start)), len: e - s });
         }
         range_start = range_end;
     }

@@ -23,23 +23,17 @@
 //! result, and the caller wraps it in its own error type with context.
 
 use dmabuf::PhysVec;
+use mm::PfnWindow;
+use page::{page_align, page_aligned, Pfn, PgOff, VirtAddr, PAGE_SHIFT, PAGE_SIZE};
 use rustix::io::Errno;
 use vfio_bindings::bindings::vfio::{
     VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_PROBE, VFIO_DEVICE_FEATURE_SET, VFIO_PCI_ROM_REGION_INDEX,
 };
 
-/// log2 of [`PAGE_SIZE`].
-pub const PAGE_SHIFT: u32 = 12;
-/// Size of a base page in bytes (x86-64, 4 KiB).
-pub const PAGE_SIZE: u64 = 1 << PAGE_SHIFT;
 /// Bit position of the region index in a device-fd file offset.
 pub const VFIO_PCI_OFFSET_SHIFT: u32 = 40;
 /// Mask selecting the offset inside a region from a device-fd file offset.
 pub const VFIO_PCI_OFFSET_MASK: u64 = (1 << VFIO_PCI_OFFSET_SHIFT) - 1;
-/// Order of a PMD leaf (2 MiB with 4 KiB pages).
-pub const PMD_ORDER: u32 = 9;
-/// Order of a PUD leaf (1 GiB with 4 KiB pages).
-pub const PUD_ORDER: u32 = 18;
 
 /// Shift from a `vm_pgoff` (in pages) to its region index.
 const PGOFF_INDEX_SHIFT: u32 = VFIO_PCI_OFFSET_SHIFT - PAGE_SHIFT;
@@ -72,21 +66,6 @@ pub const fn index_to_offset(index: u32) -> u64 {
 #[must_use]
 pub const fn bar_start(index: u32) -> u64 {
     index_to_offset(index)
-}
-
-/// `PAGE_ALIGN`—round `x` up to a multiple of [`PAGE_SIZE`]; `None` if that
-/// overflows.
-#[must_use]
-pub const fn page_align(x: u64) -> Option<u64> {
-    match x.checked_add(PAGE_SIZE - 1) {
-        Some(v) => Some(v & !(PAGE_SIZE - 1)),
-        None => None,
-    }
-}
-
-/// Whether `x` is a multiple of [`PAGE_SIZE`] (`PAGE_ALIGNED`).
-const fn page_aligned(x: u64) -> bool {
-    x & (PAGE_SIZE - 1) == 0
 }
 
 // ---------------------------------------------------------------------------
@@ -206,7 +185,7 @@ pub fn find_pfn(ranges: &[PhysVec], vma: &VmaGeometry, fault_addr: u64, order: u
     // split or for an explicit mmap at an offset). A pgoff below the adjust,
     // or one that does not survive the shift to bytes, cannot come from a
     // real mmap.
-    let Some(vma_off) = vma.vm_pgoff.checked_sub(vma.vma_pgoff_adjust).and_then(pages_to_bytes) else {
+    let Some(vma_off) = vma.vm_pgoff.checked_sub(vma.vma_pgoff_adjust).and_then(|p| PgOff(p).bytes()) else {
         return PfnLookup::Fault;
     };
     // page_va >= vm_start was established in step 2.
@@ -247,15 +226,6 @@ pub fn find_pfn(ranges: &[PhysVec], vma: &VmaGeometry, fault_addr: u64, order: u
     // range boundary or the buffer's end; at order 0 the VMA reaches past the
     // buffer, which mmap's size check rules out.
     not_here
-}
-
-/// `pgoff << PAGE_SHIFT`, or `None` if bits would be lost.
-const fn pages_to_bytes(pgoff: u64) -> Option<u64> {
-    if pgoff > u64::MAX >> PAGE_SHIFT {
-        None
-    } else {
-        Some(pgoff << PAGE_SHIFT)
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -669,15 +639,15 @@ pub fn plan_dmabuf_mmap(size: u64, req: &DmaBufMmapRequest, status_ok: bool) -> 
         return Err(Errno::INVAL);
     }
     // end_pgoff <= size >> PAGE_SHIFT, so vm_pgoff << PAGE_SHIFT fits.
-    pages_to_bytes(req.vm_pgoff).ok_or(Errno::INVAL)
+    PgOff(req.vm_pgoff).bytes().ok_or(Errno::INVAL)
 }
 
 /// The fault-around window of an order-0 fault (spec §4.6 extended, see
 /// below): the naturally aligned `max_bytes` block of VA around the fault,
 /// clipped to the VMA and to the one range the faulting page lies in, so
 /// that every page of it passes exactly the checks `find_pfn` applies to the
-/// faulting page. Returns `(start VA, length, PFN at start)`, or `None` when
-/// the fault is outside every range (the caller has already failed it).
+/// faulting page. Returns the window as [`PfnWindow`], or `None` when the
+/// fault is outside every range (the caller has already failed it).
 ///
 /// Deviation: Linux maps one page per order-0 fault of a VFIO BAR VMA
 /// (PFN maps have no fault-around). Mapping the neighbours that the same
@@ -688,7 +658,7 @@ pub fn fault_around_window(
     vma: &VmaGeometry,
     fault_addr: u64,
     max_bytes: u64,
-) -> Option<(u64, u64, u64)> {
+) -> Option<PfnWindow> {
     debug_assert!(max_bytes.is_power_of_two() && max_bytes >= PAGE_SIZE);
     if fault_addr < vma.vm_start || fault_addr >= vma.vm_end {
         return None;
@@ -707,7 +677,7 @@ pub fn fault_around_window(
             let start = block.max(range_va_start);
             let end = block.saturating_add(max_bytes).min(range_va_end);
             let pfn = (r.paddr + (fault_offset - range_start) - (page_va - start)) >> PAGE_SHIFT;
-            return Some((start, end - start, pfn));
+            return Some(PfnWindow { start: VirtAddr(start), len: end - start, pfn: Pfn(pfn) });
         }
         range_start = range_end;
     }
@@ -729,7 +699,8 @@ mod tests {
             vma_pgoff_adjust: 0x1000_0001,
         };
         let fault = vma.vm_start + 0x5123;
-        let (start, len, pfn) = fault_around_window(&ranges, &vma, fault, two_m).unwrap();
+        let PfnWindow { start: VirtAddr(start), len, pfn: Pfn(pfn) } =
+            fault_around_window(&ranges, &vma, fault, two_m).unwrap();
         assert_eq!(start, vma.vm_start, "clipped to the VMA start");
         assert_eq!(start + len, 0x7000_0000_0000 + two_m, "ends at the 2 MiB boundary");
         assert_eq!(pfn, ((1 << 40) + 0x1000) >> 12);
@@ -746,10 +717,10 @@ mod tests {
         // Two ranges back to back in the buffer, far apart physically.
         let ranges = [PhysVec { paddr: 0x10_0000, len: 0x3000 }, PhysVec { paddr: 0x80_0000, len: 0x5000 }];
         let vma = VmaGeometry { vm_start: 0x4000_0000, vm_end: 0x4000_8000, vm_pgoff: 0, vma_pgoff_adjust: 0 };
-        let (s0, l0, p0) = fault_around_window(&ranges, &vma, 0x4000_1000, 2 << 20).unwrap();
-        assert_eq!((s0, l0, p0), (0x4000_0000, 0x3000, 0x100));
-        let (s1, l1, p1) = fault_around_window(&ranges, &vma, 0x4000_6000, 2 << 20).unwrap();
-        assert_eq!((s1, l1, p1), (0x4000_3000, 0x5000, 0x800));
+        let w0 = fault_around_window(&ranges, &vma, 0x4000_1000, 2 << 20).unwrap();
+        assert_eq!(w0, PfnWindow { start: VirtAddr(0x4000_0000), len: 0x3000, pfn: Pfn(0x100) });
+        let w1 = fault_around_window(&ranges, &vma, 0x4000_6000, 2 << 20).unwrap();
+        assert_eq!(w1, PfnWindow { start: VirtAddr(0x4000_3000), len: 0x5000, pfn: Pfn(0x800) });
         assert_eq!(fault_around_window(&ranges, &vma, 0x4000_8000, 2 << 20), None);
     }
 
@@ -767,7 +738,8 @@ mod tests {
             let vm_start = 0x1_0000_0000 + head * PAGE_SIZE;
             let vma = VmaGeometry { vm_start, vm_end: vm_start + pages * PAGE_SIZE, vm_pgoff: pgoff, vma_pgoff_adjust: 0 };
             let addr = vm_start + (fault % pages) * PAGE_SIZE;
-            let (start, len, pfn) = fault_around_window(&ranges, &vma, addr, PAGE_SIZE << block_shift).unwrap();
+            let PfnWindow { start: VirtAddr(start), len, pfn: Pfn(pfn) } =
+                fault_around_window(&ranges, &vma, addr, PAGE_SIZE << block_shift).unwrap();
             prop_assert!(start <= addr && addr < start + len && start >= vma.vm_start && start + len <= vma.vm_end);
             let mut va = start;
             while va < start + len {
@@ -777,6 +749,7 @@ mod tests {
         }
     }
     use super::*;
+    use page::{PMD_ORDER, PUD_ORDER};
     use proptest::prelude::*;
 
     const MIB: u64 = 1 << 20;
@@ -814,15 +787,6 @@ mod tests {
         assert_eq!(offset_to_index(index_to_offset(5) | VFIO_PCI_OFFSET_MASK), 5);
         assert_eq!(bar_start(2), 2 << 40);
         assert_eq!(bar_start(1) % GIB, 0);
-    }
-
-    #[test]
-    fn page_align_rounds_up_and_reports_overflow() {
-        assert_eq!(page_align(0), Some(0));
-        assert_eq!(page_align(1), Some(PAGE_SIZE));
-        assert_eq!(page_align(PAGE_SIZE), Some(PAGE_SIZE));
-        assert_eq!(page_align(u64::MAX - PAGE_SIZE + 1), Some(u64::MAX - PAGE_SIZE + 1));
-        assert_eq!(page_align(u64::MAX - PAGE_SIZE + 2), None);
     }
 
     // --- find_pfn: spec §4.6a worked examples ---------------------------------

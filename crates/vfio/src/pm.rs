@@ -11,6 +11,8 @@
 //! leaves low power — without un-revoking, as the kernel's resume callback
 //! does (the next exit, or a memory enable, un-revokes).
 
+use std::os::fd::{AsRawFd, OwnedFd};
+
 use rustix::io::Errno;
 
 use crate::core::{DeviceFd, FeatureReply, VfioPciDevice};
@@ -49,11 +51,38 @@ pub(crate) fn runtime_resume(vdev: &VfioPciDevice) {
     }
     let mut mem = vdev.lock_memory_write();
     if let Some(efd) = mem.pm_wake_eventfd.take() {
-        if let Err(e) = mm::eventfd::eventfd_signal(&efd) {
+        if let Err(e) = eventfd_signal(&efd) {
             tracing::warn!(%e, "cannot signal the low-power wake-up eventfd");
         }
         runtime_pm_exit_locked(&mut mem);
     }
+}
+
+/// `eventfd_ctx_fdget()`: a reference of our own on eventfd number `fd`.
+///
+/// The kind is checked on our own reference, so the number being closed or
+/// reused meanwhile cannot make us keep something that is not an eventfd.
+///
+/// # Errors
+///
+/// `EBADF` when `fd` is not an open descriptor, `EINVAL` when it is not an
+/// eventfd.
+fn eventfd_ctx_fdget(fd: i32) -> Result<OwnedFd, Errno> {
+    let file = mm::fd::fdget(fd)?;
+    let target = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(|_| Errno::BADF)?;
+    if target.as_os_str() != "anon_inode:[eventfd]" {
+        return Err(Errno::INVAL);
+    }
+    Ok(file)
+}
+
+/// `eventfd_signal()`: adds 1 to the eventfd's counter.
+///
+/// # Errors
+///
+/// The errno of `write` (`EAGAIN` only when the counter is saturated).
+fn eventfd_signal(efd: &OwnedFd) -> Result<(), Errno> {
+    rustix::io::write(efd, &1u64.to_ne_bytes()).map(|_| ())
 }
 
 /// `vfio_pci_runtime_pm_entry()`: lock, revoke, then refuse a second entry
@@ -95,7 +124,7 @@ pub(crate) fn feature_low_power_entry_with_wakeup(
     if efd < 0 {
         return fail(Errno::INVAL, "wakeup_eventfd is negative");
     }
-    let wake = mm::eventfd::eventfd_get(efd).map_err(|e| VfioError::new(e, "wakeup_eventfd is not an eventfd"))?;
+    let wake = eventfd_ctx_fdget(efd).map_err(|e| VfioError::new(e, "wakeup_eventfd is not an eventfd"))?;
     runtime_pm_entry(fd.device(), Some(wake)).map(|()| FeatureReply::Done)
 }
 

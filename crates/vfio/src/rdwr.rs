@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use page::PhysAddr;
 use rustix::io::Errno;
 
 use crate::core::VfioPciDevice;
@@ -54,8 +55,8 @@ fn bar_rw(vdev: &VfioPciDevice, index: u32, pos: u64, io: Io<'_>) -> Result<usiz
         return fail(Errno::IO, "memory decoding is disabled");
     }
     match (&bar.store, io) {
-        (BarStore::Ram(m), Io::Read(buf)) => m.read(layout::bar_start(index) + pos, &mut buf[..count])?,
-        (BarStore::Ram(m), Io::Write(data)) => m.write(layout::bar_start(index) + pos, &data[..count])?,
+        (BarStore::Ram(m), Io::Read(buf)) => m.read(PhysAddr(layout::bar_start(index) + pos), &mut buf[..count])?,
+        (BarStore::Ram(m), Io::Write(data)) => m.write(PhysAddr(layout::bar_start(index) + pos), &data[..count])?,
         (BarStore::Registers(r), Io::Read(buf)) => {
             for (at, w) in chunks(pos, count, 8) {
                 r.read(pos + at as u64, &mut buf[at..at + w]);

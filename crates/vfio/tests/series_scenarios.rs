@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use dmabuf::{DmaBufFd, Status};
 use mm::probe::{self, Width};
-use mm::{AddressSpace, HPAGE_PMD_SIZE, PAGE_SIZE};
+use mm::AddressSpace;
+use page::{HPAGE_PMD_SIZE, PAGE_SIZE};
 use rustix::io::Errno;
 use vfio::uapi::*;
 use vfio::{mmap_dmabuf, DeviceFd, MmapArgs, VfioDmaBuf, VfioError, VfioPciDevice};
