@@ -3,7 +3,7 @@
 use super::*;
 
 #[test]
-pub fn attach_of_an_importer_without_peer2peer_is_eopnotsupp() {
+fn attach_of_an_importer_without_peer2peer_is_eopnotsupp() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);
@@ -12,7 +12,7 @@ pub fn attach_of_an_importer_without_peer2peer_is_eopnotsupp() {
 }
 
 #[test]
-pub fn attach_to_a_permanently_revoked_buffer_is_enodev() {
+fn attach_to_a_permanently_revoked_buffer_is_enodev() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);
@@ -22,7 +22,7 @@ pub fn attach_to_a_permanently_revoked_buffer_is_enodev() {
 }
 
 #[test]
-pub fn attach_to_a_temporarily_revoked_buffer_is_enodev() {
+fn attach_to_a_temporarily_revoked_buffer_is_enodev() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);
@@ -33,7 +33,7 @@ pub fn attach_to_a_temporarily_revoked_buffer_is_enodev() {
 }
 
 #[test]
-pub fn attach_of_an_importer_that_cannot_be_revoked_is_eopnotsupp() {
+fn attach_of_an_importer_that_cannot_be_revoked_is_eopnotsupp() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);
@@ -42,7 +42,7 @@ pub fn attach_of_an_importer_that_cannot_be_revoked_is_eopnotsupp() {
 }
 
 #[test]
-pub fn attach_checks_peer2peer_then_revoked_then_revocable() {
+fn attach_checks_peer2peer_then_revoked_then_revocable() {
     // §2.5: not p2p (EOPNOTSUPP) before revoked (ENODEV) before
     // non-revocable (EOPNOTSUPP).
     let fx = Fixture::edu_plus();
@@ -54,7 +54,7 @@ pub fn attach_checks_peer2peer_then_revoked_then_revocable() {
 }
 
 #[test]
-pub fn importer_map_of_a_permanently_revoked_buffer_is_enodev() {
+fn importer_map_of_a_permanently_revoked_buffer_is_enodev() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);
@@ -65,7 +65,7 @@ pub fn importer_map_of_a_permanently_revoked_buffer_is_enodev() {
 }
 
 #[test]
-pub fn importer_map_of_a_temporarily_revoked_buffer_is_enodev() {
+fn importer_map_of_a_temporarily_revoked_buffer_is_enodev() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);
@@ -79,7 +79,7 @@ pub fn importer_map_of_a_temporarily_revoked_buffer_is_enodev() {
 }
 
 #[test]
-pub fn importer_map_after_the_device_was_closed_is_enodev() {
+fn importer_map_after_the_device_was_closed_is_enodev() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);

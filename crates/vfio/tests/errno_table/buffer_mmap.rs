@@ -4,13 +4,13 @@ use super::*;
 
 /// Asserts a buffer mmap fails with `expected` and leaves nothing behind.
 pub fn assert_buffer_mmap_fails(fx: &Fixture, buf: &DmaBufFd, args: MmapArgs, expected: Errno) {
-    let before = fx.counts();
+    let before = counts(fx);
     assert_eq!(errno(mmap_dmabuf(&fx.aspace, buf, args)), expected, "{args:?}");
-    assert_eq!(fx.counts(), before, "{args:?} left something behind");
+    assert_eq!(counts(fx), before, "{args:?} left something behind");
 }
 
 #[test]
-pub fn buffer_mmap_longer_than_the_buffer_is_einval() {
+fn buffer_mmap_longer_than_the_buffer_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, 16 * PAGE);
@@ -18,7 +18,7 @@ pub fn buffer_mmap_longer_than_the_buffer_is_einval() {
 }
 
 #[test]
-pub fn buffer_mmap_at_an_offset_that_runs_past_the_end_is_einval() {
+fn buffer_mmap_at_an_offset_that_runs_past_the_end_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, 16 * PAGE);
@@ -32,7 +32,7 @@ pub fn buffer_mmap_at_an_offset_that_runs_past_the_end_is_einval() {
 }
 
 #[test]
-pub fn buffer_mmap_of_zero_length_is_einval() {
+fn buffer_mmap_of_zero_length_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);
@@ -40,7 +40,7 @@ pub fn buffer_mmap_of_zero_length_is_einval() {
 }
 
 #[test]
-pub fn buffer_mmap_at_an_unaligned_offset_is_einval() {
+fn buffer_mmap_at_an_unaligned_offset_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, 4 * PAGE);
@@ -48,7 +48,7 @@ pub fn buffer_mmap_at_an_unaligned_offset_is_einval() {
 }
 
 #[test]
-pub fn buffer_mmap_with_map_private_is_einval() {
+fn buffer_mmap_with_map_private_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);
@@ -58,7 +58,7 @@ pub fn buffer_mmap_with_map_private_is_einval() {
 }
 
 #[test]
-pub fn buffer_mmap_of_a_permanently_revoked_buffer_is_enodev() {
+fn buffer_mmap_of_a_permanently_revoked_buffer_is_enodev() {
     // Matt's test T8.
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
@@ -68,7 +68,7 @@ pub fn buffer_mmap_of_a_permanently_revoked_buffer_is_enodev() {
 }
 
 #[test]
-pub fn buffer_mmap_of_a_temporarily_revoked_buffer_is_enodev() {
+fn buffer_mmap_of_a_temporarily_revoked_buffer_is_enodev() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);
@@ -81,7 +81,7 @@ pub fn buffer_mmap_of_a_temporarily_revoked_buffer_is_enodev() {
 }
 
 #[test]
-pub fn buffer_mmap_of_a_buffer_exported_while_memory_was_disabled_is_enodev() {
+fn buffer_mmap_of_a_buffer_exported_while_memory_was_disabled_is_enodev() {
     // §4.3 step 4: the initial status follows memory enable.
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
@@ -92,7 +92,7 @@ pub fn buffer_mmap_of_a_buffer_exported_while_memory_was_disabled_is_enodev() {
 }
 
 #[test]
-pub fn buffer_mmap_after_the_device_was_closed_is_enodev() {
+fn buffer_mmap_after_the_device_was_closed_is_enodev() {
     // Matt's test T18, second half: the explicit buffer holds no device file.
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
@@ -103,7 +103,7 @@ pub fn buffer_mmap_after_the_device_was_closed_is_enodev() {
 }
 
 #[test]
-pub fn buffer_mmap_private_of_a_revoked_buffer_is_enodev_before_einval() {
+fn buffer_mmap_private_of_a_revoked_buffer_is_enodev_before_einval() {
     // §4.5: the status check (step 2) precedes the VM_SHARED check (step 3).
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
@@ -114,7 +114,7 @@ pub fn buffer_mmap_private_of_a_revoked_buffer_is_enodev_before_einval() {
 }
 
 #[test]
-pub fn buffer_mmap_past_the_end_of_a_revoked_buffer_is_einval_before_enodev() {
+fn buffer_mmap_past_the_end_of_a_revoked_buffer_is_einval_before_enodev() {
     // §4.5: the dma-buf core's size check (step 1) precedes the status check.
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
@@ -124,7 +124,7 @@ pub fn buffer_mmap_past_the_end_of_a_revoked_buffer_is_einval_before_enodev() {
 }
 
 #[test]
-pub fn buffer_mmap_writable_shared_of_a_read_only_buffer_is_eacces() {
+fn buffer_mmap_writable_shared_of_a_read_only_buffer_is_eacces() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = fd.feature_dma_buf(1, RDONLY, &[(0, PAGE)]).unwrap();
@@ -135,7 +135,7 @@ pub fn buffer_mmap_writable_shared_of_a_read_only_buffer_is_eacces() {
 }
 
 #[test]
-pub fn buffer_mmap_writable_shared_of_a_revoked_read_only_buffer_is_eacces_before_enodev() {
+fn buffer_mmap_writable_shared_of_a_revoked_read_only_buffer_is_eacces_before_enodev() {
     // The VFS permission check runs before the exporter's mmap op.
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
@@ -145,7 +145,7 @@ pub fn buffer_mmap_writable_shared_of_a_revoked_read_only_buffer_is_eacces_befor
 }
 
 #[test]
-pub fn buffer_mmap_writable_private_of_a_read_only_buffer_is_einval() {
+fn buffer_mmap_writable_private_of_a_read_only_buffer_is_einval() {
     // MAP_PRIVATE never needs FMODE_WRITE, so the VFS lets it through and
     // the exporter refuses the private mapping.
     let fx = Fixture::edu_plus();
@@ -156,7 +156,7 @@ pub fn buffer_mmap_writable_private_of_a_read_only_buffer_is_einval() {
 }
 
 #[test]
-pub fn buffer_mmap_of_a_write_only_buffer_is_eacces() {
+fn buffer_mmap_of_a_write_only_buffer_is_eacces() {
     // The same generic VFS rule (spec §5.3, "[R]"): do_mmap() refuses every
     // mapping of a file not opened for reading, shared or private.
     let fx = Fixture::edu_plus();
@@ -167,7 +167,7 @@ pub fn buffer_mmap_of_a_write_only_buffer_is_eacces() {
 }
 
 #[test]
-pub fn buffer_mmap_at_a_taken_address_is_eexist_and_leaves_no_vma() {
+fn buffer_mmap_at_a_taken_address_is_eexist_and_leaves_no_vma() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, 2 * PAGE);

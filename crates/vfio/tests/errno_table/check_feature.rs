@@ -3,7 +3,7 @@
 use super::*;
 
 #[test]
-pub fn dma_buf_feature_with_set_is_einval() {
+fn dma_buf_feature_with_set_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let payload = encode_dma_buf_payload(1, RDWR, 0, &[(0, PAGE)]);
@@ -12,7 +12,7 @@ pub fn dma_buf_feature_with_set_is_einval() {
 }
 
 #[test]
-pub fn dma_buf_feature_probe_get_is_done() {
+fn dma_buf_feature_probe_get_is_done() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     assert!(is_done(fd.feature(PROBE | GET | DMA_BUF, &[])));
@@ -20,14 +20,14 @@ pub fn dma_buf_feature_probe_get_is_done() {
 }
 
 #[test]
-pub fn dma_buf_feature_probe_set_is_einval() {
+fn dma_buf_feature_probe_set_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     assert_eq!(errno(fd.feature(PROBE | SET | DMA_BUF, &[])), Errno::INVAL);
 }
 
 #[test]
-pub fn dma_buf_feature_without_get_or_set_is_einval() {
+fn dma_buf_feature_without_get_or_set_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let payload = encode_dma_buf_payload(1, RDWR, 0, &[(0, PAGE)]);
@@ -36,7 +36,7 @@ pub fn dma_buf_feature_without_get_or_set_is_einval() {
 }
 
 #[test]
-pub fn dma_buf_feature_with_argsz_below_its_header_is_einval() {
+fn dma_buf_feature_with_argsz_below_its_header_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let payload = encode_dma_buf_payload(1, RDWR, 0, &[]);
@@ -45,7 +45,7 @@ pub fn dma_buf_feature_with_argsz_below_its_header_is_einval() {
 }
 
 #[test]
-pub fn unknown_feature_number_is_enotty() {
+fn unknown_feature_number_is_enotty() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     assert_eq!(errno(fd.feature(GET | 99, &[0; 16])), Errno::NOTTY);
@@ -53,7 +53,7 @@ pub fn unknown_feature_number_is_enotty() {
 }
 
 #[test]
-pub fn unknown_feature_flag_bits_are_einval() {
+fn unknown_feature_flag_bits_are_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let payload = encode_dma_buf_payload(1, RDWR, 0, &[(0, PAGE)]);
@@ -63,7 +63,7 @@ pub fn unknown_feature_flag_bits_are_einval() {
 }
 
 #[test]
-pub fn get_and_set_together_without_probe_is_einval() {
+fn get_and_set_together_without_probe_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let payload = encode_dma_buf_payload(1, RDWR, 0, &[(0, PAGE)]);
@@ -71,7 +71,7 @@ pub fn get_and_set_together_without_probe_is_einval() {
 }
 
 #[test]
-pub fn revoke_feature_with_get_is_einval_and_probe_set_is_done() {
+fn revoke_feature_with_get_is_einval_and_probe_set_is_done() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);
@@ -83,7 +83,7 @@ pub fn revoke_feature_with_get_is_einval_and_probe_set_is_done() {
 }
 
 #[test]
-pub fn revoke_feature_with_argsz_below_four_is_einval() {
+fn revoke_feature_with_argsz_below_four_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);
@@ -93,7 +93,7 @@ pub fn revoke_feature_with_argsz_below_four_is_einval() {
 }
 
 #[test]
-pub fn memattr_feature_with_get_is_einval_and_probe_set_is_done() {
+fn memattr_feature_with_get_is_einval_and_probe_set_is_done() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);
@@ -106,7 +106,7 @@ pub fn memattr_feature_with_get_is_einval_and_probe_set_is_done() {
 }
 
 #[test]
-pub fn memattr_feature_with_argsz_below_eight_is_einval() {
+fn memattr_feature_with_argsz_below_eight_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);

@@ -4,13 +4,13 @@ use super::*;
 
 /// Asserts a device-fd mmap fails with `expected` and leaves nothing behind.
 pub fn assert_device_mmap_fails(fx: &Fixture, fd: &DeviceFd, args: MmapArgs, expected: Errno) {
-    let before = fx.counts();
+    let before = counts(fx);
     assert_eq!(errno(fd.mmap(&fx.aspace, args)), expected, "{args:?}");
-    assert_eq!(fx.counts(), before, "{args:?} left something behind");
+    assert_eq!(counts(fx), before, "{args:?} left something behind");
 }
 
 #[test]
-pub fn device_mmap_of_a_region_index_past_the_last_region_is_einval() {
+fn device_mmap_of_a_region_index_past_the_last_region_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     for index in [u64::from(VFIO_PCI_NUM_REGIONS), 100, (1 << 24) - 1] {
@@ -19,7 +19,7 @@ pub fn device_mmap_of_a_region_index_past_the_last_region_is_einval() {
 }
 
 #[test]
-pub fn device_mmap_of_the_rom_region_is_einval() {
+fn device_mmap_of_the_rom_region_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let offset = fd.region_info(VFIO_PCI_ROM_REGION_INDEX).unwrap().offset;
@@ -27,7 +27,7 @@ pub fn device_mmap_of_the_rom_region_is_einval() {
 }
 
 #[test]
-pub fn device_mmap_of_the_config_region_is_einval() {
+fn device_mmap_of_the_config_region_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let offset = fd.region_info(VFIO_PCI_CONFIG_REGION_INDEX).unwrap().offset;
@@ -35,7 +35,7 @@ pub fn device_mmap_of_the_config_region_is_einval() {
 }
 
 #[test]
-pub fn device_mmap_of_the_vga_region_is_einval() {
+fn device_mmap_of_the_vga_region_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let offset = fd.region_info(VFIO_PCI_VGA_REGION_INDEX).unwrap().offset;
@@ -43,7 +43,7 @@ pub fn device_mmap_of_the_vga_region_is_einval() {
 }
 
 #[test]
-pub fn device_mmap_of_a_register_bar_is_einval() {
+fn device_mmap_of_a_register_bar_is_einval() {
     // edu-plus BAR0 is the edu register file: READ|WRITE but no MMAP flag.
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
@@ -53,7 +53,7 @@ pub fn device_mmap_of_a_register_bar_is_einval() {
 }
 
 #[test]
-pub fn device_mmap_of_a_bar_the_device_lacks_is_einval() {
+fn device_mmap_of_a_bar_the_device_lacks_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     for index in [2u64, 3, 4, 5] {
@@ -62,7 +62,7 @@ pub fn device_mmap_of_a_bar_the_device_lacks_is_einval() {
 }
 
 #[test]
-pub fn device_mmap_with_map_private_is_einval() {
+fn device_mmap_with_map_private_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let args = MmapArgs { shared: false, ..MmapArgs::shared(1 << 40, PAGE) };
@@ -72,7 +72,7 @@ pub fn device_mmap_with_map_private_is_einval() {
 }
 
 #[test]
-pub fn device_mmap_past_the_page_aligned_bar_end_is_einval() {
+fn device_mmap_past_the_page_aligned_bar_end_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let bar1 = fd.region_info(1).unwrap();
@@ -86,7 +86,7 @@ pub fn device_mmap_past_the_page_aligned_bar_end_is_einval() {
 }
 
 #[test]
-pub fn device_mmap_whose_offset_plus_length_overflows_is_enomem_from_mmap_itself() {
+fn device_mmap_whose_offset_plus_length_overflows_is_enomem_from_mmap_itself() {
     // Such a length is beyond the address space: get_unmapped_area() refuses
     // it with ENOMEM before the driver's EINVAL (spec §2.2 step 5) is reached.
     let fx = Fixture::edu_plus();
@@ -96,14 +96,14 @@ pub fn device_mmap_whose_offset_plus_length_overflows_is_enomem_from_mmap_itself
 }
 
 #[test]
-pub fn device_mmap_of_zero_length_is_einval() {
+fn device_mmap_of_zero_length_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     assert_device_mmap_fails(&fx, &fd, MmapArgs::shared(1 << 40, 0), Errno::INVAL);
 }
 
 #[test]
-pub fn device_mmap_at_an_unaligned_offset_is_einval() {
+fn device_mmap_at_an_unaligned_offset_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     for offset in [(1 << 40) + 1, (1 << 40) + 0x800, (1 << 40) + PAGE + 8] {
@@ -112,7 +112,7 @@ pub fn device_mmap_at_an_unaligned_offset_is_einval() {
 }
 
 #[test]
-pub fn device_mmap_at_a_taken_address_is_eexist_and_releases_its_buffer() {
+fn device_mmap_at_a_taken_address_is_eexist_and_releases_its_buffer() {
     // The per-mapping buffer is created before the VMA; when mapping fails
     // it must be released again, with the device-file reference it owned.
     let fx = Fixture::edu_plus();
@@ -130,7 +130,7 @@ pub fn device_mmap_at_a_taken_address_is_eexist_and_releases_its_buffer() {
 }
 
 #[test]
-pub fn device_mmap_with_memory_disabled_succeeds_and_faults_with_sigbus() {
+fn device_mmap_with_memory_disabled_succeeds_and_faults_with_sigbus() {
     // §5.1: the legacy paradigm, map regardless and SIGBUS on access; the
     // buffer starts TEMP_REVOKED (§4.3 step 4).
     let fx = Fixture::edu_plus();

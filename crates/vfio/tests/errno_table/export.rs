@@ -3,7 +3,7 @@
 use super::*;
 
 #[test]
-pub fn export_with_zero_ranges_is_einval() {
+fn export_with_zero_ranges_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     assert_eq!(errno(fd.feature_dma_buf(1, RDWR, &[])), Errno::INVAL);
@@ -12,7 +12,7 @@ pub fn export_with_zero_ranges_is_einval() {
 }
 
 #[test]
-pub fn export_with_nonzero_flags_is_einval() {
+fn export_with_nonzero_flags_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     for flags in [1, 1 << 28, u32::MAX] {
@@ -23,7 +23,7 @@ pub fn export_with_nonzero_flags_is_einval() {
 }
 
 #[test]
-pub fn export_with_zero_ranges_of_a_non_bar_is_einval_before_enodev() {
+fn export_with_zero_ranges_of_a_non_bar_is_einval_before_enodev() {
     // §4.4 step 4 (nr_ranges, flags) runs before step 5 (region index).
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
@@ -33,7 +33,7 @@ pub fn export_with_zero_ranges_of_a_non_bar_is_einval_before_enodev() {
 }
 
 #[test]
-pub fn export_of_the_rom_region_is_enodev() {
+fn export_of_the_rom_region_is_enodev() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     assert_eq!(errno(fd.feature_dma_buf(VFIO_PCI_ROM_REGION_INDEX, RDWR, &[(0, PAGE)])), Errno::NODEV);
@@ -41,7 +41,7 @@ pub fn export_of_the_rom_region_is_enodev() {
 }
 
 #[test]
-pub fn export_of_the_config_region_is_enodev() {
+fn export_of_the_config_region_is_enodev() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     assert_eq!(errno(fd.feature_dma_buf(VFIO_PCI_CONFIG_REGION_INDEX, RDWR, &[(0, PAGE)])), Errno::NODEV);
@@ -49,7 +49,7 @@ pub fn export_of_the_config_region_is_enodev() {
 }
 
 #[test]
-pub fn export_of_the_vga_region_is_enodev() {
+fn export_of_the_vga_region_is_enodev() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     assert_eq!(errno(fd.feature_dma_buf(VFIO_PCI_VGA_REGION_INDEX, RDWR, &[(0, PAGE)])), Errno::NODEV);
@@ -57,7 +57,7 @@ pub fn export_of_the_vga_region_is_enodev() {
 }
 
 #[test]
-pub fn export_of_a_region_index_past_the_last_region_is_enodev() {
+fn export_of_a_region_index_past_the_last_region_is_enodev() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     for index in [VFIO_PCI_NUM_REGIONS, 1000, u32::MAX] {
@@ -67,7 +67,7 @@ pub fn export_of_a_region_index_past_the_last_region_is_enodev() {
 }
 
 #[test]
-pub fn export_of_a_bar_the_device_lacks_is_enodev() {
+fn export_of_a_bar_the_device_lacks_is_enodev() {
     // edu-plus has BAR0 and BAR1 (64-bit, so slot 2 is its upper half).
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
@@ -78,7 +78,7 @@ pub fn export_of_a_bar_the_device_lacks_is_enodev() {
 }
 
 #[test]
-pub fn export_of_a_register_bar_is_einval() {
+fn export_of_a_register_bar_is_einval() {
     // §4.4 step 9: a BAR without a p2pdma provider (not memory) is EINVAL.
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
@@ -87,7 +87,7 @@ pub fn export_of_a_register_bar_is_einval() {
 }
 
 #[test]
-pub fn export_with_an_unaligned_range_offset_is_einval() {
+fn export_with_an_unaligned_range_offset_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     assert_eq!(errno(fd.feature_dma_buf(1, RDWR, &[(0x800, PAGE)])), Errno::INVAL);
@@ -96,7 +96,7 @@ pub fn export_with_an_unaligned_range_offset_is_einval() {
 }
 
 #[test]
-pub fn export_with_an_unaligned_range_length_is_einval() {
+fn export_with_an_unaligned_range_length_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     assert_eq!(errno(fd.feature_dma_buf(1, RDWR, &[(0, PAGE + 1)])), Errno::INVAL);
@@ -105,7 +105,7 @@ pub fn export_with_an_unaligned_range_length_is_einval() {
 }
 
 #[test]
-pub fn export_with_a_zero_length_range_is_einval() {
+fn export_with_a_zero_length_range_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     assert_eq!(errno(fd.feature_dma_buf(1, RDWR, &[(0, 0)])), Errno::INVAL);
@@ -114,7 +114,7 @@ pub fn export_with_a_zero_length_range_is_einval() {
 }
 
 #[test]
-pub fn export_of_a_range_past_the_bar_end_is_einval() {
+fn export_of_a_range_past_the_bar_end_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     assert_eq!(errno(fd.feature_dma_buf(1, RDWR, &[(BAR1_LEN - PAGE, 2 * PAGE)])), Errno::INVAL);
@@ -128,7 +128,7 @@ pub fn export_of_a_range_past_the_bar_end_is_einval() {
 }
 
 #[test]
-pub fn export_of_a_range_whose_start_overflows_is_eoverflow() {
+fn export_of_a_range_whose_start_overflows_is_eoverflow() {
     // bar_start + offset wraps (§4.4 step 9).
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
@@ -138,7 +138,7 @@ pub fn export_of_a_range_whose_start_overflows_is_eoverflow() {
 }
 
 #[test]
-pub fn export_of_a_range_whose_end_overflows_is_eoverflow() {
+fn export_of_a_range_whose_end_overflows_is_eoverflow() {
     // bar_start + offset fits, + length wraps (§4.4 step 9). BAR1 lives at
     // 1 << 40 in this model's physical space.
     let fx = Fixture::edu_plus();
@@ -149,7 +149,7 @@ pub fn export_of_a_range_whose_end_overflows_is_eoverflow() {
 }
 
 #[test]
-pub fn export_with_summed_lengths_overflowing_is_einval() {
+fn export_with_summed_lengths_overflowing_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let half = 1u64 << 63;
@@ -158,7 +158,7 @@ pub fn export_with_summed_lengths_overflowing_is_einval() {
 }
 
 #[test]
-pub fn export_with_total_size_having_bit_63_set_is_einval() {
+fn export_with_total_size_having_bit_63_set_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let quarter = 1u64 << 62;
@@ -167,7 +167,7 @@ pub fn export_with_total_size_having_bit_63_set_is_einval() {
 }
 
 #[test]
-pub fn export_summed_length_check_runs_before_the_per_range_overflow_check() {
+fn export_summed_length_check_runs_before_the_per_range_overflow_check() {
     // §4.4 step 7 (EINVAL) precedes step 9 (EOVERFLOW).
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
@@ -177,7 +177,7 @@ pub fn export_summed_length_check_runs_before_the_per_range_overflow_check() {
 }
 
 #[test]
-pub fn export_with_payload_shorter_than_nr_ranges_says_is_efault() {
+fn export_with_payload_shorter_than_nr_ranges_says_is_efault() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let payload = encode_dma_buf_payload(1, RDWR, 0, &[(0, PAGE), (PAGE, PAGE)]);
@@ -188,7 +188,7 @@ pub fn export_with_payload_shorter_than_nr_ranges_says_is_efault() {
 }
 
 #[test]
-pub fn export_of_a_non_bar_with_a_short_payload_is_enodev_before_efault() {
+fn export_of_a_non_bar_with_a_short_payload_is_enodev_before_efault() {
     // §4.4 step 5 (region) precedes step 6 (copy of the ranges).
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
@@ -197,7 +197,7 @@ pub fn export_of_a_non_bar_with_a_short_payload_is_enodev_before_efault() {
 }
 
 #[test]
-pub fn export_with_longer_payload_than_nr_ranges_says_ignores_the_rest() {
+fn export_with_longer_payload_than_nr_ranges_says_ignores_the_rest() {
     // argsz is not cross-checked against nr_ranges (spec §4.4 step 6, §12).
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
@@ -231,10 +231,10 @@ pub fn failing_exports() -> Vec<(&'static str, Vec<u8>, Errno)> {
 }
 
 #[test]
-pub fn every_failed_export_leaves_no_handle_and_no_buffer_behind() {
+fn every_failed_export_leaves_no_handle_and_no_buffer_behind() {
     // The one test that compares the process-wide handle count: it holds
-    // QUIET for write, so no other test of this file runs meanwhile.
-    let _alone: RwLockWriteGuard<'static, ()> = QUIET.write().unwrap_or_else(|e| e.into_inner());
+    // the quiet lock for write, so no other test of this file runs meanwhile.
+    let _alone = alone();
     let vdev = device("edu-plus");
     let fd = vdev.open();
     let handles = dmabuf::nr_handles();

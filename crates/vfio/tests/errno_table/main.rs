@@ -8,7 +8,7 @@
 //! buffer, no VMA, no extra open of the device file. Those counts are per
 //! device and per address space, so the tests can run in parallel; the
 //! process-wide handle count is checked by one test that runs alone (see
-//! [`QUIET`]).
+//! [`common::alone`]).
 
 mod attach;
 mod buffer_mmap;
@@ -20,69 +20,23 @@ mod region;
 mod revoke;
 mod sigbus;
 
-use std::fmt::Debug;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+#[path = "../common/mod.rs"]
+mod common;
 
-use dmabuf::{
-    AccessMode, AttachmentRef, DmaBuf, DmaBufFd, DmaBufOps, ExportInfo, Importer, PhysVec, ResvGuard, Status,
-};
-use mm::{probe, AddressSpace};
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use common::*;
+use dmabuf::{AccessMode, DmaBuf, DmaBufFd, DmaBufOps, ExportInfo, Importer, PhysVec, Status};
+use mm::probe;
 use pci::PowerState;
 use rustix::io::Errno;
 use vfio::uapi::*;
-use vfio::{mmap_dmabuf, DeviceFd, FeatureReply, MmapArgs, VfioDmaBuf, VfioError, VfioPciDevice};
+use vfio::{mmap_dmabuf, DeviceFd, FeatureReply, MmapArgs, VfioDmaBuf, VfioError};
 
-const PAGE: u64 = 0x1000;
-const MIB: u64 = 1 << 20;
-/// The highest page-aligned `u64`.
-const LAST_PAGE: u64 = !(PAGE - 1);
-/// edu-plus BAR1: 64 MiB of RAM.
-const BAR1_LEN: u64 = 64 * MIB;
-const RDWR: u32 = (libc::O_RDWR | libc::O_CLOEXEC) as u32;
-const RDONLY: u32 = (libc::O_RDONLY | libc::O_CLOEXEC) as u32;
-const WRONLY: u32 = (libc::O_WRONLY | libc::O_CLOEXEC) as u32;
-const GET: u32 = VFIO_DEVICE_FEATURE_GET;
-const SET: u32 = VFIO_DEVICE_FEATURE_SET;
-const PROBE: u32 = VFIO_DEVICE_FEATURE_PROBE;
-const DMA_BUF: u32 = VFIO_DEVICE_FEATURE_DMA_BUF;
-const REVOKE: u32 = VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE;
-const MEMATTR: u32 = VFIO_DEVICE_FEATURE_DMA_BUF_MEMATTR;
-
-/// Tests of this file run as threads of one process and share its buffer
-/// handle table. Every test holds this lock for read; the one test that
-/// compares the process-wide handle count holds it for write, so no other
-/// test creates or closes a handle meanwhile.
-static QUIET: RwLock<()> = RwLock::new(());
-
-static NEXT_CDEV: AtomicU32 = AtomicU32::new(0);
-
-/// One test's world: its own address space and its own device.
-struct Fixture {
-    aspace: AddressSpace,
-    vdev: Arc<VfioPciDevice>,
-    /// Dropped last, after every mapping and buffer of the test is gone.
-    _quiet: RwLockReadGuard<'static, ()>,
-}
-
-impl Fixture {
-    fn new(name: &str) -> Self {
-        let quiet = QUIET.read().unwrap_or_else(|e| e.into_inner());
-        Self { aspace: AddressSpace::new().unwrap(), vdev: device(name), _quiet: quiet }
-    }
-
-    fn edu_plus() -> Self {
-        Self::new("edu-plus")
-    }
-
-    /// Counts that a failed operation must leave as they were.
-    fn counts(&self) -> Counts {
-        Counts {
-            dmabufs: self.vdev.dmabufs().len(),
-            vmas: self.aspace.vmas().len(),
-            open_count: self.vdev.open_count(),
-        }
-    }
+/// Counts that a failed operation must leave as they were.
+fn counts(fx: &Fixture) -> Counts {
+    Counts { dmabufs: fx.vdev.dmabufs().len(), vmas: fx.aspace.vmas().len(), open_count: fx.vdev.open_count() }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,11 +44,6 @@ struct Counts {
     dmabufs: usize,
     vmas: usize,
     open_count: u32,
-}
-
-fn device(name: &str) -> Arc<VfioPciDevice> {
-    let cdev = NEXT_CDEV.fetch_add(1, Ordering::Relaxed);
-    VfioPciDevice::from_catalogue(cdev, "0000:00:03.0".parse().unwrap(), name).unwrap()
 }
 
 /// The errno of a call that must fail.
@@ -163,29 +112,7 @@ fn foreign_buffer_fd() -> DmaBufFd {
     DmaBufFd::new(buf).unwrap()
 }
 
-/// An importer with configurable peer-to-peer and revocability.
-#[derive(Debug)]
-struct TestImporter {
-    peer2peer: bool,
-    revocable: bool,
-}
-
-impl Importer for TestImporter {
-    fn peer2peer(&self) -> bool {
-        self.peer2peer
-    }
-    fn revocable(&self) -> bool {
-        self.revocable
-    }
-    fn invalidate_mappings(&self, _attachment: &AttachmentRef<'_>, _resv: &mut ResvGuard<'_>) {}
-}
-
+/// An importer with the given peer-to-peer support and revocability.
 fn importer(peer2peer: bool, revocable: bool) -> Arc<dyn Importer> {
-    Arc::new(TestImporter { peer2peer, revocable })
-}
-
-fn assert_sigbus(va: u64) {
-    let fault = probe::read_u64(va).expect_err("access must fault");
-    assert!(fault.is_sigbus(), "{fault}");
-    assert_eq!(fault.code, libc::BUS_ADRERR);
+    TestImporter::with(OnInvalidate::Hold, peer2peer, revocable).0
 }

@@ -7,7 +7,7 @@ pub fn memattr_of(buf: &DmaBufFd) -> u32 {
 }
 
 #[test]
-pub fn memattr_with_an_unknown_value_is_enoent() {
+fn memattr_with_an_unknown_value_is_enoent() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);
@@ -18,14 +18,14 @@ pub fn memattr_with_an_unknown_value_is_enoent() {
 }
 
 #[test]
-pub fn memattr_with_stdout_is_einval() {
+fn memattr_with_stdout_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     assert_eq!(errno(fd.feature_dma_buf_memattr(1, VFIO_DEVICE_FEATURE_DMA_BUF_MEMATTR_WC)), Errno::INVAL);
 }
 
 #[test]
-pub fn memattr_with_a_closed_fd_number_is_ebadf() {
+fn memattr_with_a_closed_fd_number_is_ebadf() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let n = closed_fd_number();
@@ -34,7 +34,7 @@ pub fn memattr_with_a_closed_fd_number_is_ebadf() {
 }
 
 #[test]
-pub fn memattr_of_a_buffer_of_another_device_is_enodev() {
+fn memattr_of_a_buffer_of_another_device_is_enodev() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let other = device("edu-plus");
@@ -45,7 +45,7 @@ pub fn memattr_of_a_buffer_of_another_device_is_enodev() {
 }
 
 #[test]
-pub fn memattr_of_a_buffer_whose_device_was_closed_is_enodev() {
+fn memattr_of_a_buffer_whose_device_was_closed_is_enodev() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);
@@ -55,7 +55,7 @@ pub fn memattr_of_a_buffer_whose_device_was_closed_is_enodev() {
 }
 
 #[test]
-pub fn memattr_of_a_buffer_of_another_exporter_is_enodev() {
+fn memattr_of_a_buffer_of_another_exporter_is_enodev() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let foreign = foreign_buffer_fd();
@@ -64,7 +64,7 @@ pub fn memattr_of_a_buffer_of_another_exporter_is_enodev() {
 }
 
 #[test]
-pub fn memattr_with_a_known_value_succeeds() {
+fn memattr_with_a_known_value_succeeds() {
     // The control for the rows above: both values of the enum are accepted.
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();

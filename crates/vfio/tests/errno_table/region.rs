@@ -3,7 +3,7 @@
 use super::*;
 
 #[test]
-pub fn region_info_past_the_last_region_is_einval() {
+fn region_info_past_the_last_region_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     assert_eq!(errno(fd.region_info(VFIO_PCI_NUM_REGIONS)), Errno::INVAL);
@@ -11,7 +11,7 @@ pub fn region_info_past_the_last_region_is_einval() {
 }
 
 #[test]
-pub fn region_read_past_the_bar_end_is_einval() {
+fn region_read_past_the_bar_end_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let mut buf = [0u8; 8];
@@ -22,14 +22,14 @@ pub fn region_read_past_the_bar_end_is_einval() {
 }
 
 #[test]
-pub fn region_write_past_the_bar_end_is_einval() {
+fn region_write_past_the_bar_end_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     assert_eq!(errno(fd.write((1 << 40) + BAR1_LEN, &[1; 8])), Errno::INVAL);
 }
 
 #[test]
-pub fn region_read_and_write_of_a_missing_bar_is_einval() {
+fn region_read_and_write_of_a_missing_bar_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let mut buf = [0u8; 4];
@@ -38,7 +38,7 @@ pub fn region_read_and_write_of_a_missing_bar_is_einval() {
 }
 
 #[test]
-pub fn region_read_and_write_of_the_rom_is_einval() {
+fn region_read_and_write_of_the_rom_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let offset = u64::from(VFIO_PCI_ROM_REGION_INDEX) << 40;
@@ -48,7 +48,7 @@ pub fn region_read_and_write_of_the_rom_is_einval() {
 }
 
 #[test]
-pub fn region_read_and_write_of_vga_is_einval() {
+fn region_read_and_write_of_vga_is_einval() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let offset = u64::from(VFIO_PCI_VGA_REGION_INDEX) << 40;
@@ -58,7 +58,7 @@ pub fn region_read_and_write_of_vga_is_einval() {
 }
 
 #[test]
-pub fn region_read_past_the_config_space_is_efault() {
+fn region_read_past_the_config_space_is_efault() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let size = fd.region_info(VFIO_PCI_CONFIG_REGION_INDEX).unwrap().size;
@@ -69,7 +69,7 @@ pub fn region_read_past_the_config_space_is_efault() {
 }
 
 #[test]
-pub fn region_read_and_write_of_a_ram_bar_while_memory_is_disabled_is_eio() {
+fn region_read_and_write_of_a_ram_bar_while_memory_is_disabled_is_eio() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     fd.set_memory_enable(false).unwrap();
@@ -81,7 +81,7 @@ pub fn region_read_and_write_of_a_ram_bar_while_memory_is_disabled_is_eio() {
 }
 
 #[test]
-pub fn region_read_and_write_of_a_register_bar_while_memory_is_disabled_is_eio() {
+fn region_read_and_write_of_a_register_bar_while_memory_is_disabled_is_eio() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     fd.set_memory_enable(false).unwrap();
@@ -91,7 +91,7 @@ pub fn region_read_and_write_of_a_register_bar_while_memory_is_disabled_is_eio()
 }
 
 #[test]
-pub fn region_read_of_a_bar_in_d3hot_is_eio() {
+fn region_read_of_a_bar_in_d3hot_is_eio() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     fd.set_power_state(PowerState::D3Hot).unwrap();

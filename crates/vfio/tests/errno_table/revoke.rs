@@ -3,7 +3,7 @@
 use super::*;
 
 #[test]
-pub fn revoke_with_stdout_is_einval() {
+fn revoke_with_stdout_is_einval() {
     // Matt's test T17: fd 1 is open but is not a dma-buf.
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
@@ -11,14 +11,14 @@ pub fn revoke_with_stdout_is_einval() {
 }
 
 #[test]
-pub fn revoke_with_a_closed_fd_number_is_ebadf() {
+fn revoke_with_a_closed_fd_number_is_ebadf() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     assert_eq!(errno(fd.feature_dma_buf_revoke(closed_fd_number())), Errno::BADF);
 }
 
 #[test]
-pub fn revoke_with_a_negative_fd_is_ebadf() {
+fn revoke_with_a_negative_fd_is_ebadf() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     assert_eq!(errno(fd.feature_dma_buf_revoke(-1)), Errno::BADF);
@@ -26,7 +26,7 @@ pub fn revoke_with_a_negative_fd_is_ebadf() {
 }
 
 #[test]
-pub fn revoke_of_a_buffer_of_another_device_is_enodev() {
+fn revoke_of_a_buffer_of_another_device_is_enodev() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let other = device("edu-plus");
@@ -40,7 +40,7 @@ pub fn revoke_of_a_buffer_of_another_device_is_enodev() {
 }
 
 #[test]
-pub fn revoke_of_a_buffer_whose_device_was_closed_is_enodev() {
+fn revoke_of_a_buffer_whose_device_was_closed_is_enodev() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);
@@ -50,7 +50,7 @@ pub fn revoke_of_a_buffer_whose_device_was_closed_is_enodev() {
 }
 
 #[test]
-pub fn revoke_of_a_buffer_of_another_exporter_is_enodev() {
+fn revoke_of_a_buffer_of_another_exporter_is_enodev() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let foreign = foreign_buffer_fd();
@@ -59,7 +59,7 @@ pub fn revoke_of_a_buffer_of_another_exporter_is_enodev() {
 }
 
 #[test]
-pub fn second_revoke_is_ebadfd() {
+fn second_revoke_is_ebadfd() {
     // Matt's test T7.
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
@@ -69,7 +69,7 @@ pub fn second_revoke_is_ebadfd() {
 }
 
 #[test]
-pub fn revoke_through_a_dup_of_a_revoked_buffer_fd_is_ebadfd() {
+fn revoke_through_a_dup_of_a_revoked_buffer_fd_is_ebadfd() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);
@@ -79,7 +79,7 @@ pub fn revoke_through_a_dup_of_a_revoked_buffer_fd_is_ebadfd() {
 }
 
 #[test]
-pub fn revoke_of_a_temporarily_revoked_buffer_succeeds_once_then_is_ebadfd() {
+fn revoke_of_a_temporarily_revoked_buffer_succeeds_once_then_is_ebadfd() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);

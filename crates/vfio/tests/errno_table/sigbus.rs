@@ -3,7 +3,7 @@
 use super::*;
 
 #[test]
-pub fn access_to_a_permanently_revoked_buffer_mapping_raises_sigbus() {
+fn access_to_a_permanently_revoked_buffer_mapping_raises_sigbus() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);
@@ -18,7 +18,7 @@ pub fn access_to_a_permanently_revoked_buffer_mapping_raises_sigbus() {
 }
 
 #[test]
-pub fn access_to_a_buffer_mapping_with_memory_disabled_raises_sigbus() {
+fn access_to_a_buffer_mapping_with_memory_disabled_raises_sigbus() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);
@@ -33,7 +33,7 @@ pub fn access_to_a_buffer_mapping_with_memory_disabled_raises_sigbus() {
 }
 
 #[test]
-pub fn access_to_a_mapping_in_d3hot_raises_sigbus() {
+fn access_to_a_mapping_in_d3hot_raises_sigbus() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let va = fd.mmap(&fx.aspace, MmapArgs::shared(1 << 40, PAGE)).unwrap();
@@ -45,7 +45,7 @@ pub fn access_to_a_mapping_in_d3hot_raises_sigbus() {
 }
 
 #[test]
-pub fn access_to_a_buffer_mapping_after_the_device_was_closed_raises_sigbus() {
+fn access_to_a_buffer_mapping_after_the_device_was_closed_raises_sigbus() {
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let buf = export_bar1(&fd, PAGE);

@@ -459,7 +459,7 @@ impl FeatureWorld {
 /// Arbitrary flags and payloads of every length reach `VFIO_DEVICE_FEATURE`;
 /// each gets the kernel's errno and a failure leaves no trace.
 #[test]
-pub fn feature_payloads_get_the_kernel_errno_and_leave_nothing_behind() {
+fn feature_payloads_get_the_kernel_errno_and_leave_nothing_behind() {
     let _alone = alone();
     let world = FeatureWorld::new();
     check(1024, feature_case(), |case| world.run(&case));

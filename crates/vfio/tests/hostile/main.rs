@@ -24,10 +24,13 @@ mod mmap;
 mod model;
 mod region;
 
-use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+#[path = "../common/mod.rs"]
+mod common;
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Weak};
+
+use common::*;
 use dmabuf::{AccessMode, DmaBuf, DmaBufFd, Status};
 use mm::{probe, AddressSpace};
 use pci::PowerState;
@@ -38,10 +41,6 @@ use rustix::io::Errno;
 use vfio::uapi::*;
 use vfio::{mmap_dmabuf, DeviceFd, FeatureReply, MmapArgs, VfioDmaBuf, VfioError, VfioPciDevice};
 
-const PAGE: u64 = 0x1000;
-const MIB: u64 = 1 << 20;
-/// The highest page-aligned `u64`.
-const LAST_PAGE: u64 = !(PAGE - 1);
 /// `TASK_SIZE` on x86-64 with 4-level paging (`TASK_SIZE_MAX`). Generated
 /// lengths and addresses stay clear of the band where 5-level paging would
 /// answer differently: they are either below 2^40 or above 2^57.
@@ -53,32 +52,10 @@ const MAX_LFS_FILESIZE: u64 = i64::MAX as u64;
 const KMALLOC_MAX_SIZE: u64 = 4 * MIB;
 const OFFSET_MASK: u64 = (1 << 40) - 1;
 const CONFIG: u64 = 7 << 40;
-const RDWR: u32 = (libc::O_RDWR | libc::O_CLOEXEC) as u32;
-const RDONLY: u32 = (libc::O_RDONLY | libc::O_CLOEXEC) as u32;
-const WRONLY: u32 = (libc::O_WRONLY | libc::O_CLOEXEC) as u32;
-const GET: u32 = VFIO_DEVICE_FEATURE_GET;
-const SET: u32 = VFIO_DEVICE_FEATURE_SET;
-const PROBE: u32 = VFIO_DEVICE_FEATURE_PROBE;
-const DMA_BUF: u32 = VFIO_DEVICE_FEATURE_DMA_BUF;
-const REVOKE: u32 = VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE;
-const MEMATTR: u32 = VFIO_DEVICE_FEATURE_DMA_BUF_MEMATTR;
-
-/// Every test holds this for read; the feature property, which compares
-/// the process-wide count of buffer handles, holds it for write.
-static QUIET: RwLock<()> = RwLock::new(());
-static NEXT_CDEV: AtomicU32 = AtomicU32::new(100);
-
-fn quiet() -> RwLockReadGuard<'static, ()> {
-    QUIET.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn alone() -> RwLockWriteGuard<'static, ()> {
-    QUIET.write().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Runs `test` on `n` values of `strategy`; on failure, panics with the
 /// shrunk input. The caller owns the world the cases share, so it is
-/// dropped at the end of the test, under the caller's [`QUIET`] guard.
+/// dropped at the end of the test, under the caller's [`quiet`] or [`alone`] guard.
 fn check<S: Strategy>(n: u32, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>) {
     // No regression files: this suite must not write into the source tree.
     let config = ProptestConfig { cases: n, failure_persistence: None, ..ProptestConfig::default() };
@@ -105,11 +82,6 @@ const EDU_PLUS: [Bar; 6] =
 /// multi-bar: RAM BARs of 16 KiB, 4 KiB, 2 MiB (64-bit) and 32 MiB (64-bit).
 const MULTI_BAR: [Bar; 6] =
     [Bar::Ram(16 << 10), Bar::Ram(PAGE), Bar::Ram(2 * MIB), Bar::Absent, Bar::Ram(32 * MIB), Bar::Absent];
-
-fn device(name: &str) -> Arc<VfioPciDevice> {
-    let cdev = NEXT_CDEV.fetch_add(1, Ordering::Relaxed);
-    VfioPciDevice::from_catalogue(cdev, "0000:00:05.0".parse().unwrap(), name).unwrap()
-}
 
 fn ram_len(bars: &[Bar; 6], index: u64) -> Option<u64> {
     match bars.get(usize::try_from(index).ok()?)? {

@@ -312,7 +312,7 @@ impl MmapWorld {
 /// addresses: the kernel's errno, or a mapping that is exactly the window
 /// asked for.
 #[test]
-pub fn device_mmap_arguments_get_the_kernel_answer() {
+fn device_mmap_arguments_get_the_kernel_answer() {
     let _q = quiet();
     let world = MmapWorld::new();
     check(512, device_mmap_case(), |case| world.run_device(&case));
@@ -460,7 +460,7 @@ impl MmapWorld {
 /// offset and length: the kernel's errno, or a window showing the
 /// concatenated ranges from the offset on.
 #[test]
-pub fn buffer_mmap_arguments_get_the_kernel_answer() {
+fn buffer_mmap_arguments_get_the_kernel_answer() {
     let _q = quiet();
     let world = MmapWorld::new();
     check(512, buffer_mmap_case(), |case| world.run_buffer(&case));

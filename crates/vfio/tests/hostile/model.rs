@@ -321,7 +321,7 @@ impl Model {
 /// liveness and status, the device's list and open count, the VMAs, and
 /// whether each mapping works or raises SIGBUS match the model.
 #[test]
-pub fn operation_sequences_match_the_status_model() {
+fn operation_sequences_match_the_status_model() {
     let _q = quiet();
     check(128, prop::collection::vec(op(), 1..32), |ops| {
         let mut model = Model::new();

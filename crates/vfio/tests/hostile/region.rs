@@ -92,7 +92,7 @@ pub fn rw_case() -> impl Strategy<Value = RwCase> {
 /// included, past the end, straddling it): the kernel's answer, data that
 /// reads back, and no other effect.
 #[test]
-pub fn region_read_write_gets_the_kernel_answer() {
+fn region_read_write_gets_the_kernel_answer() {
     let _q = quiet();
     let (edu, multi) = (device("edu-plus"), device("multi-bar"));
     let (edu_fd, multi_fd) = (edu.open(), multi.open());
@@ -213,7 +213,7 @@ impl ConfigWorld {
 /// status, mappings (work or SIGBUS) and region access all agree with
 /// COMMAND and PMCSR; D0 plus MEMORY brings everything back intact.
 #[test]
-pub fn config_writes_leave_a_device_that_behaves() {
+fn config_writes_leave_a_device_that_behaves() {
     let _q = quiet();
     let w = ConfigWorld::new();
     check(256, prop::collection::vec(config_write(), 1..8), |writes| {
@@ -247,7 +247,7 @@ pub fn config_writes_leave_a_device_that_behaves() {
 /// caller: any offset and any width give an answer (an error past config
 /// space), never a panic, and a failed access changes nothing.
 #[test]
-pub fn config_register_accessors_take_any_offset_and_width() {
+fn config_register_accessors_take_any_offset_and_width() {
     let _q = quiet();
     let vdev = device("edu-plus");
     let fd = vdev.open();

@@ -160,7 +160,7 @@ impl Exporter<'_> {
                 (self.bar_range(pages), pages * PAGE)
             })
             .collect();
-        let bfd = storm.fd.feature_dma_buf(1, rw_flags(), &ranges).map_err(|e| format!("export: {e}"))?;
+        let bfd = storm.fd.feature_dma_buf(1, RDWR, &ranges).map_err(|e| format!("export: {e}"))?;
         storm.counts.add(C::Exports);
         let state = BufState::new(format!("buf{}", bfd.buffer().id()));
         let bars = buffer_pages(&ranges);

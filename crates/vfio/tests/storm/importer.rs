@@ -23,14 +23,6 @@ pub struct MapSpan {
     pub unmap_begins: u64,
 }
 
-/// What the importer thread and the callback share about the one mapping.
-#[derive(Debug, Default)]
-pub struct Held {
-    pub mapping: Option<ImporterMapping>,
-    /// The tick taken by the callback before it unmapped `mapping`.
-    pub unmapped_inside_at: Option<u64>,
-}
-
 /// The storm's importer: one per cycle, attached to one buffer.
 #[derive(Debug)]
 pub struct StormImporter {
@@ -39,7 +31,12 @@ pub struct StormImporter {
     /// Whether the callback unmaps the mapping itself when it finds it.
     pub unmap_inside: bool,
     pub clock: Arc<AtomicU64>,
-    pub held: Mutex<Held>,
+    /// The one mapping, while the importer holds it.
+    pub held: HeldMappings,
+    /// The tick taken by the callback before it unmapped the mapping: set
+    /// while `held` is locked, so the thread that finds the mapping gone
+    /// finds the tick.
+    pub unmapped_inside_at: Mutex<Option<u64>>,
     /// Raised by the callback; the thread unmaps when it sees it.
     pub invalidated: AtomicBool,
     pub invalidations: AtomicU64,
@@ -49,15 +46,10 @@ pub struct StormImporter {
     pub wrong: Mutex<Option<String>>,
 }
 
-impl StormImporter {
-    pub fn held(&self) -> std::sync::MutexGuard<'_, Held> {
-        self.held.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 impl Importer for StormImporter {
-    /// Runs under the buffer's resv; takes only `held`, which the thread
-    /// never holds while it calls into the buffer.
+    /// Runs under the buffer's resv; takes only `held`, then
+    /// `unmapped_inside_at` inside it, neither of which the thread holds
+    /// while it calls into the buffer.
     fn invalidate_mappings(&self, attachment: &AttachmentRef<'_>, resv: &mut ResvGuard<'_>) {
         self.invalidations.fetch_add(1, SeqCst);
         let buf = attachment.buffer();
@@ -72,11 +64,10 @@ impl Importer for StormImporter {
             *self.wrong.lock().unwrap_or_else(|e| e.into_inner()) = Some(what);
         }
         if self.unmap_inside {
-            let mut held = self.held();
-            if let Some(m) = held.mapping.take() {
-                held.unmapped_inside_at = Some(self.clock.fetch_add(1, SeqCst));
-                m.unmap_locked(resv);
-            }
+            self.held.unmap_locked_of(attachment, resv, || {
+                *self.unmapped_inside_at.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(self.clock.fetch_add(1, SeqCst));
+            });
         }
         self.invalidated.store(true, SeqCst);
     }
@@ -165,7 +156,8 @@ pub fn import_once(storm: &Storm, me: &Progress, rng: &mut Rng, c: u64, target: 
         buf: buf.id(),
         unmap_inside: (c / 4) % 2 == 0,
         clock: storm.clock.clone(),
-        held: Mutex::new(Held::default()),
+        held: HeldMappings::default(),
+        unmapped_inside_at: Mutex::new(None),
         invalidated: AtomicBool::new(false),
         invalidations: AtomicU64::new(0),
         detached: AtomicBool::new(false),
@@ -224,7 +216,7 @@ pub fn import_once(storm: &Storm, me: &Progress, rng: &mut Rng, c: u64, target: 
         storm.violate(format!("map of {label} succeeded while revoked (perm {p}, seq {s0})"));
     }
     // From here to the unmap this thread holds a mapping: only flags and yields.
-    imp.held().mapping = Some(mapping);
+    imp.held.hold(mapping);
 
     let detach_first = c % 16 == 5;
     let att = if detach_first {
@@ -243,7 +235,7 @@ pub fn import_once(storm: &Storm, me: &Progress, rng: &mut Rng, c: u64, target: 
 
     me.doing("unmap");
     let invalidated = imp.invalidated.load(SeqCst);
-    let taken = imp.held().mapping.take();
+    let taken = imp.held.take().pop();
     let unmap_begins = match taken {
         Some(m) => {
             let at = storm.tick();
@@ -257,8 +249,9 @@ pub fn import_once(storm: &Storm, me: &Progress, rng: &mut Rng, c: u64, target: 
         }
         None => {
             storm.counts.add(C::UnmapsInCallback);
-            imp.held()
-                .unmapped_inside_at
+            imp.unmapped_inside_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
                 .ok_or_else(|| format!("mapping of {label} gone with no unmap inside the callback"))?
         }
     };

@@ -3,10 +3,6 @@
 
 use super::*;
 
-pub fn rw_flags() -> u32 {
-    libc::O_RDWR as u32 | libc::O_CLOEXEC as u32
-}
-
 pub fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
 }
@@ -355,7 +351,7 @@ pub fn setup(cycles: u64, seed: u64) -> Storm {
 
     // A two-range explicit buffer, mapped whole.
     let ranges = [((4 << 20) + 0x10000, 4 * PAGE), ((4 << 20) + 0x20000, 4 * PAGE)];
-    let bfd = fd.feature_dma_buf(1, rw_flags(), &ranges).unwrap();
+    let bfd = fd.feature_dma_buf(1, RDWR, &ranges).unwrap();
     let va = mmap_dmabuf(&aspace, &bfd, MmapArgs::shared(0, 8 * PAGE)).unwrap();
     let state = BufState::new("buf-two-ranges".into());
     stable.push(Mapping::new("buf-two-ranges".into(), va, &buffer_pages(&ranges), state.clone()));
@@ -363,7 +359,7 @@ pub fn setup(cycles: u64, seed: u64) -> Storm {
 
     // An explicit buffer mapped from page 4 on, split by a hole.
     let ranges = [(5 << 20, 32 * PAGE)];
-    let bfd = fd.feature_dma_buf(1, rw_flags(), &ranges).unwrap();
+    let bfd = fd.feature_dma_buf(1, RDWR, &ranges).unwrap();
     let va = mmap_dmabuf(&aspace, &bfd, MmapArgs::shared(4 * PAGE, 24 * PAGE)).unwrap();
     let state = BufState::new("buf-offset".into());
     let bars = buffer_pages(&ranges);
