@@ -4,11 +4,9 @@
 
 use super::*;
 
-/// Issue 1. `get_unmapped_area()` refuses a length beyond
-/// `TASK_SIZE` with `ENOMEM` before the file's mmap runs, so no driver
-/// check (`EINVAL` for a window past the BAR) is reached. Fix: give
-/// `layout::mmap_len_checks()` the `len > TASK_SIZE` check after the
-/// page rounding.
+/// `get_unmapped_area()` refuses a length beyond `TASK_SIZE` with `ENOMEM`
+/// before the file's mmap runs, so no driver check (`EINVAL` for a window
+/// past the BAR) is reached. The library once ran the driver's checks first.
 #[test]
 fn mmap_longer_than_the_address_space_is_enomem_before_the_driver_checks() {
     let _q = quiet();
@@ -22,12 +20,10 @@ fn mmap_longer_than_the_address_space_is_enomem_before_the_driver_checks() {
     assert_eq!(errno_of(&r), Some(Errno::NOMEM), "buffer fd: {r:?}");
 }
 
-/// Issue 2. `do_mmap()` fails `MAP_FIXED_NOREPLACE` over an
-/// existing mapping with `EEXIST` (and an unaligned exact address with
-/// `EINVAL`) before the file's access checks and its mmap run. The model
-/// validates the request first and looks at the address last. Fix: move
-/// the address checks of `AddressSpace::mmap` ahead of the driver checks
-/// (e.g. a `check_address(addr, len)` the exporter calls first).
+/// `do_mmap()` fails `MAP_FIXED_NOREPLACE` over an existing mapping with
+/// `EEXIST` (and an unaligned exact address with `EINVAL`) before the file's
+/// access checks and its mmap run. The library once validated the request
+/// first and looked at the address last.
 #[test]
 fn mmap_at_a_taken_address_is_eexist_before_the_driver_checks() {
     let _q = quiet();
@@ -49,14 +45,13 @@ fn mmap_at_a_taken_address_is_eexist_before_the_driver_checks() {
     assert_eq!(errno_of(&mmap_dmabuf(&aspace, &rw, unaligned)), Some(Errno::INVAL));
 }
 
-/// Issue 3. `do_mmap()`'s `file_mmap_ok()` refuses a mapping whose
-/// end passes the file's size limit with `EOVERFLOW`: for any file, an
-/// offset plus length beyond `u64::MAX`. (`do_mmap()`'s own pgoff check,
-/// which `layout::mmap_len_checks()` mirrors, counts pages and cannot
-/// fire for a 64-bit byte offset.) Fix: check `offset + len` in bytes
-/// against `ULONG_MAX` for the device fd, and against
-/// `MAX_LFS_FILESIZE` for a buffer fd (regular-mode anonymous inode
-/// since Linux 6.15), before the access and driver checks.
+/// `do_mmap()`'s `file_mmap_ok()` refuses a mapping whose end passes the
+/// file's size limit with `EOVERFLOW`, before the access and driver checks:
+/// `ULONG_MAX` for the device fd, `MAX_LFS_FILESIZE` for a buffer fd (a
+/// regular-mode anonymous inode since Linux 6.15), so for any file an offset
+/// plus length beyond `u64::MAX`. (`do_mmap()`'s own pgoff check counts pages
+/// and cannot fire for a 64-bit byte offset.) The library once had no such
+/// check.
 #[test]
 fn mmap_whose_end_passes_the_file_limit_is_eoverflow() {
     let _q = quiet();
@@ -69,11 +64,11 @@ fn mmap_whose_end_passes_the_file_limit_is_eoverflow() {
     assert_eq!(errno_of(&mmap_dmabuf(&aspace, &buf, MmapArgs::shared(last, 2 * PAGE))), Some(Errno::OVERFLOW));
 }
 
-/// Issue 4. `vfio_config_do_rw()` refuses a config access that does
-/// not lie wholly inside config space with `EFAULT` (it does not clip),
-/// and `vfio_pci_config_rw()` returns 0 for 0 bytes without looking at
-/// the position. The model answers `EINVAL` past the end and clips an
-/// access that straddles it. Fix in `config::config_rw()`.
+/// `vfio_config_do_rw()` refuses a config access that does not lie wholly
+/// inside config space with `EFAULT` (it does not clip), and
+/// `vfio_pci_config_rw()` returns 0 for 0 bytes without looking at the
+/// position. The library once answered `EINVAL` past the end and clipped an
+/// access that straddled it.
 #[test]
 fn config_access_outside_config_space_is_efault_and_never_clipped() {
     let _q = quiet();
@@ -86,11 +81,10 @@ fn config_access_outside_config_space_is_efault_and_never_clipped() {
     assert_eq!(fd.read(CONFIG + 5000, &mut []).ok(), Some(0));
 }
 
-/// Issue 5. `DeviceFd::config_read()` and `config_write()` add the
-/// caller's register offset to the config region's base unchecked, so
-/// an offset near `u64::MAX` panics ("attempt to add with overflow") in
-/// a debug build and wraps to another region in a release build. Fix:
-/// `checked_add`, failing as an access past config space does.
+/// `DeviceFd::config_read()` and `config_write()` refuse a register offset
+/// near `u64::MAX` as an access past config space. They once added it to
+/// the config region's base unchecked: a panic ("attempt to add with
+/// overflow") in a debug build, another region in a release build.
 #[test]
 fn config_accessors_refuse_an_offset_near_u64_max_without_panicking() {
     let _q = quiet();

@@ -13,10 +13,8 @@
 //! buffer handles. Counts are per device and per address space, because the
 //! tests of this file run as parallel threads.
 //!
-//! What this suite found is pinned by the tests in [`open_issues`], which
-//! fail until the library is fixed. Meanwhile the properties let exactly
-//! those inputs through (each place names its issue), so that they keep
-//! guarding everything else; drop the allowance with the fix.
+//! Each input on which this suite once found the library answering
+//! otherwise than the kernel is also pinned by a test of [`fixed_issues`].
 
 mod features;
 mod fixed_issues;

@@ -28,22 +28,13 @@ pub fn addr_pick() -> impl Strategy<Value = AddrPick> {
     ]
 }
 
-/// The order the checks run in. `Kernel` carries `file_mmap_size_max()` of
-/// the file; `ThisModel` is the model's current order (driver checks before
-/// the address-space ones, no `file_mmap_ok()`), accepted only where the
-/// `open_issues` tests say so.
-#[derive(Debug, Clone, Copy)]
-pub enum Order {
-    Kernel { file_max: u64 },
-    ThisModel,
-}
-
 /// `ksys_mmap_pgoff()` → `do_mmap()` → `get_unmapped_area()` → the file's
-/// `mmap`: returns the page-rounded length of a mapping that must succeed.
+/// `mmap`, for a file whose `file_mmap_size_max()` is `file_max`: returns
+/// the page-rounded length of a mapping that must succeed.
 pub fn mmap_want(
     args: &MmapArgs,
     taken: bool,
-    order: Order,
+    file_max: u64,
     vfs: &dyn Fn() -> Result<(), Errno>,
     driver: &dyn Fn(u64) -> Result<(), Errno>,
 ) -> Result<u64, Errno> {
@@ -57,24 +48,10 @@ pub fn mmap_want(
         return Err(Errno::INVAL);
     }
     let len = page_align(args.len).ok_or(Errno::NOMEM)?;
-    match order {
-        Order::Kernel { file_max } => {
-            address_space_checks(args.addr, len, taken)?;
-            file_mmap_ok(args.offset >> 12, len, file_max)?;
-            vfs()?;
-            driver(len)?;
-        }
-        Order::ThisModel => {
-            vfs()?;
-            driver(len)?;
-            if let Some(a) = args.addr {
-                if a % PAGE != 0 || a.checked_add(len).is_none() {
-                    return Err(Errno::INVAL);
-                }
-            }
-            address_space_checks(args.addr, len, taken)?;
-        }
-    }
+    address_space_checks(args.addr, len, taken)?;
+    file_mmap_ok(args.offset >> 12, len, file_max)?;
+    vfs()?;
+    driver(len)?;
     Ok(len)
 }
 
@@ -143,20 +120,11 @@ pub fn buffer_driver(size: u64, status_ok: bool, offset: u64, shared: bool, len:
 }
 
 /// Judges one mmap: `Ok(Some(len))` when it must have succeeded.
-pub fn judge_mmap(
-    got: &Result<u64, VfioError>,
-    kernel: &[Result<u64, Errno>],
-    model_order: Result<u64, Errno>,
-) -> Result<Option<u64>, TestCaseError> {
+pub fn judge_mmap(got: &Result<u64, VfioError>, kernel: &[Result<u64, Errno>]) -> Result<Option<u64>, TestCaseError> {
     let got_e = got.as_ref().map(|_| ()).map_err(VfioError::errno);
     let matches = |w: &Result<u64, Errno>| w.map(|_| ()) == got_e;
     if let Some(w) = kernel.iter().find(|w| matches(w)) {
         return Ok(w.ok());
-    }
-    // Issues 1-3 (see `open_issues`): the model runs the address-space
-    // checks after the driver's and has no file_mmap_ok().
-    if matches(&model_order) {
-        return Ok(model_order.ok());
     }
     Err(TestCaseError::fail(format!("got {got:?}, the kernel gives {kernel:?}")))
 }
@@ -262,12 +230,11 @@ impl MmapWorld {
         let vfs = || Ok(());
         let driver = |len| device_driver(bars, case.offset, case.shared, len);
         // The device fd is a character device: file_mmap_size_max() is ULONG_MAX.
-        let kernel = [mmap_want(&args, taken, Order::Kernel { file_max: u64::MAX }, &vfs, &driver)];
-        let model_order = mmap_want(&args, taken, Order::ThisModel, &vfs, &driver);
+        let kernel = [mmap_want(&args, taken, u64::MAX, &vfs, &driver)];
 
         let before = snapshot(vdev, Some(&self.aspace));
         let got = fd.mmap(&self.aspace, args);
-        let Some(len) = judge_mmap(&got, &kernel, model_order)? else {
+        let Some(len) = judge_mmap(&got, &kernel)? else {
             prop_assert_eq!(snapshot(vdev, Some(&self.aspace)), before, "failed mmap {:?}", got);
             fd.set_memory_enable(true).unwrap();
             return Ok(());
@@ -394,14 +361,13 @@ impl MmapWorld {
         // A dma-buf file is an anonymous inode: regular-mode since Linux
         // 6.15 (limit MAX_LFS_FILESIZE), modeless before (ULONG_MAX).
         let kernel = [
-            mmap_want(&args, taken, Order::Kernel { file_max: MAX_LFS_FILESIZE }, &vfs, &driver),
-            mmap_want(&args, taken, Order::Kernel { file_max: u64::MAX }, &vfs, &driver),
+            mmap_want(&args, taken, MAX_LFS_FILESIZE, &vfs, &driver),
+            mmap_want(&args, taken, u64::MAX, &vfs, &driver),
         ];
-        let model_order = mmap_want(&args, taken, Order::ThisModel, &vfs, &driver);
 
         let before = snapshot(vdev, Some(&self.aspace));
         let got = mmap_dmabuf(&self.aspace, &buf, args);
-        let result = judge_mmap(&got, &kernel, model_order);
+        let result = judge_mmap(&got, &kernel);
         let outcome = match result {
             Ok(None) => {
                 prop_assert_eq!(snapshot(vdev, Some(&self.aspace)), before.clone(), "failed mmap {:?}", got);
