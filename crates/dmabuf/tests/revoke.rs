@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::Duration;
 
-use common::{as_importer, export, OnInvalidate, Recorder, ZapCounter};
+use common::{as_importer, export, OnInvalidate, Recorder, Stuck, ZapCounter};
 use dmabuf::{AttachmentRef, Error, Importer, ImporterMapping, ResvGuard, Status, Transition};
 use rustix::io::Errno;
 
@@ -132,13 +132,7 @@ fn importer_whose_last_reference_goes_during_revoke_unmaps_from_its_destructor()
 
 #[test]
 fn revoke_timeout_fails_with_etimedout_but_still_revokes_and_zaps() {
-    let (buf, _) = export(Status::Ok);
-    let importer = Recorder::new(OnInvalidate::Ignore);
-    let attachment = buf.attach(as_importer(&importer)).unwrap();
-    let mapping = attachment.map().unwrap();
-    let cpu = Arc::new(ZapCounter::default());
-    ZapCounter::register(&cpu, &buf);
-    buf.set_revoke_timeout(Some(Duration::from_millis(1)));
+    let Stuck { buf, attachment, mapping, cpu, .. } = Stuck::new(Duration::from_millis(1));
 
     let error = buf.set_status(Status::TempRevoked).unwrap_err();
     assert_eq!(error.errno(), Errno::TIMEDOUT);

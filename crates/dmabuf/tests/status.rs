@@ -6,32 +6,24 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{as_importer, export, OnInvalidate, Recorder, ZapCounter};
+use common::{as_importer, export, OnInvalidate, Recorder, Stuck, ZapCounter};
 use dmabuf::{Attachment, DmaBuf, ImporterMapping, Status, Transition};
 use proptest::prelude::*;
 use rustix::io::Errno;
 
-/// A buffer in a given state, with one importer that ignores invalidations and one
-/// importer mapping that nobody unmaps, plus one registered CPU mapping.
+/// A [`Stuck`] buffer brought to a given state, its counts back at zero.
 struct Fixture {
     buf: Arc<DmaBuf>,
     importer: Arc<Recorder>,
     cpu: Arc<ZapCounter>,
-    _attachment: Attachment,
-    _mapping: ImporterMapping,
+    _stuck: (Attachment, ImporterMapping),
 }
 
 impl Fixture {
     fn new(from: Status) -> Fixture {
-        let (buf, _) = export(Status::Ok);
-        let importer = Recorder::new(OnInvalidate::Ignore);
-        let attachment = buf.attach(as_importer(&importer)).unwrap();
-        let mapping = attachment.map().unwrap();
-        let cpu = Arc::new(ZapCounter::default());
-        ZapCounter::register(&cpu, &buf);
         // A zero timeout turns "the revoke waits" into an immediate ETIMEDOUT, because the
-        // mapping above is never unmapped.
-        buf.set_revoke_timeout(Some(Duration::ZERO));
+        // importer mapping is never unmapped.
+        let Stuck { buf, importer, cpu, attachment, mapping } = Stuck::new(Duration::ZERO);
         if from != Status::Ok {
             let result = buf.set_status(from);
             assert_eq!(result.map_err(|e| e.errno()), Err(Errno::TIMEDOUT));
@@ -39,7 +31,7 @@ impl Fixture {
         assert_eq!(buf.status(), from);
         importer.invalidations.store(0, Ordering::SeqCst);
         cpu.zaps.store(0, Ordering::SeqCst);
-        Fixture { buf, importer, cpu, _attachment: attachment, _mapping: mapping }
+        Fixture { buf, importer, cpu, _stuck: (attachment, mapping) }
     }
 }
 

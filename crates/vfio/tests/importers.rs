@@ -7,138 +7,19 @@
 //! thread records "revoke returned" after its call returns, and the log must
 //! read in that order.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::Duration;
+mod common;
 
-use dmabuf::{AttachmentRef, DmaBuf, DmaBufFd, Importer, ImporterMapping, ResvGuard, Status};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread;
+
+use common::{device, Invalidation, OnInvalidate, TestImporter, BAR1, RDWR, STILL_BLOCKED, WATCHDOG};
+use dmabuf::{DmaBuf, DmaBufFd, Status};
 use mm::{probe, AddressSpace};
 use rustix::io::Errno;
 use vfio::{mmap_dmabuf, DeviceFd, MmapArgs, VfioPciDevice};
 
-const BAR1: u64 = 1 << 40;
 const LEN: u64 = 0x4000;
-/// Bound on waits that only a broken implementation would exceed.
-const WATCHDOG: Duration = Duration::from_secs(20);
-/// How long a revoke that must still be blocked is given to (wrongly) return.
-const STILL_BLOCKED: Duration = Duration::from_millis(100);
-
-/// What the importer does when told to invalidate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OnInvalidate {
-    /// Keep the mappings until the test calls [`TestImporter::unmap_all`].
-    Hold,
-    /// Unmap right inside the callback, with `unmap_locked`.
-    UnmapInside,
-}
-
-/// What one invalidate saw, under the buffer's resv.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Invalidation {
-    buffer: u64,
-    attachment: u64,
-    status: Status,
-    /// Importer mappings left when the callback returned.
-    mappings_left: usize,
-}
-
-/// A test importer: counts and reports invalidates, and owns its mappings.
-#[derive(Debug)]
-struct TestImporter {
-    on_invalidate: OnInvalidate,
-    peer2peer: bool,
-    revocable: bool,
-    invalidations: AtomicUsize,
-    events: Mutex<Sender<Invalidation>>,
-    /// Mappings made for this importer. Never locked while calling into a
-    /// buffer from outside the callback (the callback runs under resv).
-    held: Mutex<Vec<ImporterMapping>>,
-}
-
-impl TestImporter {
-    fn new(on_invalidate: OnInvalidate) -> (Arc<TestImporter>, Receiver<Invalidation>) {
-        Self::with(on_invalidate, true, true)
-    }
-
-    fn with(
-        on_invalidate: OnInvalidate,
-        peer2peer: bool,
-        revocable: bool,
-    ) -> (Arc<TestImporter>, Receiver<Invalidation>) {
-        let (tx, rx) = mpsc::channel();
-        let importer = TestImporter {
-            on_invalidate,
-            peer2peer,
-            revocable,
-            invalidations: AtomicUsize::new(0),
-            events: Mutex::new(tx),
-            held: Mutex::new(Vec::new()),
-        };
-        (Arc::new(importer), rx)
-    }
-
-    fn as_importer(self: &Arc<Self>) -> Arc<dyn Importer> {
-        self.clone()
-    }
-
-    fn hold(&self, mapping: ImporterMapping) {
-        self.held.lock().unwrap().push(mapping);
-    }
-
-    fn held(&self) -> usize {
-        self.held.lock().unwrap().len()
-    }
-
-    /// Unmaps every held mapping (from outside the callback); returns how many.
-    fn unmap_all(&self) -> usize {
-        let mappings = std::mem::take(&mut *self.held.lock().unwrap());
-        let n = mappings.len();
-        for m in mappings {
-            m.unmap();
-        }
-        n
-    }
-
-    fn invalidations(&self) -> usize {
-        self.invalidations.load(Ordering::SeqCst)
-    }
-}
-
-impl Importer for TestImporter {
-    fn peer2peer(&self) -> bool {
-        self.peer2peer
-    }
-
-    fn revocable(&self) -> bool {
-        self.revocable
-    }
-
-    fn invalidate_mappings(&self, attachment: &AttachmentRef<'_>, resv: &mut ResvGuard<'_>) {
-        self.invalidations.fetch_add(1, Ordering::SeqCst);
-        if self.on_invalidate == OnInvalidate::UnmapInside {
-            let mine: Vec<ImporterMapping> = {
-                let mut held = self.held.lock().unwrap();
-                let (mine, others) = held.drain(..).partition(|m| {
-                    // Attachment ids are unique per buffer only.
-                    m.buffer().id() == attachment.buffer().id() && m.attachment_id() == attachment.id()
-                });
-                *held = others;
-                mine
-            };
-            for m in mine {
-                m.unmap_locked(resv);
-            }
-        }
-        let _ = self.events.lock().unwrap().send(Invalidation {
-            buffer: attachment.buffer().id(),
-            attachment: attachment.id(),
-            status: resv.status(),
-            mappings_left: resv.importer_mappings(),
-        });
-    }
-}
 
 /// A device (edu-plus) with an explicit buffer over a window of BAR1.
 struct Fixture {
@@ -151,9 +32,9 @@ struct Fixture {
 impl Fixture {
     fn new() -> Fixture {
         let aspace = AddressSpace::new().unwrap();
-        let vdev = VfioPciDevice::from_catalogue(0, "0000:00:03.0".parse().unwrap(), "edu-plus").unwrap();
+        let vdev = device("edu-plus");
         let fd = vdev.open();
-        let buf_fd = fd.feature_dma_buf(1, libc::O_RDWR as u32 | libc::O_CLOEXEC as u32, &[(0x10000, LEN)]).unwrap();
+        let buf_fd = fd.feature_dma_buf(1, RDWR, &[(0x10000, LEN)]).unwrap();
         Fixture { aspace, vdev, fd, buf_fd }
     }
 

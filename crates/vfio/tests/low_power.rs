@@ -1,20 +1,20 @@
 //! Runtime-PM low power (features 3, 4, 5): entry revokes, exit restores,
 //! a wake-up eventfd is signalled when the device is used while in low power.
 
+mod common;
+
 use std::os::fd::AsRawFd;
 
+use common::{device, BAR1, RDWR};
 use mm::{probe, AddressSpace};
 use rustix::event::{eventfd, EventfdFlags};
 use rustix::io::Errno;
 use vfio::uapi::*;
 use vfio::{mmap_dmabuf, DeviceFd, MmapArgs, VfioPciDevice};
 
-const BAR1: u64 = 1 << 40;
-const RDWR: u32 = (libc::O_RDWR | libc::O_CLOEXEC) as u32;
-
 fn setup() -> (AddressSpace, std::sync::Arc<VfioPciDevice>, DeviceFd, dmabuf::DmaBufFd, u64, u64) {
     let aspace = AddressSpace::new().unwrap();
-    let vdev = VfioPciDevice::from_catalogue(0, "0000:00:03.0".parse().unwrap(), "edu-plus").unwrap();
+    let vdev = device("edu-plus");
     let fd = vdev.open();
     let dev_va = fd.mmap(&aspace, MmapArgs::shared(BAR1, 0x4000)).unwrap();
     let buf = fd.feature_dma_buf(1, RDWR, &[(0x10000, 0x4000)]).unwrap();

@@ -1,32 +1,17 @@
 //! Importers that misbehave: late, never, and re-entrant. A revoke must
 //! never hang silently and never deadlock on a call it can refuse.
 
-use std::sync::mpsc::{channel, Sender};
+mod common;
+
+use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dmabuf::{AttachmentRef, DmaBufFd, Importer, ImporterMapping, ResvGuard, Status};
+use common::{device, OnInvalidate, TestImporter, BAR1, RDWR};
+use dmabuf::{AttachmentRef, DmaBufFd, Importer, ResvGuard, Status};
 use mm::{probe, AddressSpace};
 use rustix::io::Errno;
 use vfio::{DeviceFd, MmapArgs, VfioPciDevice};
-
-const BAR1: u64 = 1 << 40;
-const RDWR: u32 = (libc::O_RDWR | libc::O_CLOEXEC) as u32;
-
-/// Holds its mapping and reports invalidations; unmaps only when told.
-#[derive(Debug, Default)]
-struct Holder {
-    mapping: Mutex<Option<ImporterMapping>>,
-    invalidated: Mutex<Option<Sender<()>>>,
-}
-
-impl Importer for Holder {
-    fn invalidate_mappings(&self, _a: &AttachmentRef<'_>, _resv: &mut ResvGuard<'_>) {
-        if let Some(tx) = self.invalidated.lock().unwrap().as_ref() {
-            let _ = tx.send(());
-        }
-    }
-}
 
 /// Calls back into the device from its invalidate callback and records
 /// what the device answered.
@@ -49,7 +34,7 @@ impl Importer for Reentrant {
 
 fn setup() -> (AddressSpace, Arc<VfioPciDevice>, DeviceFd, DmaBufFd, u64) {
     let aspace = AddressSpace::new().unwrap();
-    let vdev = VfioPciDevice::from_catalogue(0, "0000:00:03.0".parse().unwrap(), "edu-plus").unwrap();
+    let vdev = device("edu-plus");
     let fd = vdev.open();
     let buf = fd.feature_dma_buf(1, RDWR, &[(0, 0x10000)]).unwrap();
     let va = vfio::mmap_dmabuf(&aspace, &buf, MmapArgs::shared(0, 0x10000)).unwrap();
@@ -60,10 +45,9 @@ fn setup() -> (AddressSpace, Arc<VfioPciDevice>, DeviceFd, DmaBufFd, u64) {
 #[test]
 fn an_importer_that_unmaps_late_delays_the_revoke_until_it_unmaps() {
     let (_aspace, _vdev, fd, buf, va) = setup();
-    let (tx, rx) = channel();
-    let holder = Arc::new(Holder { invalidated: Mutex::new(Some(tx)), ..Default::default() });
-    let att = buf.buffer().attach(holder.clone()).unwrap();
-    *holder.mapping.lock().unwrap() = Some(att.map().unwrap());
+    let (holder, rx) = TestImporter::new(OnInvalidate::Hold);
+    let att = buf.buffer().attach(holder.as_importer()).unwrap();
+    holder.hold(att.map().unwrap());
     let (done_tx, done_rx) = channel();
     let revoker = std::thread::spawn(move || {
         let r = fd.set_memory_enable(false);
@@ -74,7 +58,7 @@ fn an_importer_that_unmaps_late_delays_the_revoke_until_it_unmaps() {
     rx.recv_timeout(Duration::from_secs(10)).expect("invalidate is called");
     assert_eq!(buf.buffer().status(), Status::TempRevoked);
     assert!(done_rx.try_recv().is_err(), "the revoke returned while a mapping was held");
-    holder.mapping.lock().unwrap().take().unwrap().unmap();
+    assert_eq!(holder.unmap_all(), 1);
     done_rx.recv_timeout(Duration::from_secs(10)).expect("the revoke finishes once the importer unmaps");
     let (fd, r) = revoker.join().unwrap();
     r.unwrap();
@@ -87,16 +71,16 @@ fn an_importer_that_unmaps_late_delays_the_revoke_until_it_unmaps() {
 fn an_importer_that_never_unmaps_makes_a_bounded_revoke_fail_with_etimedout_but_revoked() {
     let (_aspace, vdev, fd, buf, va) = setup();
     vdev.set_revoke_timeout(Some(Duration::from_millis(50)));
-    let holder = Arc::new(Holder::default());
-    let att = buf.buffer().attach(holder.clone()).unwrap();
-    *holder.mapping.lock().unwrap() = Some(att.map().unwrap());
+    let (holder, _) = TestImporter::new(OnInvalidate::Hold);
+    let att = buf.buffer().attach(holder.as_importer()).unwrap();
+    holder.hold(att.map().unwrap());
     // The wait expires: the caller hears about it, and nothing stays reachable.
     assert_eq!(fd.set_memory_enable(false).unwrap_err().errno(), Errno::TIMEDOUT);
     assert!(!vdev.memory_enabled(), "the config write itself still happened");
     assert_eq!(buf.buffer().status(), Status::TempRevoked);
     assert!(probe::read_u64(va).unwrap_err().is_sigbus());
     // Re-enabling works once the importer is gone; the data is intact.
-    holder.mapping.lock().unwrap().take().unwrap().unmap();
+    assert_eq!(holder.unmap_all(), 1);
     fd.set_memory_enable(true).unwrap();
     assert_eq!(probe::read_u64(va).unwrap(), 0x5eed);
 }

@@ -5,112 +5,25 @@
 //! A single test in its own binary, so that the process-wide counts are
 //! this test's alone.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Sender};
-use std::sync::{Arc, Mutex, Weak};
-use std::thread;
-use std::time::Duration;
+mod common;
 
-use dmabuf::{AttachmentRef, DmaBuf, Importer, ImporterMapping, ResvGuard, Status};
+use std::sync::{Arc, Weak};
+use std::thread;
+
+use common::{assert_sigbus, device, OnInvalidate, ProcessState, TestImporter, PAGE, RDWR, WATCHDOG};
+use dmabuf::{DmaBuf, Status};
 use mm::{probe, AddressSpace};
 use pci::PowerState;
 use vfio::{hot_reset, mmap_dmabuf, MmapArgs, VfioPciDevice};
 
-const PAGE: u64 = 0x1000;
-const WATCHDOG: Duration = Duration::from_secs(20);
-
-/// What the process holds that a leak would change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct ProcessState {
-    /// Targets of `/proc/self/fd/*` with their multiplicity (memfds read
-    /// `/memfd:<name> (deleted)`). The directory's own descriptor is in it
-    /// both times.
-    fd_targets: BTreeMap<String, usize>,
-    /// Lines of `/proc/self/maps`.
-    maps_lines: usize,
-    /// The lines themselves, to show what changed.
-    maps: Vec<String>,
-    /// Entries of `/proc/self/task`.
-    threads: usize,
-}
-
-impl ProcessState {
-    fn now() -> ProcessState {
-        let mut fd_targets = BTreeMap::new();
-        for entry in std::fs::read_dir("/proc/self/fd").unwrap() {
-            let entry = entry.unwrap();
-            // The directory's own descriptor may be gone by the time we read it.
-            let Ok(target) = std::fs::read_link(entry.path()) else { continue };
-            let target = target.to_string_lossy().into_owned();
-            // The directory listing's own descriptor: its target names this
-            // process's fd directory, the same both times.
-            *fd_targets.entry(target).or_insert(0) += 1;
-        }
-        let maps: Vec<String> =
-            std::fs::read_to_string("/proc/self/maps").unwrap().lines().map(str::to_owned).collect();
-        let maps_lines = maps.len();
-        let threads = std::fs::read_dir("/proc/self/task").unwrap().count();
-        ProcessState { fd_targets, maps_lines, maps, threads }
-    }
-
-    fn nr_fds(&self) -> usize {
-        self.fd_targets.values().sum()
-    }
-}
-
-/// An importer that unmaps inside its callback, counting invalidates.
-#[derive(Debug, Default)]
-struct Unmapper {
-    held: Mutex<Vec<ImporterMapping>>,
-    invalidations: AtomicUsize,
-}
-
-impl Importer for Unmapper {
-    fn invalidate_mappings(&self, attachment: &AttachmentRef<'_>, resv: &mut ResvGuard<'_>) {
-        self.invalidations.fetch_add(1, Ordering::SeqCst);
-        let mine: Vec<ImporterMapping> = {
-            let mut held = self.held.lock().unwrap();
-            let (mine, others) = held.drain(..).partition(|m| {
-                // Attachment ids are unique per buffer only.
-                m.buffer().id() == attachment.buffer().id() && m.attachment_id() == attachment.id()
-            });
-            *held = others;
-            mine
-        };
-        for m in mine {
-            m.unmap_locked(resv);
-        }
-    }
-}
-
-/// An importer that only reports invalidates; its mappings are unmapped by
-/// another thread.
-#[derive(Debug)]
-struct Holder {
-    tx: Mutex<Sender<u64>>,
-}
-
-impl Importer for Holder {
-    fn invalidate_mappings(&self, attachment: &AttachmentRef<'_>, _resv: &mut ResvGuard<'_>) {
-        let _ = self.tx.lock().unwrap().send(attachment.buffer().id());
-    }
-}
-
-#[track_caller]
-fn assert_sigbus(va: u64) {
-    let e = probe::read_u64(va).unwrap_err();
-    assert!(e.is_sigbus() && e.code == libc::BUS_ADRERR, "{e}");
-}
-
 /// Everything the crate offers, used at once; returns weak references to the
 /// devices and buffers so the caller can check they died.
 fn scenario() -> (Vec<Weak<VfioPciDevice>>, Vec<Weak<DmaBuf>>) {
-    let rw = libc::O_RDWR as u32 | libc::O_CLOEXEC as u32;
+    let rw = RDWR;
     let aspace = AddressSpace::new().unwrap();
     let second = AddressSpace::new().unwrap();
-    let edu = VfioPciDevice::from_catalogue(0, "0000:00:03.0".parse().unwrap(), "edu-plus").unwrap();
-    let multi = VfioPciDevice::from_catalogue(1, "0000:00:04.0".parse().unwrap(), "multi-bar").unwrap();
+    let edu = device("edu-plus");
+    let multi = device("multi-bar");
     let edu_fd = edu.open();
     let multi_fd = multi.open();
     let multi_dup = multi_fd.dup();
@@ -165,27 +78,27 @@ fn scenario() -> (Vec<Weak<VfioPciDevice>>, Vec<Weak<DmaBuf>>) {
     weak_bufs.extend(edu.dmabufs().iter().chain(multi.dmabufs().iter()).map(Arc::downgrade));
 
     // Importers: one unmaps inside invalidate, one is unmapped from another thread.
-    let unmapper = Arc::new(Unmapper::default());
-    let as_unmapper: Arc<dyn Importer> = unmapper.clone();
-    let att1 = single.buffer().attach(as_unmapper.clone()).unwrap();
-    let att2 = on_multi.buffer().attach(as_unmapper).unwrap();
-    unmapper.held.lock().unwrap().extend([att1.map().unwrap(), att1.map().unwrap(), att2.map().unwrap()]);
-    let (tx, rx) = mpsc::channel();
-    let holder: Arc<dyn Importer> = Arc::new(Holder { tx: Mutex::new(tx) });
+    let (unmapper, _) = TestImporter::new(OnInvalidate::UnmapInside);
+    let att1 = single.buffer().attach(unmapper.as_importer()).unwrap();
+    let att2 = on_multi.buffer().attach(unmapper.as_importer()).unwrap();
+    for m in [att1.map().unwrap(), att1.map().unwrap(), att2.map().unwrap()] {
+        unmapper.hold(m);
+    }
     // The buffer keeps only a weak reference to an importer: keep ours.
-    let att3 = multi_range.buffer().attach(holder.clone()).unwrap();
+    let (holder, rx) = TestImporter::new(OnInvalidate::Hold);
+    let att3 = multi_range.buffer().attach(holder.as_importer()).unwrap();
     let held = att3.map().unwrap();
     let disable = {
         let fd = edu_fd.dup();
         thread::spawn(move || fd.set_memory_enable(false))
     };
-    assert_eq!(rx.recv_timeout(WATCHDOG).unwrap(), multi_range.buffer().id());
+    assert_eq!(rx.recv_timeout(WATCHDOG).unwrap().buffer, multi_range.buffer().id());
     let unmap_thread = thread::spawn(move || held.unmap());
     unmap_thread.join().unwrap();
     disable.join().unwrap().unwrap();
     assert_sigbus(v1);
     assert_sigbus(huge);
-    assert_eq!(unmapper.invalidations.load(Ordering::SeqCst), 1);
+    assert_eq!(unmapper.invalidations(), 1);
     edu_fd.set_memory_enable(true).unwrap();
     assert_eq!(probe::read_u64(v1 + 12 * PAGE).unwrap(), 0xab);
     // Importers re-map after the un-revoke; this one unmaps at once, since
@@ -244,10 +157,10 @@ fn measure_one_run(label: &str) -> (ProcessState, ProcessState) {
     println!(
         "{label}: before {} fds, {} maps lines, {} threads; after {} fds, {} maps lines, {} threads",
         before.nr_fds(),
-        before.maps_lines,
+        before.maps.len(),
         before.threads,
         after.nr_fds(),
-        after.maps_lines,
+        after.maps.len(),
         after.threads
     );
     assert!(devices.iter().all(|d| d.upgrade().is_none()), "{label}: a device outlived the scenario");
@@ -276,5 +189,5 @@ fn a_full_scenario_leaves_no_descriptor_mapping_or_thread_behind() {
     assert_eq!(after.threads, before.threads);
     let gone: Vec<&String> = before.maps.iter().filter(|l| !after.maps.contains(l)).collect();
     let new: Vec<&String> = after.maps.iter().filter(|l| !before.maps.contains(l)).collect();
-    assert_eq!(after.maps_lines, before.maps_lines, "gone: {gone:#?}\nnew: {new:#?}");
+    assert_eq!(after.maps.len(), before.maps.len(), "gone: {gone:#?}\nnew: {new:#?}");
 }

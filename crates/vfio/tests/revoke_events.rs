@@ -14,49 +14,27 @@
 //! probes a first-touch page of that buffer's mapping, then lets the revoke go
 //! on by unmapping.
 
+mod common;
+
 use std::collections::HashMap;
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use dmabuf::{AttachmentRef, DmaBuf, DmaBufFd, Importer, ImporterMapping, ResvGuard, Status};
+use common::{assert_sigbus, device, OnInvalidate, TestImporter, BAR1, PAGE, RDWR, STILL_BLOCKED, WATCHDOG};
+use dmabuf::{DmaBuf, DmaBufFd, ImporterMapping, Status};
 use mm::{probe, AddressSpace};
 use pci::PowerState;
 use rustix::io::Errno;
 use vfio::{hot_reset, mmap_dmabuf, DeviceFd, MmapArgs, VfioDmaBuf, VfioPciDevice};
 
-const PAGE: u64 = 0x1000;
-/// Region offset of BAR1 on the device fd.
-const BAR1: u64 = 1 << 40;
 /// Length of each mapping: pages 0 and 1 get markers, pages 2 and 3 stay untouched.
 const WINDOW: u64 = 4 * PAGE;
 /// BAR1 offset of the device-fd mapping.
 const DEV_BAR_OFFSET: u64 = 0x10000;
 /// BAR1 offset of the explicit buffer.
 const BUF_BAR_OFFSET: u64 = 0x20000;
-/// What a write through a revoked mapping tries to store; it must never land.
-const GARBAGE: u64 = 0xdead_dead_dead_dead;
-/// Bound on waits that only a broken implementation would exceed.
-const WATCHDOG: Duration = Duration::from_secs(20);
-/// How long an event that must still be blocked is given to (wrongly) return.
-const STILL_BLOCKED: Duration = Duration::from_millis(100);
-
-fn open_flags() -> u32 {
-    libc::O_RDWR as u32 | libc::O_CLOEXEC as u32
-}
-
-/// Asserts that a read and a write at `va` both raise SIGBUS `BUS_ADRERR`.
-#[track_caller]
-fn assert_sigbus(va: u64) {
-    let e = probe::read_u64(va).expect_err("read through a revoked mapping must fault");
-    assert!(e.is_sigbus(), "{e}");
-    assert_eq!(e.code, libc::BUS_ADRERR, "{e}");
-    assert_eq!(e.addr, va, "{e}");
-    let e = probe::write_u64(va, GARBAGE).expect_err("write through a revoked mapping must fault");
-    assert!(e.is_sigbus(), "{e}");
-    assert_eq!(e.code, libc::BUS_ADRERR, "{e}");
-}
 
 /// Asserts that every page of the window at `va` raises SIGBUS.
 #[track_caller]
@@ -78,15 +56,15 @@ struct Fixture {
 }
 
 impl Fixture {
-    fn new(cdev: u32, bdf: &str) -> Fixture {
+    fn new() -> Fixture {
         let aspace = AddressSpace::new().unwrap();
-        let vdev = VfioPciDevice::from_catalogue(cdev, bdf.parse().unwrap(), "edu-plus").unwrap();
+        let vdev = device("edu-plus");
         // One page per fault, as Linux maps a BAR: `watch_revoke` relies on
         // an untouched page still being unmapped while a revoke is halfway.
         vdev.set_fault_around(false);
         let fd = vdev.open();
         let dev_va = fd.mmap(&aspace, MmapArgs::shared(BAR1 + DEV_BAR_OFFSET, WINDOW)).unwrap();
-        let buf_fd = fd.feature_dma_buf(1, open_flags(), &[(BUF_BAR_OFFSET, WINDOW)]).unwrap();
+        let buf_fd = fd.feature_dma_buf(1, RDWR, &[(BUF_BAR_OFFSET, WINDOW)]).unwrap();
         let buf_va = mmap_dmabuf(&aspace, &buf_fd, MmapArgs::shared(0, WINDOW)).unwrap();
         let f = Fixture { aspace, vdev, fd, dev_va, buf_fd, buf_va };
         f.write_markers();
@@ -153,31 +131,17 @@ impl Fixture {
     }
 }
 
-/// An importer that tells the test about each invalidate (buffer id, status
-/// under resv) and leaves unmapping to the test.
-#[derive(Debug)]
-struct Gate {
-    tx: Mutex<Sender<(u64, Status)>>,
-}
-
-impl Importer for Gate {
-    fn invalidate_mappings(&self, attachment: &AttachmentRef<'_>, resv: &mut ResvGuard<'_>) {
-        let _ = self.tx.lock().unwrap().send((attachment.buffer().id(), resv.status()));
-    }
-}
-
 /// Runs `event` on its own thread while a holding importer sits on every
 /// buffer of `watch`. At each invalidate, the buffer must already be
 /// `TempRevoked` and a first touch of its page must raise SIGBUS; then the test
 /// unmaps, which lets the revoke go on. Returns the event's result, after
 /// checking that the un-revoke invalidated nobody.
 fn watch_revoke<R: Send + 'static>(watch: &[(Arc<DmaBuf>, u64)], event: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    let gate: Arc<dyn Importer> = Arc::new(Gate { tx: Mutex::new(tx) });
+    let (gate, rx) = TestImporter::new(OnInvalidate::Hold);
     let mut attachments = Vec::new();
     let mut held: HashMap<u64, (ImporterMapping, u64)> = HashMap::new();
     for (buf, va) in watch {
-        let att = buf.attach(gate.clone()).unwrap();
+        let att = buf.attach(gate.as_importer()).unwrap();
         held.insert(buf.id(), (att.map().unwrap(), *va));
         attachments.push(att);
     }
@@ -188,7 +152,8 @@ fn watch_revoke<R: Send + 'static>(watch: &[(Arc<DmaBuf>, u64)], event: impl FnO
         let _ = done_tx.send(event());
     });
     for _ in 0..watch.len() {
-        let (id, status) = rx.recv_timeout(WATCHDOG).expect("the event revokes every watched buffer");
+        let inv = rx.recv_timeout(WATCHDOG).expect("the event revokes every watched buffer");
+        let (id, status) = (inv.buffer, inv.status);
         assert_eq!(status, Status::TempRevoked, "buffer {id} invalidated before being revoked");
         let (mapping, va) = held.remove(&id).expect("each buffer is invalidated once");
         // Revoked, not yet zapped: a first touch already faults.
@@ -208,7 +173,7 @@ fn watch_revoke<R: Send + 'static>(watch: &[(Arc<DmaBuf>, u64)], event: impl FnO
 
 #[test]
 fn clearing_command_memory_revokes_both_mappings_and_setting_it_restores_them() {
-    let f = Fixture::new(0, "0000:00:03.0");
+    let f = Fixture::new();
     let cmd = f.fd.config_read(pci::regs::COMMAND, 2).unwrap();
     assert_ne!(cmd & u32::from(pci::regs::COMMAND_MEMORY), 0);
 
@@ -225,7 +190,7 @@ fn clearing_command_memory_revokes_both_mappings_and_setting_it_restores_them() 
 
 #[test]
 fn command_write_that_keeps_memory_set_revokes_nothing() {
-    let f = Fixture::new(0, "0000:00:03.0");
+    let f = Fixture::new();
     let faults_before = f.aspace.fault_stats();
     let cmd = f.fd.config_read(pci::regs::COMMAND, 2).unwrap();
     f.fd.config_write(pci::regs::COMMAND, 2, cmd ^ u32::from(pci::regs::COMMAND_MASTER)).unwrap();
@@ -246,11 +211,10 @@ fn command_write_keeping_memory_set_unrevokes_what_a_timed_out_revoke_left_behin
     // the write whenever memory is enabled. A revoke whose bounded importer
     // wait expires reaches a state where that matters: it revoked every
     // buffer ("proceeds without them") and reported ETIMEDOUT.
-    let f = Fixture::new(0, "0000:00:03.0");
+    let f = Fixture::new();
     f.buf().set_revoke_timeout(Some(Duration::from_millis(50)));
-    let (tx, _rx) = mpsc::channel();
-    let gate: Arc<dyn Importer> = Arc::new(Gate { tx: Mutex::new(tx) });
-    let attachment = f.buf().attach(gate.clone()).unwrap();
+    let (gate, _rx) = TestImporter::new(OnInvalidate::Hold);
+    let attachment = f.buf().attach(gate.as_importer()).unwrap();
     let stuck = attachment.map().unwrap();
     let e = f.fd.set_memory_enable(false).unwrap_err();
     assert_eq!(e.errno(), Errno::TIMEDOUT, "{e}");
@@ -269,7 +233,7 @@ fn command_write_keeping_memory_set_unrevokes_what_a_timed_out_revoke_left_behin
 
 #[test]
 fn command_write_while_memory_is_off_restores_nothing() {
-    let f = Fixture::new(0, "0000:00:03.0");
+    let f = Fixture::new();
     f.fd.set_memory_enable(false).unwrap();
     let cmd = f.fd.config_read(pci::regs::COMMAND, 2).unwrap();
     f.fd.config_write(pci::regs::COMMAND, 2, cmd | u32::from(pci::regs::COMMAND_MASTER)).unwrap();
@@ -281,7 +245,7 @@ fn command_write_while_memory_is_off_restores_nothing() {
 
 #[test]
 fn pm_ctrl_to_d3hot_revokes_and_back_to_d0_restores() {
-    let f = Fixture::new(0, "0000:00:03.0");
+    let f = Fixture::new();
     f.fd.set_power_state(PowerState::D3Hot).unwrap();
     // D3hot: both TempRevoked, SIGBUS everywhere; COMMAND.MEMORY is untouched.
     assert_eq!(f.vdev.power_state(), PowerState::D3Hot);
@@ -296,7 +260,7 @@ fn pm_ctrl_to_d3hot_revokes_and_back_to_d0_restores() {
 
 #[test]
 fn pm_ctrl_back_to_d0_restores_nothing_while_memory_is_off() {
-    let f = Fixture::new(0, "0000:00:03.0");
+    let f = Fixture::new();
     f.fd.set_power_state(PowerState::D3Hot).unwrap();
     f.fd.set_memory_enable(false).unwrap();
     f.fd.set_power_state(PowerState::D0).unwrap();
@@ -308,7 +272,7 @@ fn pm_ctrl_back_to_d0_restores_nothing_while_memory_is_off() {
 
 #[test]
 fn flr_through_devctl_revokes_during_the_reset_and_restores_after() {
-    let f = Fixture::new(0, "0000:00:03.0");
+    let f = Fixture::new();
     let fd = f.fd.dup();
     watch_revoke(&f.untouched_pages(), move || fd.flr()).unwrap();
     // After the FLR: COMMAND was restored, memory is on, both Ok, data kept.
@@ -318,7 +282,7 @@ fn flr_through_devctl_revokes_during_the_reset_and_restores_after() {
 
 #[test]
 fn flr_while_memory_is_off_leaves_the_mappings_revoked() {
-    let f = Fixture::new(0, "0000:00:03.0");
+    let f = Fixture::new();
     f.fd.set_memory_enable(false).unwrap();
     f.fd.flr().unwrap();
     f.assert_revoked(Status::TempRevoked, Status::TempRevoked);
@@ -328,7 +292,7 @@ fn flr_while_memory_is_off_leaves_the_mappings_revoked() {
 
 #[test]
 fn device_reset_revokes_during_the_reset_and_restores_after() {
-    let f = Fixture::new(0, "0000:00:03.0");
+    let f = Fixture::new();
     let fd = f.fd.dup();
     watch_revoke(&f.untouched_pages(), move || fd.reset()).unwrap();
     assert!(f.vdev.memory_enabled());
@@ -337,7 +301,7 @@ fn device_reset_revokes_during_the_reset_and_restores_after() {
 
 #[test]
 fn device_reset_from_d3hot_puts_the_device_in_d0_and_restores() {
-    let f = Fixture::new(0, "0000:00:03.0");
+    let f = Fixture::new();
     f.fd.set_power_state(PowerState::D3Hot).unwrap();
     f.assert_revoked(Status::TempRevoked, Status::TempRevoked);
     f.fd.reset().unwrap();
@@ -348,7 +312,7 @@ fn device_reset_from_d3hot_puts_the_device_in_d0_and_restores() {
 
 #[test]
 fn device_reset_while_memory_is_off_leaves_the_mappings_revoked() {
-    let f = Fixture::new(0, "0000:00:03.0");
+    let f = Fixture::new();
     f.fd.set_memory_enable(false).unwrap();
     f.fd.reset().unwrap();
     f.assert_revoked(Status::TempRevoked, Status::TempRevoked);
@@ -358,8 +322,8 @@ fn device_reset_while_memory_is_off_leaves_the_mappings_revoked() {
 
 #[test]
 fn hot_reset_revokes_both_devices_during_the_reset_and_restores_both() {
-    let a = Fixture::new(0, "0000:00:03.0");
-    let b = Fixture::new(1, "0000:00:04.0");
+    let a = Fixture::new();
+    let b = Fixture::new();
     let mut watch = a.untouched_pages();
     watch.extend(b.untouched_pages());
     let (fd1, fd2) = (a.fd.dup(), b.fd.dup());
@@ -370,8 +334,8 @@ fn hot_reset_revokes_both_devices_during_the_reset_and_restores_both() {
 
 #[test]
 fn hot_reset_restores_only_the_devices_with_memory_enabled() {
-    let a = Fixture::new(0, "0000:00:03.0");
-    let b = Fixture::new(1, "0000:00:04.0");
+    let a = Fixture::new();
+    let b = Fixture::new();
     b.fd.set_memory_enable(false).unwrap();
     hot_reset(&[&a.fd, &b.fd]).unwrap();
     // a: open and enabled, restored. b: memory off, still revoked.
@@ -393,18 +357,17 @@ fn hot_reset_bounded(first: DeviceFd, second: DeviceFd) -> Result<(), vfio::Vfio
 
 #[test]
 fn hot_reset_with_a_contended_memory_lock_fails_with_ebusy_and_changes_nothing() {
-    let a = Fixture::new(0, "0000:00:03.0");
-    let b = Fixture::new(1, "0000:00:04.0");
+    let a = Fixture::new();
+    let b = Fixture::new();
     // Hold b's memory_lock: a memory disable on b stops at its importer wait
     // with the lock held for write, until the importer unmaps.
-    let (tx, rx) = mpsc::channel();
-    let gate: Arc<dyn Importer> = Arc::new(Gate { tx: Mutex::new(tx) });
-    let attachment = b.buf().attach(gate.clone()).unwrap();
+    let (gate, rx) = TestImporter::new(OnInvalidate::Hold);
+    let attachment = b.buf().attach(gate.as_importer()).unwrap();
     let mapping = attachment.map().unwrap();
     let b_fd = b.fd.dup();
     let disable = thread::spawn(move || b_fd.set_memory_enable(false));
-    let (id, _) = rx.recv_timeout(WATCHDOG).expect("the memory disable reaches the importer");
-    assert_eq!(id, b.buf().id());
+    let inv = rx.recv_timeout(WATCHDOG).expect("the memory disable reaches the importer");
+    assert_eq!(inv.buffer, b.buf().id());
 
     // b's lock is held: the hot reset unwinds with EBUSY, in either order,
     // without waiting for the lock.
@@ -432,7 +395,7 @@ fn hot_reset_with_a_contended_memory_lock_fails_with_ebusy_and_changes_nothing()
 
 #[test]
 fn last_device_close_revokes_explicit_buffers_for_good() {
-    let f = Fixture::new(0, "0000:00:03.0");
+    let f = Fixture::new();
     let marks = f.marked();
     let Fixture { aspace, vdev, fd, dev_va, buf_fd, buf_va } = f;
     // Closing every device fd: the device-fd mapping keeps the device open,
@@ -467,14 +430,14 @@ fn last_device_close_revokes_explicit_buffers_for_good() {
     fd.set_memory_enable(true).unwrap();
     assert_window_sigbus(buf_va);
     // The BAR memory itself kept the data: a fresh buffer over the same range shows it.
-    let fresh = fd.feature_dma_buf(1, open_flags(), &[(BUF_BAR_OFFSET, WINDOW)]).unwrap();
+    let fresh = fd.feature_dma_buf(1, RDWR, &[(BUF_BAR_OFFSET, WINDOW)]).unwrap();
     let va = mmap_dmabuf(&aspace, &fresh, MmapArgs::shared(0, WINDOW)).unwrap();
     assert_eq!(probe::read_u64(va + 8).unwrap(), marks[2].1);
 }
 
 #[test]
 fn explicit_permanent_revoke_is_never_undone() {
-    let f = Fixture::new(0, "0000:00:03.0");
+    let f = Fixture::new();
     f.fd.feature_dma_buf_revoke(f.buf_fd.raw_fd()).unwrap();
     // The explicit buffer is dead; the device-fd mapping is untouched.
     assert_eq!(f.buf().status(), Status::PermRevoked);
@@ -503,7 +466,7 @@ fn explicit_permanent_revoke_is_never_undone() {
     assert_eq!(e.errno(), Errno::NODEV, "{e}");
     // The device-fd mapping still works and the BAR kept the buffer's data.
     probe::touch_pages(f.dev_va, WINDOW).unwrap();
-    let fresh = f.fd.feature_dma_buf(1, open_flags(), &[(BUF_BAR_OFFSET, WINDOW)]).unwrap();
+    let fresh = f.fd.feature_dma_buf(1, RDWR, &[(BUF_BAR_OFFSET, WINDOW)]).unwrap();
     let va = mmap_dmabuf(&f.aspace, &fresh, MmapArgs::shared(0, WINDOW)).unwrap();
     assert_eq!(probe::read_u64(va + PAGE + 8).unwrap(), f.marked()[3].1);
 }
@@ -525,7 +488,7 @@ fn close_without_hanging(fd: DeviceFd) {
 
 #[test]
 fn closing_a_device_left_in_d3hot_keeps_its_temp_revoked_buffer_and_does_not_hang() {
-    let f = Fixture::new(0, "0000:00:03.0");
+    let f = Fixture::new();
     let Fixture { aspace, vdev, fd, dev_va, buf_fd, buf_va } = f;
     fd.set_power_state(PowerState::D3Hot).unwrap();
     assert_eq!(buf_fd.buffer().status(), Status::TempRevoked);
@@ -548,7 +511,7 @@ fn closing_a_device_left_in_d3hot_keeps_its_temp_revoked_buffer_and_does_not_han
 
 #[test]
 fn closing_a_device_after_a_permanent_revoke_keeps_the_buffer_perm_revoked() {
-    let f = Fixture::new(0, "0000:00:03.0");
+    let f = Fixture::new();
     let Fixture { aspace, vdev, fd, dev_va, buf_fd, buf_va } = f;
     fd.feature_dma_buf_revoke(buf_fd.raw_fd()).unwrap();
     assert_eq!(buf_fd.buffer().status(), Status::PermRevoked);
@@ -565,7 +528,7 @@ fn closing_a_device_after_a_permanent_revoke_keeps_the_buffer_perm_revoked() {
 #[test]
 fn device_fd_mapping_made_while_memory_is_off_starts_revoked_and_works_once_enabled() {
     let aspace = AddressSpace::new().unwrap();
-    let vdev = VfioPciDevice::from_catalogue(0, "0000:00:03.0".parse().unwrap(), "edu-plus").unwrap();
+    let vdev = device("edu-plus");
     let fd = vdev.open();
     let early = fd.mmap(&aspace, MmapArgs::shared(BAR1, WINDOW)).unwrap();
     probe::write_u64(early + 8, 0x0123_4567).unwrap();
@@ -592,11 +555,11 @@ fn device_fd_mapping_made_while_memory_is_off_starts_revoked_and_works_once_enab
 #[test]
 fn explicit_buffer_exported_while_memory_is_off_starts_revoked_and_maps_once_enabled() {
     let aspace = AddressSpace::new().unwrap();
-    let vdev = VfioPciDevice::from_catalogue(0, "0000:00:03.0".parse().unwrap(), "edu-plus").unwrap();
+    let vdev = device("edu-plus");
     let fd = vdev.open();
     fd.write(BAR1 + BUF_BAR_OFFSET + 8, &0x89ab_cdefu64.to_ne_bytes()).unwrap();
     fd.set_memory_enable(false).unwrap();
-    let buf_fd = fd.feature_dma_buf(1, open_flags(), &[(BUF_BAR_OFFSET, WINDOW)]).unwrap();
+    let buf_fd = fd.feature_dma_buf(1, RDWR, &[(BUF_BAR_OFFSET, WINDOW)]).unwrap();
     // Exported with memory off: TempRevoked. The series refuses an mmap of a
     // revoked buffer early with ENODEV (spec §4.5 step 2, §12).
     assert_eq!(buf_fd.buffer().status(), Status::TempRevoked);
@@ -613,7 +576,7 @@ fn explicit_buffer_exported_while_memory_is_off_starts_revoked_and_maps_once_ena
 #[test]
 fn bar_region_read_and_write_fail_with_eio_while_memory_is_off() {
     let aspace = AddressSpace::new().unwrap();
-    let vdev = VfioPciDevice::from_catalogue(0, "0000:00:03.0".parse().unwrap(), "edu-plus").unwrap();
+    let vdev = device("edu-plus");
     let fd = vdev.open();
     let va = fd.mmap(&aspace, MmapArgs::shared(BAR1, WINDOW)).unwrap();
     probe::write_u64(va + 16, 0x7777).unwrap();

@@ -13,22 +13,21 @@
 //! Every test has its own address space and its own device, so fault
 //! counters and buffer lists belong to that test alone.
 
+mod common;
+
 use std::sync::Arc;
 
+use common::{alone, assert_sigbus, device, quiet, BAR1, MIB, PAGE, RDWR};
 use dmabuf::{DmaBufFd, Status};
 use mm::probe::{self, Width};
 use mm::AddressSpace;
-use page::{HPAGE_PMD_SIZE, PAGE_SIZE};
+use page::HPAGE_PMD_SIZE;
 use rustix::io::Errno;
 use vfio::uapi::*;
 use vfio::{mmap_dmabuf, DeviceFd, MmapArgs, VfioDmaBuf, VfioError, VfioPciDevice};
 
-const PAGE: u64 = PAGE_SIZE;
-const MIB: u64 = 1 << 20;
 /// Size of edu-plus's RAM BAR1.
 const BAR1_SIZE: u64 = 64 * MIB;
-/// Device-fd file offset of BAR1 (`VFIO_PCI_INDEX_TO_OFFSET(1)`).
-const BAR1: u64 = 1 << 40;
 /// Device-fd file offset of BAR0, the edu registers.
 const BAR0: u64 = 0;
 /// edu register 0x00: identification.
@@ -41,30 +40,19 @@ const EDU_REG_LIVENESS: u64 = 0x04;
 const MAGIC: u32 = 0xca77_face;
 /// Alignment of the VAs the original asked for in T13 and T15.
 const ALIGN_32M: u64 = 32 * MIB;
-/// `open_flags` of every export in the original test.
-const O_RDWR_CLOEXEC: u32 = libc::O_RDWR as u32 | libc::O_CLOEXEC as u32;
 
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
 
 /// A fresh address space and a freshly opened edu-plus.
+///
 /// Tests that assert SIGSEGV on an address they unmapped must be alone in
 /// this process: any other test's mmap could reuse the hole meanwhile. They
-/// take this lock for write; every other test takes it for read.
-static ADDRESS_SPACE_USERS: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
-fn vm_shared() -> std::sync::RwLockReadGuard<'static, ()> {
-    ADDRESS_SPACE_USERS.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn vm_exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
-    ADDRESS_SPACE_USERS.write().unwrap_or_else(|e| e.into_inner())
-}
-
+/// hold [`alone`]; every other test holds [`quiet`].
 fn setup() -> (AddressSpace, Arc<VfioPciDevice>, DeviceFd) {
     let aspace = AddressSpace::new().expect("userfaultfd with MINOR and POISON");
-    let vdev = VfioPciDevice::from_catalogue(0, "0000:00:03.0".parse().unwrap(), "edu-plus").unwrap();
+    let vdev = device("edu-plus");
     // The series' rules exactly: one page per order-0 fault (Linux maps a
     // BAR page by page), so fault counts below are the kernel's.
     vdev.set_fault_around(false);
@@ -74,7 +62,7 @@ fn setup() -> (AddressSpace, Arc<VfioPciDevice>, DeviceFd) {
 
 /// Exports `ranges` of BAR1 as in the original (`O_RDWR|O_CLOEXEC`, flags 0).
 fn export(fd: &DeviceFd, ranges: &[(u64, u64)]) -> DmaBufFd {
-    fd.feature_dma_buf(1, O_RDWR_CLOEXEC, ranges).expect("export of BAR1 ranges")
+    fd.feature_dma_buf(1, RDWR, ranges).expect("export of BAR1 ranges")
 }
 
 /// A read-write shared mapping of `len` bytes of a buffer from byte `offset`.
@@ -120,19 +108,6 @@ fn region_read_u32(fd: &DeviceFd, offset: u64) -> u32 {
 /// `pwrite` of a u32 on the device fd at `offset`.
 fn region_write_u32(fd: &DeviceFd, offset: u64, v: u32) {
     assert_eq!(fd.write(offset, &v.to_le_bytes()).unwrap(), 4);
-}
-
-/// Asserts that a load and a store at `va` both raise a real SIGBUS
-/// (`BUS_ADRERR`), the signal a revoked BAR mapping gives.
-fn assert_sigbus(va: u64) {
-    let e = probe::read(va, Width::U32).expect_err("load from a revoked mapping must fault");
-    assert!(e.is_sigbus(), "load at {va:#x}: {e}");
-    assert_eq!(e.code, libc::BUS_ADRERR, "load at {va:#x}: {e}");
-    assert_eq!(e.addr, va, "load at {va:#x}: {e}");
-    let e = probe::write(va, Width::U32, 0x5a5a).expect_err("store to a revoked mapping must fault");
-    assert!(e.is_sigbus(), "store at {va:#x}: {e}");
-    assert_eq!(e.code, libc::BUS_ADRERR, "store at {va:#x}: {e}");
-    assert_eq!(e.addr, va, "store at {va:#x}: {e}");
 }
 
 /// Asserts that a load at `va` raises SIGSEGV: nothing is mapped there.
@@ -210,7 +185,7 @@ fn map_at_aligned(len: u64, align: u64, head: u64, map: impl Fn(u64) -> Result<u
 /// `pread`/`pwrite` in both directions.
 #[test]
 fn t02_export_of_whole_bar1_maps_and_agrees_with_region_read_write() {
-    let _vm = vm_shared();
+    let _vm = quiet();
     let (aspace, _vdev, fd) = setup();
     // The edu registers of BAR0, through the device fd.
     assert_eq!(region_read_u32(&fd, BAR0 + EDU_REG_ID), EDU_MAGIC);
@@ -220,7 +195,7 @@ fn t02_export_of_whole_bar1_maps_and_agrees_with_region_read_write() {
     let bar0 = fd.region_info(0).unwrap();
     assert_eq!(bar0.flags & VFIO_REGION_INFO_FLAG_MMAP, 0);
     assert_eq!(errno_of(fd.mmap(&aspace, MmapArgs::shared(BAR0, PAGE))), Errno::INVAL);
-    assert_eq!(errno_of(fd.feature_dma_buf(0, O_RDWR_CLOEXEC, &[(0, PAGE)])), Errno::INVAL);
+    assert_eq!(errno_of(fd.feature_dma_buf(0, RDWR, &[(0, PAGE)])), Errno::INVAL);
 
     let bar1 = fd.region_info(1).unwrap();
     assert_eq!(bar1.size, BAR1_SIZE);
@@ -247,7 +222,7 @@ fn t02_export_of_whole_bar1_maps_and_agrees_with_region_read_write() {
 /// leave no VMA behind, and the buffer still maps with the right size.
 #[test]
 fn t03_buffer_mmap_past_its_end_fails_with_einval() {
-    let _vm = vm_shared();
+    let _vm = quiet();
     let (aspace, _vdev, fd) = setup();
     let buf = export(&fd, &[(0, BAR1_SIZE)]);
     let too_long = mmap_dmabuf(&aspace, &buf, MmapArgs::shared(0, BAR1_SIZE + PAGE));
@@ -268,7 +243,7 @@ fn t03_buffer_mmap_past_its_end_fails_with_einval() {
 /// and the failures are `EINVAL` (`req_start + req_len > phys_len`).
 #[test]
 fn t04_device_fd_mmap_works_beside_a_buffer_and_fails_past_the_bar_end() {
-    let _vm = vm_shared();
+    let _vm = quiet();
     let (aspace, _vdev, fd) = setup();
     let buf = export(&fd, &[(0, BAR1_SIZE)]);
     let bva = map_buf(&aspace, &buf, 0, BAR1_SIZE);
@@ -290,7 +265,7 @@ fn t04_device_fd_mmap_works_beside_a_buffer_and_fails_past_the_bar_end() {
 /// (`BUS_ADRERR`) for loads and stores; the data itself is untouched.
 #[test]
 fn t05_permanent_revoke_makes_every_access_sigbus() {
-    let _vm = vm_shared();
+    let _vm = quiet();
     let (aspace, _vdev, fd) = setup();
     let buf = export(&fd, &[(0, BAR1_SIZE)]);
     let va = map_buf(&aspace, &buf, 0, BAR1_SIZE);
@@ -316,7 +291,7 @@ fn t05_permanent_revoke_makes_every_access_sigbus() {
 /// it reach the BAR.
 #[test]
 fn t06_device_fd_mapping_survives_the_revoke_of_a_buffer_over_the_same_bar() {
-    let _vm = vm_shared();
+    let _vm = quiet();
     let (aspace, _vdev, fd) = setup();
     let buf = export(&fd, &[(0, BAR1_SIZE)]);
     let bva = map_buf(&aspace, &buf, 0, BAR1_SIZE);
@@ -338,7 +313,7 @@ fn t06_device_fd_mapping_survives_the_revoke_of_a_buffer_over_the_same_bar() {
 /// Adapted: unchanged; the buffer stays `PermRevoked`.
 #[test]
 fn t07_second_revoke_of_the_same_buffer_fails_with_ebadfd() {
-    let _vm = vm_shared();
+    let _vm = quiet();
     let (_aspace, _vdev, fd) = setup();
     let buf = export(&fd, &[(0, BAR1_SIZE)]);
     fd.feature_dma_buf_revoke(buf.raw_fd()).unwrap();
@@ -350,7 +325,7 @@ fn t07_second_revoke_of_the_same_buffer_fails_with_ebadfd() {
 /// (the v3/v4 early check), and no VMA is left.
 #[test]
 fn t08_mmap_of_a_revoked_buffer_fails_with_enodev() {
-    let _vm = vm_shared();
+    let _vm = quiet();
     let (aspace, _vdev, fd) = setup();
     let buf = export(&fd, &[(0, BAR1_SIZE)]);
     fd.feature_dma_buf_revoke(buf.raw_fd()).unwrap();
@@ -364,7 +339,7 @@ fn t08_mmap_of_a_revoked_buffer_fails_with_enodev() {
 /// one, and can write; the dead one stays dead.
 #[test]
 fn t09_new_export_over_a_revoked_range_works() {
-    let _vm = vm_shared();
+    let _vm = quiet();
     let (aspace, _vdev, fd) = setup();
     let old = export(&fd, &[(0, BAR1_SIZE)]);
     let old_va = map_buf(&aspace, &old, 0, BAR1_SIZE);
@@ -386,7 +361,7 @@ fn t09_new_export_over_a_revoked_range_works() {
 /// either mapping reads back through the other at the matching offset.
 #[test]
 fn t10_two_overlapping_buffers_alias_the_same_bar_memory() {
-    let _vm = vm_shared();
+    let _vm = quiet();
     let (aspace, _vdev, fd) = setup();
     let whole = export(&fd, &[(0, BAR1_SIZE)]);
     let part = export(&fd, &[(0x1_0000, MIB)]);
@@ -404,7 +379,7 @@ fn t10_two_overlapping_buffers_alias_the_same_bar_memory() {
 /// state. Adapted: two mappings of one buffer share the data both ways.
 #[test]
 fn t11_second_mmap_of_the_same_buffer_fd_sees_the_same_data() {
-    let _vm = vm_shared();
+    let _vm = quiet();
     let (aspace, _vdev, fd) = setup();
     let buf = export(&fd, &[(0, BAR1_SIZE)]);
     let a = map_buf(&aspace, &buf, 0, BAR1_SIZE);
@@ -420,10 +395,11 @@ fn t11_second_mmap_of_the_same_buffer_fd_sees_the_same_data() {
 /// buffer fault, while another buffer over the same range still works.
 /// Adapted: one mapping made through the original fd, one through the dup;
 /// the revoke names the dup. Both SIGBUS; the other buffer's mapping still
-/// reads and writes; a new mmap through the original fd is refused.
+/// reads, and a store through it reads back through it and the device fd;
+/// a new mmap through the original fd is refused.
 #[test]
 fn t12_revoke_through_a_dup_kills_every_mapping_of_that_buffer_only() {
-    let _vm = vm_shared();
+    let _vm = quiet();
     let (aspace, _vdev, fd) = setup();
     let buf = export(&fd, &[(0, BAR1_SIZE)]);
     let dup = buf.dup().unwrap();
@@ -441,9 +417,12 @@ fn t12_revoke_through_a_dup_kills_every_mapping_of_that_buffer_only() {
     assert_sigbus(m1 + 0x100);
     assert_sigbus(m2 + 0x100);
     assert_eq!(other.buffer().status(), Status::Ok);
+    // The other buffer works both ways: it shows the data, and a store
+    // through it reads back through it and lands in BAR1.
     assert_eq!(read_u32(m3 + 0x100), 0x0012_0001);
-    write_u32(m3 + 0x104, 0x0012_0002);
-    assert_eq!(region_read_u32(&fd, BAR1 + 0x104), 0x0012_0002);
+    write_u32(m3 + 0x100, 0x0012_0002);
+    assert_eq!(read_u32(m3 + 0x100), 0x0012_0002);
+    assert_eq!(region_read_u32(&fd, BAR1 + 0x100), 0x0012_0002);
     assert_eq!(errno_of(mmap_dmabuf(&aspace, &buf, MmapArgs::shared(0, PAGE))), Errno::NODEV);
     // The revoke is seen through the original fd too.
     assert_eq!(errno_of(fd.feature_dma_buf_revoke(buf.raw_fd())), Errno::BADFD);
@@ -463,7 +442,7 @@ fn t12_revoke_through_a_dup_kills_every_mapping_of_that_buffer_only() {
 /// `vm_pgoff`.
 #[test]
 fn t13_bar1_huge_mappings_device_fd_vma_split_and_full_munmap() {
-    let _vm = vm_exclusive();
+    let _vm = alone();
     let (aspace_dev, _vdev, fd) = setup();
     let aspace_buf = AddressSpace::new().unwrap();
     const DEV_OFF: u64 = 0x3_0000;
@@ -556,7 +535,7 @@ fn two_range_setup(aspace: &AddressSpace, fd: &DeviceFd) -> (u64, DmaBufFd, DmaB
 /// start of range1.
 #[test]
 fn t14_two_range_buffer_maps_its_ranges_back_to_back() {
-    let _vm = vm_shared();
+    let _vm = quiet();
     let (aspace, _vdev, fd) = setup();
     let (wva, _whole, two) = two_range_setup(&aspace, &fd);
     let tva = map_buf(&aspace, &two, 0, 2 * L);
@@ -580,7 +559,7 @@ fn t14_two_range_buffer_maps_its_ranges_back_to_back() {
 /// order-9 fault is taken.
 #[test]
 fn t15_two_range_buffer_mapped_at_offset_l_shows_range1() {
-    let _vm = vm_shared();
+    let _vm = quiet();
     let (aspace, _vdev, fd) = setup();
     let (_wva, _whole, two) = two_range_setup(&aspace, &fd);
     let aspace2 = AddressSpace::new().unwrap();
@@ -601,7 +580,7 @@ fn t15_two_range_buffer_mapped_at_offset_l_shows_range1() {
 /// the mapping goes.
 #[test]
 fn t16_closing_the_two_range_buffer_fd_keeps_its_mapping_alive() {
-    let _vm = vm_shared();
+    let _vm = quiet();
     let (aspace, vdev, fd) = setup();
     let (_wva, _whole, two) = two_range_setup(&aspace, &fd);
     let tva = map_buf(&aspace, &two, 0, 2 * L);
@@ -622,7 +601,7 @@ fn t16_closing_the_two_range_buffer_fd_keeps_its_mapping_alive() {
 /// an open fd that is not a dma-buf. Adapted: unchanged.
 #[test]
 fn t17_revoke_of_a_non_buffer_fd_fails_with_einval() {
-    let _vm = vm_shared();
+    let _vm = quiet();
     let (_aspace, _vdev, fd) = setup();
     assert_eq!(errno_of(fd.feature_dma_buf_revoke(1)), Errno::INVAL);
 }
@@ -635,7 +614,7 @@ fn t17_revoke_of_a_non_buffer_fd_fails_with_einval() {
 /// file's life, the fault is a real SIGBUS and the mmap error `ENODEV`.
 #[test]
 fn t18_device_closes_only_when_its_last_mapping_goes_and_kills_the_buffer() {
-    let _vm = vm_shared();
+    let _vm = quiet();
     let (aspace, vdev, fd) = setup();
     let buf = export(&fd, &[(0, BAR1_SIZE)]);
     let bva = map_buf(&aspace, &buf, 0, BAR1_SIZE);
@@ -685,7 +664,7 @@ fn t18_device_closes_only_when_its_last_mapping_goes_and_kills_the_buffer() {
 /// 0 without even trying order 9.
 #[test]
 fn huge_pages_are_denied_at_an_unaligned_vma_head_and_tail_only() {
-    let _vm = vm_shared();
+    let _vm = quiet();
     let (aspace, _vdev, fd) = setup();
     let len = 4 * MIB + 2 * PAGE;
     let bar_off = 2 * MIB - PAGE;
@@ -707,7 +686,7 @@ fn huge_pages_are_denied_at_an_unaligned_vma_head_and_tail_only() {
 /// at a 2 MiB-aligned VA over a 2 MiB-aligned BAR offset.
 #[test]
 fn a_vma_smaller_than_2mib_never_takes_an_order_9_fault() {
-    let _vm = vm_shared();
+    let _vm = quiet();
     let (aspace, _vdev, fd) = setup();
     let buf = export(&fd, &[(0, BAR1_SIZE)]);
     let len = HPAGE_PMD_SIZE - PAGE;
@@ -726,7 +705,7 @@ fn a_vma_smaller_than_2mib_never_takes_an_order_9_fault() {
 /// lower in the BAR (2 MiB aligned) is served by order-9 faults.
 #[test]
 fn bar_offsets_not_huge_aligned_get_no_huge_mappings_even_at_an_aligned_va() {
-    let _vm = vm_shared();
+    let _vm = quiet();
     let (aspace, _vdev, fd) = setup();
     let len = 8 * MIB;
     let shifted = export(&fd, &[(PAGE, len)]);
@@ -755,7 +734,7 @@ fn bar_offsets_not_huge_aligned_get_no_huge_mappings_even_at_an_aligned_va() {
 /// reads the right BAR bytes, ranges are never crossed.
 #[test]
 fn fault_around_maps_a_4k_only_window_in_few_faults_with_the_same_translation() {
-    let _vm = vm_shared();
+    let _vm = quiet();
     let (aspace, vdev, fd) = setup();
     vdev.set_fault_around(true);
     let len = 8 * MIB;

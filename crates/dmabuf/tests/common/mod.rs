@@ -6,10 +6,11 @@
 use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use dmabuf::{
-    AccessMode, AttachmentRef, CpuMapping, DmaBuf, DmaBufOps, ExportInfo, Importer, ImporterMapping, PhysVec,
-    ResvGuard, Status,
+    AccessMode, Attachment, AttachmentRef, CpuMapping, DmaBuf, DmaBufOps, ExportInfo, Importer, ImporterMapping,
+    PhysVec, ResvGuard, Status,
 };
 
 /// An exporter that counts releases and remembers the id it was released for.
@@ -152,5 +153,29 @@ impl ZapCounter {
 impl CpuMapping for ZapCounter {
     fn zap(&self) {
         self.zaps.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A buffer whose revokes cannot finish on time: one importer that ignores
+/// invalidations holds one importer mapping nobody unmaps; one CPU mapping
+/// is registered; a revoke waits for the importer at most `timeout`.
+pub struct Stuck {
+    pub buf: Arc<DmaBuf>,
+    pub importer: Arc<Recorder>,
+    pub cpu: Arc<ZapCounter>,
+    pub attachment: Attachment,
+    pub mapping: ImporterMapping,
+}
+
+impl Stuck {
+    pub fn new(timeout: Duration) -> Stuck {
+        let (buf, _) = export(Status::Ok);
+        let importer = Recorder::new(OnInvalidate::Ignore);
+        let attachment = buf.attach(as_importer(&importer)).unwrap();
+        let mapping = attachment.map().unwrap();
+        let cpu = Arc::new(ZapCounter::default());
+        ZapCounter::register(&cpu, &buf);
+        buf.set_revoke_timeout(Some(timeout));
+        Stuck { buf, importer, cpu, attachment, mapping }
     }
 }
