@@ -1,11 +1,12 @@
-//! The address space: one userfaultfd, a VMA table, and the fault-handling
-//! thread. Analogous to Linux's `struct mm_struct` plus the page-fault entry.
+//! The address space: one userfaultfd, a VMA table, and the thread of its
+//! fault engine (`fault_engine.rs`). Analogous to Linux's `struct mm_struct`.
 //!
 //! # Locks
 //!
 //! ```text
-//! mmap_lock (RwLock)            write: mmap, munmap   read: one fault, end to end
-//!   └─ vmas (Mutex)             the VMA table; held across the munmap syscall
+//! probe registry (write)        mmap, munmap, teardown (see probe::mapped)
+//!   mmap_lock (RwLock)          write: mmap, munmap   read: one fault, end to end
+//!     └─ vmas (Mutex)           the VMA table; held across the munmap syscall
 //! exporter locks (e.g. memory_lock, resv) → vmas          (zap)
 //! mmap_lock(read) → exporter locks                        (fault → VmOperations)
 //! ```
@@ -25,13 +26,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 use std::thread::JoinHandle;
 
-use rustix::event::{eventfd, poll, EventfdFlags, PollFd, PollFlags};
+use rustix::event::{eventfd, EventfdFlags};
 use rustix::io::Errno;
 
-use page::{PgOff, VirtAddr, HPAGE_PMD_SIZE, PAGE_SIZE, PMD_ORDER};
+use page::{PgOff, VirtAddr, HPAGE_PMD_SIZE, PAGE_SIZE};
 
-use crate::fault::{FaultCounters, FaultStats, VmFault, VmOperations};
-use crate::sys::{self, Reservation, UffdMsg};
+use crate::fault::VmOperations;
+use crate::fault_engine::{Engine, FaultStats};
+use crate::probe;
+use crate::sys::{self, Reservation};
 use crate::vma::{MapPiece, MappingId, Vma};
 use crate::MmError;
 
@@ -92,7 +95,7 @@ impl VmaInfo {
 }
 
 #[derive(Debug, Default)]
-struct VmaTable {
+pub(crate) struct VmaTable {
     by_start: BTreeMap<VirtAddr, Vma>,
     by_mapping: HashMap<MappingId, BTreeSet<VirtAddr>>,
 }
@@ -114,7 +117,7 @@ impl VmaTable {
         Some(vma)
     }
 
-    fn find(&self, addr: VirtAddr) -> Option<&Vma> {
+    pub(crate) fn find(&self, addr: VirtAddr) -> Option<&Vma> {
         self.by_start.range(..=addr).next_back().map(|(_, v)| v).filter(|v| addr < v.vm_end)
     }
 
@@ -129,13 +132,13 @@ impl VmaTable {
     }
 }
 
-struct Inner {
-    uffd: OwnedFd,
+pub(crate) struct Inner {
+    /// The userfaultfd and what serves it. Immutable after creation.
+    pub(crate) engine: Engine,
     /// Analogous to `mm->mmap_lock`; guards no data of its own (see module doc).
-    mmap_lock: RwLock<()>,
+    pub(crate) mmap_lock: RwLock<()>,
     /// Protected by: itself. The VMA table.
     vmas: Mutex<VmaTable>,
-    counters: FaultCounters,
     next_mapping: AtomicU64,
 }
 
@@ -151,7 +154,7 @@ pub struct AddressSpace {
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inner").field("uffd", &self.uffd).finish_non_exhaustive()
+        f.debug_struct("Inner").field("engine", &self.engine).finish_non_exhaustive()
     }
 }
 
@@ -190,7 +193,7 @@ impl MappingHandle {
 }
 
 impl Inner {
-    fn lock_vmas(&self) -> MutexGuard<'_, VmaTable> {
+    pub(crate) fn lock_vmas(&self) -> MutexGuard<'_, VmaTable> {
         // A panic while holding the table cannot leave it half-updated in a
         // way that matters more than losing the process's mappings; go on.
         self.vmas.lock().unwrap_or_else(|e| e.into_inner())
@@ -222,10 +225,9 @@ impl AddressSpace {
         }
         let stop = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).map_err(MmError::sys("eventfd"))?;
         let inner = Arc::new(Inner {
-            uffd,
+            engine: Engine::new(uffd),
             mmap_lock: RwLock::new(()),
             vmas: Mutex::new(VmaTable::default()),
-            counters: FaultCounters::default(),
             next_mapping: AtomicU64::new(1),
         });
         let thread_inner = inner.clone();
@@ -234,7 +236,7 @@ impl AddressSpace {
             .map_err(|e| MmError::Sys { call: "dup", errno: Errno::from_io_error(&e).unwrap_or(Errno::IO) })?;
         let thread = std::thread::Builder::new()
             .name("vfio-dmabuf-fault".into())
-            .spawn(move || fault_thread(&thread_inner, &thread_stop))
+            .spawn(move || thread_inner.engine.run(&thread_inner, &thread_stop))
             .map_err(|_| MmError::Sys { call: "pthread_create", errno: Errno::AGAIN })?;
         Ok(Self { inner, stop, thread: Some(thread) })
     }
@@ -279,6 +281,7 @@ impl AddressSpace {
                 return Err(MmError::Invalid("mapping address must be page aligned"));
             }
         }
+        let mut mapped = probe::lock_for_update();
         let _mmap = self.inner.mmap_lock.write().unwrap_or_else(|e| e.into_inner());
         let align = if req.len >= HPAGE_PMD_SIZE { HPAGE_PMD_SIZE } else { PAGE_SIZE };
         let res =
@@ -296,7 +299,8 @@ impl AddressSpace {
                 .map_err(MmError::sys("mmap(MAP_SHARED|MAP_FIXED)"))?;
             va += p.len;
         }
-        sys::uffdio_register_minor(self.inner.uffd.as_fd(), start, req.len).map_err(MmError::sys("UFFDIO_REGISTER"))?;
+        sys::uffdio_register_minor(self.inner.engine.uffd(), start, req.len)
+            .map_err(MmError::sys("UFFDIO_REGISTER"))?;
         debug_assert_eq!(res.len() as u64, req.len);
         let (start, _) = res.into_owned_range();
         let start = VirtAddr(start as u64);
@@ -312,6 +316,8 @@ impl AddressSpace {
             ops: req.ops,
         };
         self.inner.lock_vmas().insert(vma);
+        // Safe probes may touch it from now on.
+        mapped.insert(start.0, start.0 + req.len);
         Ok(start)
     }
 
@@ -352,14 +358,20 @@ impl AddressSpace {
         let addr = VirtAddr(addr);
         let mut dropped = Vec::new();
         {
+            // Taking the registry waits for every safe probe in flight, and
+            // the range leaves it before it is unmapped: no probe can be
+            // inside when its addresses go back to the kernel.
+            let mut mapped = probe::lock_for_update();
             let _mmap = self.inner.mmap_lock.write().unwrap_or_else(|e| e.into_inner());
             let mut table = self.inner.lock_vmas();
             for start in table.intersecting(addr, end) {
-                let vma = table.remove(start).expect("listed VMA exists");
+                let Some(vma) = table.remove(start) else { continue };
                 let (from, to) = (addr.max(vma.vm_start), end.min(vma.vm_end));
+                mapped.remove(from.0, to.0);
                 if let Err(e) = sys::unmap_owned(from.0 as usize, (to.0 - from.0) as usize) {
                     // Cannot happen for a range we own; keep the table truthful.
                     tracing::error!(%from, %to, %e, "munmap of an owned range failed");
+                    mapped.insert(from.0, to.0);
                     table.insert(vma);
                     return Err(MmError::Sys { call: "munmap", errno: e });
                 }
@@ -420,7 +432,7 @@ impl AddressSpace {
 
     /// Fault counters since creation.
     pub fn fault_stats(&self) -> FaultStats {
-        self.inner.counters.snapshot()
+        self.inner.engine.counters.snapshot()
     }
 
     /// Whether `[addr, addr+len)` overlaps any VMA of ours.
@@ -444,6 +456,16 @@ fn info(v: &Vma) -> VmaInfo {
 
 impl Drop for AddressSpace {
     fn drop(&mut self) {
+        // 1. Withdraw every mapping from the probe registry. Taking it waits
+        //    for the probes in flight, which may still need the fault thread;
+        //    afterwards no new probe can enter our ranges.
+        {
+            let mut mapped = probe::lock_for_update();
+            for v in self.inner.lock_vmas().by_start.values() {
+                mapped.remove(v.vm_start.0, v.vm_end.0);
+            }
+        }
+        // 2. Stop the fault thread: nothing of ours can fault any more.
         if let Err(e) = rustix::io::write(&self.stop, &1u64.to_ne_bytes()) {
             tracing::error!(%e, "cannot signal the fault thread to stop");
         }
@@ -452,6 +474,7 @@ impl Drop for AddressSpace {
                 tracing::error!("the fault thread panicked");
             }
         }
+        // 3. Unmap what is left, and drop the VMAs with no lock held.
         let vmas: Vec<Vma> = {
             let _mmap = self.inner.mmap_lock.write().unwrap_or_else(|e| e.into_inner());
             let mut table = self.inner.lock_vmas();
@@ -468,86 +491,4 @@ impl Drop for AddressSpace {
         };
         drop(vmas);
     }
-}
-
-/// The fault-handling thread: drains every pending event, serves each page
-/// fault, and exits when the stop eventfd fires. It never panics on a fault:
-/// any failure becomes SIGBUS for that page plus a log line (a dead handler
-/// would hang every faulting thread forever).
-fn fault_thread(inner: &Inner, stop: &OwnedFd) {
-    let mut msgs = [UffdMsg::default(); 64];
-    loop {
-        let mut fds = [PollFd::new(&inner.uffd, PollFlags::IN), PollFd::new(stop, PollFlags::IN)];
-        match poll(&mut fds, None) {
-            Ok(_) => {}
-            Err(Errno::INTR) => continue,
-            Err(e) => {
-                tracing::error!(%e, "poll on the userfaultfd failed; fault thread exits");
-                return;
-            }
-        }
-        if !fds[1].revents().is_empty() {
-            return;
-        }
-        // Drain everything pending before polling again.
-        loop {
-            match sys::uffd_read(inner.uffd.as_fd(), &mut msgs) {
-                Ok(0) => break,
-                Ok(n) => {
-                    for m in &msgs[..n] {
-                        if m.event == sys::UFFD_EVENT_PAGEFAULT {
-                            handle_fault(inner, VirtAddr(m.arg1), m.arg0);
-                        }
-                    }
-                }
-                Err(Errno::AGAIN) | Err(Errno::INTR) => break,
-                Err(e) => {
-                    tracing::error!(%e, "read from the userfaultfd failed");
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// Serves one fault: huge order first where the VA range allows, then 0.
-fn handle_fault(inner: &Inner, address: VirtAddr, flags: u64) {
-    debug_assert!(flags & sys::UFFD_PAGEFAULT_FLAG_MINOR != 0);
-    let _mmap = inner.mmap_lock.read().unwrap_or_else(|e| e.into_inner());
-    let vma = match inner.lock_vmas().find(address) {
-        Some(v) => v.clone(),
-        None => {
-            // Unmapped meanwhile: wake the thread; its retry finds no mapping.
-            inner.counters.spurious.fetch_add(1, Ordering::Relaxed);
-            let page = address.page_down();
-            if let Err(e) = sys::uffdio_wake(inner.uffd.as_fd(), page.0, PAGE_SIZE) {
-                tracing::debug!(%e, "wake of an unmapped fault address failed");
-            }
-            return;
-        }
-    };
-    let write = flags & sys::UFFD_PAGEFAULT_FLAG_WRITE != 0;
-    let huge_start = address.align_down(HPAGE_PMD_SIZE);
-    let huge_fits = huge_start >= vma.vm_start && huge_start.0 + HPAGE_PMD_SIZE <= vma.vm_end.0;
-    let orders: &[u32] = if huge_fits { &[PMD_ORDER, 0] } else { &[0] };
-    for &order in orders {
-        let mut vmf =
-            VmFault { uffd: inner.uffd.as_fd(), vma: &vma, address, write, counters: &inner.counters, wake: None };
-        let r = vma.ops.huge_fault(&mut vmf, order);
-        if r.is_fallback() {
-            inner.counters.fallback.fetch_add(u64::from(order > 0), Ordering::Relaxed);
-            if order == 0 {
-                tracing::warn!(%address, "order-0 fault fell back; raising SIGBUS");
-                vmf.sigbus();
-            }
-        }
-        // The operations have returned, so their locks are released: only
-        // now may the faulting thread run again.
-        vmf.wake_now();
-        if !r.is_fallback() {
-            return;
-        }
-    }
-    // `vma` is a clone, but it cannot hold the last reference to the ops:
-    // the table's copy lives at least until we release `mmap_lock`.
 }

@@ -38,10 +38,13 @@ impl PlainMapping {
             return Err(MmError::Invalid("plain mapping outside its memory or unaligned"));
         }
         let align = if len >= HPAGE_PMD_SIZE { HPAGE_PMD_SIZE } else { PAGE_SIZE };
+        let mut mapped = probe::lock_for_update();
         let res = Reservation::new(len as usize, align as usize, None).map_err(MmError::sys("mmap"))?;
         let (fd, offset) = memory.locate(paddr);
         sys::map_shared_fixed(&res, res.start(), len as usize, fd, offset, writable).map_err(MmError::sys("mmap"))?;
         let (start, _) = res.into_owned_range();
+        // Ours from now on, so the safe probes may touch it.
+        mapped.insert(start as u64, start as u64 + len);
         Ok(Self { start: start as u64, len, _memory: memory.clone() })
     }
 
@@ -82,6 +85,10 @@ impl PlainMapping {
 
 impl Drop for PlainMapping {
     fn drop(&mut self) {
+        // Out of the probe registry first (waiting for probes in flight),
+        // then back to the kernel.
+        let mut mapped = probe::lock_for_update();
+        mapped.remove(self.start, self.start + self.len);
         if let Err(e) = sys::unmap_owned(self.start as usize, self.len as usize) {
             tracing::error!(%e, "munmap of a plain mapping failed");
         }

@@ -4,18 +4,18 @@
 //!
 //! Installing a translation is an action on the context, as
 //! `vmf_insert_pfn()` is in Linux, so that the exporter can do it while it
-//! still holds the locks that made the translation valid. Success maps the
-//! page(s) with `UFFDIO_CONTINUE`; SIGBUS installs a poison marker with
-//! `UFFDIO_POISON`, so the access raises SIGBUS.
+//! still holds the locks that made the translation valid. Every insert is
+//! checked against what the VMA really maps before anything is mapped. The
+//! engine (`fault_engine.rs`) then maps the page(s) with `UFFDIO_CONTINUE`,
+//! or, for SIGBUS, installs a poison marker with `UFFDIO_POISON`.
 
 use std::fmt;
-use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use page::{Pfn, PgOff, VirtAddr, PAGE_SIZE, PMD_ORDER};
 use rustix::io::Errno;
 
-use crate::sys;
+use crate::fault_engine::Engine;
 use crate::vma::Vma;
 
 /// Fault operations of a VMA, analogous to `vm_operations_struct`.
@@ -29,6 +29,9 @@ use crate::vma::Vma;
 /// an order-0 fallback into SIGBUS as a last resort, but the poison it then
 /// installs is outside the operations' locks, so a racing un-revoke could
 /// miss it and leave the page poisoned.)
+///
+/// A panic in `huge_fault` is caught by the engine: that fault ends in
+/// SIGBUS, the engine logs it once and keeps serving every mapping.
 pub trait VmOperations: Send + Sync + fmt::Debug {
     /// Serves a fault of `order` for `vmf`.
     fn huge_fault(&self, vmf: &mut VmFault<'_>, order: u32) -> VmFaultResult;
@@ -67,48 +70,6 @@ impl VmFaultResult {
     }
 }
 
-/// Counters of the fault engine of one address space.
-#[derive(Debug, Default)]
-pub(crate) struct FaultCounters {
-    pub order0: AtomicU64,
-    pub order9: AtomicU64,
-    pub fallback: AtomicU64,
-    pub sigbus: AtomicU64,
-    pub spurious: AtomicU64,
-    pub around_pages: AtomicU64,
-}
-
-/// A snapshot of the fault counters of an address space.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct FaultStats {
-    /// Faults resolved by mapping one 4 KiB page.
-    pub order0: u64,
-    /// Faults resolved by mapping a whole 2 MiB page (512 pages at once).
-    pub order9: u64,
-    /// Huge attempts the operations refused (`VM_FAULT_FALLBACK`).
-    pub fallback: u64,
-    /// Faults that ended in SIGBUS.
-    pub sigbus: u64,
-    /// Faults for addresses no VMA covers any more, or already resolved.
-    pub spurious: u64,
-    /// Pages mapped by faults with fault-around (including the faulting
-    /// pages themselves).
-    pub around_pages: u64,
-}
-
-impl FaultCounters {
-    pub(crate) fn snapshot(&self) -> FaultStats {
-        FaultStats {
-            order0: self.order0.load(Ordering::Relaxed),
-            order9: self.order9.load(Ordering::Relaxed),
-            fallback: self.fallback.load(Ordering::Relaxed),
-            sigbus: self.sigbus.load(Ordering::Relaxed),
-            spurious: self.spurious.load(Ordering::Relaxed),
-            around_pages: self.around_pages.load(Ordering::Relaxed),
-        }
-    }
-}
-
 /// A fault-around window: `len` bytes of virtual addresses from `start`,
 /// backed by consecutive page frames from `pfn` on. Passed to
 /// [`VmFault::insert_pfn_around`].
@@ -124,11 +85,10 @@ pub struct PfnWindow {
 
 /// One fault being served, analogous to `struct vm_fault`.
 pub struct VmFault<'a> {
-    pub(crate) uffd: BorrowedFd<'a>,
+    pub(crate) engine: &'a Engine,
     pub(crate) vma: &'a Vma,
     pub(crate) address: VirtAddr,
     pub(crate) write: bool,
-    pub(crate) counters: &'a FaultCounters,
     /// What to wake once the operations have returned (and so released
     /// their locks): the faulting thread must not run again while the fault
     /// path still holds a lock it could want (e.g. a try-lock in hot reset).
@@ -199,18 +159,14 @@ impl VmFault<'_> {
             return VmFaultResult::FALLBACK;
         }
         if window.len > PAGE_SIZE << order {
-            self.counters.around_pages.fetch_add(window.len / PAGE_SIZE, Ordering::Relaxed);
+            self.engine.counters.around_pages.fetch_add(window.len / PAGE_SIZE, Ordering::Relaxed);
         }
         self.map_range(window, order)
     }
 
-    /// Maps `[start, start + len)` from page frame `pfn` on, after checking
-    /// it against the mapping, and counts one fault of `order`.
-    ///
-    /// Pages a racing fault already mapped end a continue early (`EEXIST`).
-    /// If that leaves the faulting page unmapped, exactly that 4 KiB page is
-    /// mapped next: asking again for the whole range would stop at the same
-    /// mapped page, and the access would fault forever.
+    /// Maps `window` after checking it against the mapping, and counts one
+    /// fault of `order`. (A continue stopped early by a page a racing fault
+    /// mapped still maps the faulting page: see `Engine::map_window`.)
     fn map_range(&mut self, window: PfnWindow, order: u32) -> VmFaultResult {
         let PfnWindow { start, len, pfn } = window;
         let page_va = self.address.page_down();
@@ -235,24 +191,15 @@ impl VmFault<'_> {
         }
         // Counted before the wake, which lets the faulting thread read the
         // counters at once.
-        let counter = if order == 0 { &self.counters.order0 } else { &self.counters.order9 };
+        let counter = if order == 0 { &self.engine.counters.order0 } else { &self.engine.counters.order9 };
         counter.fetch_add(1, Ordering::Relaxed);
-        let (start, len) = match sys::uffdio_continue(self.uffd, start.0, len) {
-            Ok(()) => (start, len),
-            // Stopped by a page already mapped: fine if ours is mapped now,
-            // else map just ours. (EAGAIN: the address space is changing;
-            // the same answer is safe, the access retries anyway.)
-            Err((Errno::EXIST | Errno::AGAIN, mapped)) if start.0 + u64::try_from(mapped).unwrap_or(0) > page_va.0 => {
-                (start, len)
+        match self.engine.map_window(start, len, page_va) {
+            Ok((start, len)) => {
+                self.wake(start, len);
+                VmFaultResult(Outcome::NoPage)
             }
-            Err((Errno::EXIST | Errno::AGAIN, _)) => match sys::uffdio_continue(self.uffd, page_va.0, PAGE_SIZE) {
-                Ok(()) | Err((Errno::EXIST | Errno::AGAIN, _)) => (page_va, PAGE_SIZE),
-                Err((e, _)) => return self.continue_failed(counter, page_va, PAGE_SIZE, e),
-            },
-            Err((e, _)) => return self.continue_failed(counter, start, len, e),
-        };
-        self.wake(start, len);
-        VmFaultResult(Outcome::NoPage)
+            Err(e) => self.continue_failed(counter, start, len, e),
+        }
     }
 
     fn continue_failed(&mut self, counter: &AtomicU64, start: VirtAddr, len: u64, e: Errno) -> VmFaultResult {
@@ -268,19 +215,10 @@ impl VmFault<'_> {
     /// later un-revoke (which zaps, clearing poison) is ordered after it.
     pub fn sigbus(&mut self) -> VmFaultResult {
         let page_va = self.address.page_down();
-        // Counted before the ioctl wakes the thread (see insert_pfn).
-        self.counters.sigbus.fetch_add(1, Ordering::Relaxed);
-        match sys::uffdio_poison(self.uffd, page_va.0, PAGE_SIZE) {
-            Ok(()) => self.wake(page_va, PAGE_SIZE),
-            // Mapped meanwhile by a racing fault that saw the buffer usable:
-            // that fault was ordered before the revoke (which zaps), so the
-            // access may proceed; wake the thread.
-            Err((Errno::EXIST, _)) | Err((Errno::AGAIN, _)) => self.wake(page_va, PAGE_SIZE),
-            Err((e, _)) => {
-                tracing::error!(address = %page_va, %e, "UFFDIO_POISON failed");
-                self.wake(page_va, PAGE_SIZE);
-            }
-        }
+        // Counted before the wake lets the thread run (see insert_pfn).
+        self.engine.counters.sigbus.fetch_add(1, Ordering::Relaxed);
+        self.engine.poison(page_va);
+        self.wake(page_va, PAGE_SIZE);
         VmFaultResult(Outcome::Sigbus)
     }
 
@@ -294,15 +232,5 @@ impl VmFault<'_> {
                 (VirtAddr(lo), hi - lo)
             }
         });
-    }
-
-    /// Wakes what the fault resolved (called by the engine after the
-    /// operations returned).
-    pub(crate) fn wake_now(&mut self) {
-        if let Some((start, len)) = self.wake.take() {
-            if let Err(e) = sys::uffdio_wake(self.uffd, start.0, len) {
-                tracing::warn!(address = %start, %e, "UFFDIO_WAKE failed");
-            }
-        }
     }
 }

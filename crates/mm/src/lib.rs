@@ -26,6 +26,7 @@ mod aspace;
 pub mod baseline;
 pub mod budget;
 mod fault;
+mod fault_engine;
 pub mod fd;
 pub mod maps;
 mod phys;
@@ -34,7 +35,8 @@ mod sys;
 mod vma;
 
 pub use aspace::{AddressSpace, MapRequest, MappingHandle, VmaInfo};
-pub use fault::{FaultStats, PfnWindow, VmFault, VmFaultResult, VmOperations};
+pub use fault::{PfnWindow, VmFault, VmFaultResult, VmOperations};
+pub use fault_engine::FaultStats;
 pub use phys::PhysMemory;
 pub use probe::{AccessFault, Width};
 pub use vma::{MapPiece, MappingId};

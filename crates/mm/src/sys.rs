@@ -171,8 +171,11 @@ pub(crate) const UFFD_FEATURE_MINOR_SHMEM: u64 = 1 << 10;
 pub(crate) const UFFD_FEATURE_POISON: u64 = 1 << 14;
 pub(crate) const UFFDIO_REGISTER_MODE_MINOR: u64 = 1 << 2;
 pub(crate) const UFFD_EVENT_PAGEFAULT: u8 = 0x12;
+pub(crate) const UFFD_EVENT_FORK: u8 = 0x13;
+pub(crate) const UFFD_EVENT_REMAP: u8 = 0x14;
+pub(crate) const UFFD_EVENT_REMOVE: u8 = 0x15;
+pub(crate) const UFFD_EVENT_UNMAP: u8 = 0x16;
 pub(crate) const UFFD_PAGEFAULT_FLAG_WRITE: u64 = 1 << 0;
-pub(crate) const UFFD_PAGEFAULT_FLAG_MINOR: u64 = 1 << 2;
 /// `UFFD_USER_MODE_ONLY`: lets an unprivileged process create a userfaultfd
 /// when `vm.unprivileged_userfaultfd` is 0; only user-mode faults are reported.
 const UFFD_USER_MODE_ONLY: u32 = 1;

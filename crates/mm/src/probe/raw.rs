@@ -1,74 +1,29 @@
-//! Probed accesses: loads and stores to mapped device memory that report a
-//! SIGBUS (or SIGSEGV) instead of dying from it.
+//! The raw probes: one-instruction loads and stores, and a `rep movsb`
+//! copy, at any address, whose SIGBUS or SIGSEGV a process-wide handler
+//! turns into an [`AccessFault`].
 //!
-//! Analogous to the kernel's exception tables (`copy_from_user` fixups): each
-//! access is one instruction at a known address. A process-wide signal
-//! handler, installed once, checks whether the faulting instruction is one of
-//! ours; if so it resumes at the instruction after it, with the signal's
-//! number, code and address in the return registers. Any other SIGBUS or
-//! SIGSEGV is passed to the handler that was installed before ours (Rust's
-//! own stack-overflow handler, or the default action), so real crashes still
-//! crash.
-//!
-//! This is what lets tests and the CLI *observe* a SIGBUS for real, in a
-//! multi-threaded process, without forking and without `longjmp` over Rust
-//! frames.
+//! Analogous to the kernel's exception tables (`copy_from_user` fixups):
+//! each access is one instruction at a known address. The handler, installed
+//! once, checks whether the faulting instruction is one of ours; if so it
+//! resumes at the instruction after it, with the signal's number, code and
+//! address in the return registers. Any other SIGBUS or SIGSEGV is passed to
+//! the handler installed before ours (Rust's own stack-overflow handler, or
+//! the default action), so real crashes still crash.
 //!
 //! # Safety
 //!
 //! This module uses `unsafe` for the inline assembly, the signal handler and
-//! the raw-pointer accesses. The accesses never create Rust references into
-//! device memory (STYLE §4.6); callers pass plain addresses, and an access to an
-//! address that is not mapped is reported as SIGSEGV rather than being UB at
-//! the language level, because the access happens inside assembly.
+//! the accesses themselves. The functions here are `unsafe fn`: a fault is
+//! caught, but a *successful* store to memory Rust owns (the heap, a stack)
+//! is a data race or worse, so the caller must know what lives at the
+//! address. The safe wrappers in the parent module check every address
+//! against the registry of our own mappings first. No function here forms a
+//! Rust reference to the target memory (STYLE §4.6).
 #![allow(unsafe_code)]
 
 use std::sync::OnceLock;
 
-/// `si_code` of a SIGSEGV for an address with no mapping.
-pub const SEGV_MAPERR: i32 = 1;
-/// `si_code` of a SIGSEGV for a mapping without the needed permission.
-pub const SEGV_ACCERR: i32 = 2;
-
-/// What a probed access ran into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AccessFault {
-    /// `SIGBUS` or `SIGSEGV`.
-    pub signo: i32,
-    /// `si_code`, e.g. `BUS_ADRERR`, `BUS_MCEERR_AR` or `SEGV_MAPERR`.
-    pub code: i32,
-    /// `si_addr`: the faulting address.
-    pub addr: u64,
-}
-
-impl AccessFault {
-    /// Whether this was a SIGBUS.
-    pub fn is_sigbus(&self) -> bool {
-        self.signo == libc::SIGBUS
-    }
-}
-
-impl std::fmt::Display for AccessFault {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let sig = match self.signo {
-            libc::SIGBUS => "SIGBUS",
-            libc::SIGSEGV => "SIGSEGV",
-            _ => "signal",
-        };
-        let code = match (self.signo, self.code) {
-            (libc::SIGBUS, libc::BUS_ADRERR) => "BUS_ADRERR",
-            (libc::SIGBUS, libc::BUS_ADRALN) => "BUS_ADRALN",
-            (libc::SIGBUS, libc::BUS_OBJERR) => "BUS_OBJERR",
-            (libc::SIGBUS, libc::BUS_MCEERR_AR) => "BUS_MCEERR_AR",
-            (libc::SIGSEGV, SEGV_MAPERR) => "SEGV_MAPERR",
-            (libc::SIGSEGV, SEGV_ACCERR) => "SEGV_ACCERR",
-            _ => "?",
-        };
-        write!(f, "{sig} ({code}) at {:#x}", self.addr)
-    }
-}
-
-impl std::error::Error for AccessFault {}
+use super::{AccessFault, Width};
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
@@ -218,7 +173,7 @@ unsafe fn chain(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::
 }
 
 /// Installs the process-wide handler once (idempotent, thread-safe).
-pub fn install_fault_handler() {
+pub(crate) fn install_fault_handler() {
     PREVIOUS.get_or_init(|| {
         // SAFETY: sigaction(2) with a zeroed struct then filled fields; the
         // handler is async-signal-safe (it only touches registers and an
@@ -245,39 +200,21 @@ fn finish(r: ProbeRet) -> Result<u64, AccessFault> {
     }
 }
 
-/// Width of one probed access.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Width {
-    /// 1 byte.
-    U8,
-    /// 2 bytes.
-    U16,
-    /// 4 bytes.
-    U32,
-    /// 8 bytes.
-    U64,
-}
-
-impl Width {
-    /// The width in bytes.
-    pub fn bytes(self) -> usize {
-        match self {
-            Width::U8 => 1,
-            Width::U16 => 2,
-            Width::U32 => 4,
-            Width::U64 => 8,
-        }
-    }
-}
-
-/// Loads a value of `width` from `addr`, reporting a SIGBUS/SIGSEGV as an
-/// error instead of dying. The access is performed by one instruction, so it
-/// behaves like a device register access (never torn, never merged).
-pub fn read(addr: u64, width: Width) -> Result<u64, AccessFault> {
+/// Loads a value of `width` from `addr` with one instruction (never torn,
+/// never merged, like a device register access).
+///
+/// # Safety
+///
+/// `[addr, addr + width)` must be memory that no Rust reference covers
+/// mutably and that no other code relies on staying unread (in practice: a
+/// mapping this crate created, or memory the caller owns). An unmapped or
+/// poisoned address is fine: it is reported, not dereferenced by Rust.
+pub unsafe fn read(addr: u64, width: Width) -> Result<u64, AccessFault> {
     install_fault_handler();
     let a = addr as usize;
-    // SAFETY: the probe functions take any address; an invalid one is caught
-    // by the handler installed above and reported, never dereferenced in Rust.
+    // SAFETY: the access happens inside the assembly probe, whose fault is
+    // caught by the handler installed above; the caller vouches for the
+    // memory (see # Safety).
     let r = unsafe {
         match width {
             Width::U8 => vfio_dmabuf_probe_read_u8(a),
@@ -289,13 +226,17 @@ pub fn read(addr: u64, width: Width) -> Result<u64, AccessFault> {
     finish(r)
 }
 
-/// Stores `value` (truncated to `width`) at `addr`, reporting a
-/// SIGBUS/SIGSEGV as an error instead of dying.
-pub fn write(addr: u64, width: Width, value: u64) -> Result<(), AccessFault> {
+/// Stores `value` (truncated to `width`) at `addr` with one instruction.
+///
+/// # Safety
+///
+/// `[addr, addr + width)` must be memory the caller may write and that no
+/// Rust reference covers (see [`read`]); a store into memory Rust owns
+/// elsewhere corrupts it.
+pub unsafe fn write(addr: u64, width: Width, value: u64) -> Result<(), AccessFault> {
     install_fault_handler();
     let a = addr as usize;
-    // SAFETY: as in `read`; the store happens inside assembly, on memory the
-    // caller designates as a mapping it may write (a wrong address is caught).
+    // SAFETY: as in `read`; the caller vouches that the store may happen.
     let r = unsafe {
         match width {
             Width::U8 => vfio_dmabuf_probe_write_u8(a, value),
@@ -307,98 +248,80 @@ pub fn write(addr: u64, width: Width, value: u64) -> Result<(), AccessFault> {
     finish(r).map(|_| ())
 }
 
-/// Reads a u64 (shorthand for [`read`] with [`Width::U64`]).
-pub fn read_u64(addr: u64) -> Result<u64, AccessFault> {
-    read(addr, Width::U64)
-}
-
-/// Writes a u64 (shorthand for [`write()`] with [`Width::U64`]).
-pub fn write_u64(addr: u64, value: u64) -> Result<(), AccessFault> {
-    write(addr, Width::U64, value)
-}
-
-/// Copies `buf.len()` bytes from mapped memory at `src` into `buf` with one
-/// `rep movsb` (fast-string copy: full bandwidth for large copies),
-/// reporting a SIGBUS/SIGSEGV instead of dying. On a fault, the bytes before
-/// the faulting address have been copied.
-pub fn copy_from(src: u64, buf: &mut [u8]) -> Result<(), AccessFault> {
+/// Copies `buf.len()` bytes from `src` into `buf` with one `rep movsb`
+/// (full bandwidth for large copies). On a fault, the bytes before the
+/// faulting address have been copied.
+///
+/// # Safety
+///
+/// `[src, src + buf.len())` must be readable as in [`read`].
+pub unsafe fn copy_from(src: u64, buf: &mut [u8]) -> Result<(), AccessFault> {
     install_fault_handler();
     // SAFETY: `buf` is a valid, exclusively borrowed destination of its
-    // length; the source is any address, a bad one being caught by the
-    // handler (the copy happens inside assembly, never through a reference).
+    // length; the caller vouches for the source.
     let r = unsafe { vfio_dmabuf_probe_copy(buf.as_mut_ptr() as usize, src as usize, buf.len()) };
     finish(r).map(|_| ())
 }
 
-/// Copies `data` into mapped memory at `dst` with one `rep movsb`,
-/// reporting a SIGBUS/SIGSEGV instead of dying.
-pub fn copy_to(dst: u64, data: &[u8]) -> Result<(), AccessFault> {
+/// Copies `data` to `dst` with one `rep movsb`. On a fault, the bytes before
+/// the faulting address have been copied.
+///
+/// # Safety
+///
+/// `[dst, dst + data.len())` must be writable as in [`write`].
+pub unsafe fn copy_to(dst: u64, data: &[u8]) -> Result<(), AccessFault> {
     install_fault_handler();
-    // SAFETY: `data` is a valid source of its length; the destination is a
-    // mapping the caller designates, a bad address being caught and reported.
+    // SAFETY: `data` is a valid source of its length; the caller vouches for
+    // the destination.
     let r = unsafe { vfio_dmabuf_probe_copy(dst as usize, data.as_ptr() as usize, data.len()) };
     finish(r).map(|_| ())
-}
-
-/// Touches (reads one byte of) every 4 KiB page of `[addr, addr+len)`,
-/// stopping at the first fault.
-pub fn touch_pages(addr: u64, len: u64) -> Result<(), AccessFault> {
-    touch(addr, len, false)
-}
-
-/// Touches every 4 KiB page of `[addr, addr + len)`: a one-byte load each,
-/// followed by a one-byte store of the loaded value when `write`; stops at
-/// the first fault.
-pub fn touch(addr: u64, len: u64, write: bool) -> Result<(), AccessFault> {
-    let mut a = addr;
-    while a < addr + len {
-        let v = read(a, Width::U8)?;
-        if write {
-            self::write(a, Width::U8, v)?;
-        }
-        a += page::PAGE_SIZE;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::SEGV_MAPERR;
 
     #[test]
-    fn probe_reads_and_writes_ordinary_memory() {
+    fn raw_probes_read_and_write_ordinary_memory() {
         let mut cell = Box::new(0u64);
         let addr = std::ptr::addr_of_mut!(*cell) as u64;
-        write(addr, Width::U32, 0xdead_beef_1234).unwrap();
-        assert_eq!(read(addr, Width::U64).unwrap(), 0xbeef_1234);
-        write_u64(addr, u64::MAX).unwrap();
-        assert_eq!(read(addr, Width::U8).unwrap(), 0xff);
-        assert_eq!(read(addr, Width::U16).unwrap(), 0xffff);
+        // SAFETY: `cell` is ours and no reference to it is live across the
+        // probes (it is only read through `*cell` afterwards).
+        unsafe {
+            write(addr, Width::U32, 0xdead_beef_1234).unwrap();
+            assert_eq!(read(addr, Width::U64).unwrap(), 0xbeef_1234);
+            write(addr, Width::U64, u64::MAX).unwrap();
+            assert_eq!(read(addr, Width::U8).unwrap(), 0xff);
+            assert_eq!(read(addr, Width::U16).unwrap(), 0xffff);
+        }
         *cell = 7;
         assert_eq!(*cell, 7);
     }
 
     #[test]
-    fn bulk_copies_move_bytes_and_report_a_fault_at_its_address() {
+    fn raw_bulk_copies_move_bytes_and_report_a_fault_at_its_address() {
         let src: Vec<u8> = (0..=255).collect();
         let mut dst = vec![0u8; 256];
-        copy_from(src.as_ptr() as u64, &mut dst).unwrap();
-        assert_eq!(src, dst);
         let mut out = vec![0u8; 16];
-        copy_to(out.as_mut_ptr() as u64, &src[..16]).unwrap();
+        // SAFETY: both vectors are ours; the page at 0x1000 is never mapped
+        // (below vm.mmap_min_addr), so the last copy only faults.
+        unsafe {
+            copy_from(src.as_ptr() as u64, &mut dst).unwrap();
+            copy_to(out.as_mut_ptr() as u64, &src[..16]).unwrap();
+            let err = copy_from(0x1000, &mut dst).unwrap_err();
+            assert_eq!((err.signo, err.code, err.addr), (libc::SIGSEGV, SEGV_MAPERR, 0x1000));
+        }
+        assert_eq!(src, dst);
         assert_eq!(out, src[..16]);
-        let err = copy_from(0x1000, &mut dst).unwrap_err();
-        assert_eq!((err.signo, err.addr), (libc::SIGSEGV, 0x1000));
     }
 
     #[test]
-    fn probe_of_unmapped_address_reports_sigsegv_and_the_thread_lives_on() {
-        let err = read_u64(8).unwrap_err();
-        assert_eq!(err.signo, libc::SIGSEGV);
-        assert_eq!(err.code, SEGV_MAPERR);
-        assert_eq!(err.addr, 8);
-        let err = write(16, Width::U8, 1).unwrap_err();
-        assert_eq!(err.signo, libc::SIGSEGV);
-        assert_eq!(err.to_string(), "SIGSEGV (SEGV_MAPERR) at 0x10");
+    fn raw_probe_of_an_unmapped_address_reports_sigsegv_and_the_thread_lives_on() {
+        // SAFETY: addresses below vm.mmap_min_addr are never mapped.
+        let (r, w) = unsafe { (read(8, Width::U64), write(16, Width::U8, 1)) };
+        let err = r.unwrap_err();
+        assert_eq!((err.signo, err.code, err.addr), (libc::SIGSEGV, SEGV_MAPERR, 8));
+        assert_eq!(w.unwrap_err().to_string(), "SIGSEGV (SEGV_MAPERR) at 0x10");
     }
 }
