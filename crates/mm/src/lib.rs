@@ -11,10 +11,22 @@
 //!
 //! Mechanism: every VMA is a real shared mapping of the backing memfd,
 //! registered with a userfaultfd in MINOR mode. The first touch of each page
-//! stops in the kernel and reaches our fault thread, which asks the VMA's
-//! operations; success is `UFFDIO_CONTINUE` (4 KiB or a whole 2 MiB page),
+//! stops in the kernel and reaches the address space's fault engine
+//! (`fault_engine.rs`), which asks the VMA's operations; success is
+//! `UFFDIO_CONTINUE` (4 KiB, a whole 2 MiB page, or a fault-around window),
 //! SIGBUS is `UFFDIO_POISON`. A zap (`MADV_DONTNEED`) removes the PTEs again,
-//! so the next touch faults once more. See `README.md` beside this file.
+//! so the next touch faults once more. The engine survives a broken
+//! exporter: a panic or a wrong translation ends that access in SIGBUS. See
+//! `README.md` beside this file.
+//!
+//! Modules: `aspace` (the address space and its VMA table, analogous to
+//! `mm_struct`), `vma` (`vm_area_struct`), `fault` (the operations seam and
+//! `struct vm_fault`), `fault_engine` (the userfaultfd handler), `phys`
+//! (memfd "physical memory"), [`probe`] (accesses that report SIGBUS, safe
+//! on our own mappings only), [`fd`] (descriptors handed in by number),
+//! [`maps`] (`/proc/<pid>/maps` lines), [`budget`] (whether memory fits),
+//! [`baseline`] (the kernel's own paths, for benchmarks), `sys` (raw
+//! syscalls and the userfaultfd UAPI).
 //!
 //! What it is not: it knows nothing of buses, devices or buffers; the
 //! exporter above implements the fault operations and names its mappings.

@@ -1,72 +1,19 @@
-//! The fault engine against real memory, real mappings and real CPU faults.
+//! The fault engine against real memory, real mappings and real CPU faults:
+//! orders, fallback, refusal and zap, splits, fault-around, and a continue
+//! cut short by a page that is already mapped.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+mod common;
 
-use mm::{probe, AddressSpace, MapPiece, MapRequest, PhysMemory, VmFault, VmFaultResult, VmOperations};
-use page::{Pfn, PgOff, PhysAddr, HPAGE_PMD_SIZE, PAGE_SIZE};
+use std::sync::atomic::Ordering;
 
-/// Translates like a device-fd mapping whose `vm_pgoff` is the physical page.
-#[derive(Debug)]
-struct Linear {
-    allowed: AtomicBool,
-}
-
-impl VmOperations for Linear {
-    fn huge_fault(&self, vmf: &mut VmFault<'_>, order: u32) -> VmFaultResult {
-        if !self.allowed.load(Ordering::SeqCst) {
-            return vmf.sigbus();
-        }
-        let size = PAGE_SIZE << order;
-        let page_va = vmf.address().align_down(size);
-        let pfn = Pfn(vmf.vm_pgoff().0 + (page_va.0 - vmf.vm_start().0) / PAGE_SIZE);
-        if !pfn.is_aligned_to_order(order) {
-            return VmFaultResult::FALLBACK;
-        }
-        vmf.insert_pfn(pfn, order)
-    }
-}
-
-/// Tests that assert SIGSEGV on an address they unmapped must be alone in
-/// this process: any other test's mmap could reuse the hole meanwhile. They
-/// take this lock for write; every other test takes it for read.
-static ADDRESS_SPACE_USERS: std::sync::RwLock<()> = std::sync::RwLock::new(());
-
-fn vm_shared() -> std::sync::RwLockReadGuard<'static, ()> {
-    ADDRESS_SPACE_USERS.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn vm_exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
-    ADDRESS_SPACE_USERS.write().unwrap_or_else(|e| e.into_inner())
-}
-
-const BASE: u64 = 1 << 40;
-
-fn setup(len: u64, offset: u64) -> (AddressSpace, Arc<PhysMemory>, Arc<Linear>, u64) {
-    let aspace = AddressSpace::new().expect("userfaultfd with MINOR_SHMEM and POISON");
-    let mem = Arc::new(PhysMemory::new("test-bar", PhysAddr(BASE), 8 << 20).unwrap());
-    let ops = Arc::new(Linear { allowed: AtomicBool::new(true) });
-    let mapping = aspace.new_mapping();
-    let va = aspace
-        .mmap(MapRequest {
-            mapping,
-            len,
-            vm_pgoff: PgOff((BASE + offset) / PAGE_SIZE),
-            writable: true,
-            pieces: vec![MapPiece { memory: mem.clone(), paddr: PhysAddr(BASE + offset), len }],
-            ops: ops.clone(),
-            path: "/test:1".into(),
-            inode: 7,
-            addr: None,
-        })
-        .unwrap();
-    (aspace, mem, ops, va.0)
-}
+use common::{map, memory, setup, vm_exclusive, vm_shared, word_at, Exporter, Mode, BASE};
+use mm::{probe, AddressSpace};
+use page::{PhysAddr, HPAGE_PMD_SIZE, PAGE_SIZE};
 
 #[test]
 fn first_touch_of_an_aligned_mapping_takes_2mib_faults() {
     let _vm = vm_shared();
-    let (aspace, mem, _ops, va) = setup(4 << 20, 0);
+    let (aspace, mem, _ops, va) = setup(Mode::Linear, 4 << 20, 0);
     assert_eq!(va % HPAGE_PMD_SIZE, 0);
     mem.write(PhysAddr(BASE + 0x3000), &0x1234_5678u64.to_ne_bytes()).unwrap();
     assert_eq!(probe::read_u64(va + 0x3000).unwrap(), 0x1234_5678);
@@ -78,7 +25,7 @@ fn first_touch_of_an_aligned_mapping_takes_2mib_faults() {
 #[test]
 fn unaligned_physical_offset_falls_back_to_4k_faults() {
     let _vm = vm_shared();
-    let (aspace, _mem, _ops, va) = setup(4 << 20, 0x3000);
+    let (aspace, _mem, _ops, va) = setup(Mode::Linear, 4 << 20, 0x3000);
     probe::touch_pages(va, 4 << 20).unwrap();
     let s = aspace.fault_stats();
     assert_eq!(s.order9, 0);
@@ -89,17 +36,18 @@ fn unaligned_physical_offset_falls_back_to_4k_faults() {
 #[test]
 fn refused_fault_raises_sigbus_and_zap_restores_access() {
     let _vm = vm_shared();
-    let (aspace, _mem, ops, va) = setup(8 << 12, 0);
+    let (aspace, _mem, ops, va) = setup(Mode::Linear, 8 << 12, 0);
     probe::write_u64(va, 0xfeed).unwrap();
-    ops.allowed.store(false, Ordering::SeqCst);
+    ops.set(Mode::Refuse);
     aspace.mapping_handle(aspace.vmas()[0].mapping).zap().unwrap();
     let err = probe::read_u64(va).unwrap_err();
     assert!(err.is_sigbus(), "{err}");
     assert_eq!(err.addr, va);
-    eprintln!("revoked access: {err}");
     // Still poisoned: a second access SIGBUSes without a new fault.
+    let calls = ops.calls.load(Ordering::SeqCst);
     assert!(probe::read_u64(va).unwrap_err().is_sigbus());
-    ops.allowed.store(true, Ordering::SeqCst);
+    assert_eq!(ops.calls.load(Ordering::SeqCst), calls);
+    ops.set(Mode::Linear);
     aspace.mapping_handle(aspace.vmas()[0].mapping).zap().unwrap();
     assert_eq!(probe::read_u64(va).unwrap(), 0xfeed);
 }
@@ -107,12 +55,13 @@ fn refused_fault_raises_sigbus_and_zap_restores_access() {
 #[test]
 fn real_proc_maps_shows_the_mmap_offset_and_split_keeps_the_arithmetic() {
     let _vm = vm_exclusive();
-    let (aspace, mem, _ops, va) = setup(16 << 12, 0x4000);
+    let (aspace, mem, _ops, va) = setup(Mode::Linear, 16 << 12, 0x4000);
     let real = mm::maps::proc_self_maps(va, va + (16 << 12)).unwrap();
     assert_eq!(real.len(), 1);
     assert_eq!(real[0].offset, BASE + 0x4000);
-    assert!(real[0].path.contains("test-bar"), "{}", real[0].path);
+    assert!(real[0].path.contains("mm-test"), "{}", real[0].path);
     assert!(aspace.maps()[0].contains(" 10000004000 "), "{}", aspace.maps()[0]);
+    assert!(aspace.maps()[0].ends_with(" /test:mm"), "{}", aspace.maps()[0]);
     for i in 0..16u64 {
         mem.write(PhysAddr(BASE + 0x4000 + i * PAGE_SIZE), &(i + 100).to_ne_bytes()).unwrap();
     }
@@ -123,5 +72,66 @@ fn real_proc_maps_shows_the_mmap_offset_and_split_keeps_the_arithmetic() {
     assert_eq!(vmas[1].vm_pgoff, (BASE + 0x4000) / PAGE_SIZE + 4);
     assert_eq!(probe::read_u64(va + 15 * PAGE_SIZE).unwrap(), 115);
     assert_eq!(probe::read_u64(va + 2 * PAGE_SIZE).unwrap(), 102);
-    assert_eq!(probe::read_u64(va + 3 * PAGE_SIZE).unwrap_err().signo, libc::SIGSEGV);
+    let hole = probe::read_u64(va + 3 * PAGE_SIZE).unwrap_err();
+    assert_eq!((hole.signo, hole.code, hole.addr), (libc::SIGSEGV, probe::SEGV_MAPERR, va + 3 * PAGE_SIZE));
+}
+
+#[test]
+fn fault_around_maps_the_whole_window_in_one_fault() {
+    let _vm = vm_shared();
+    let pages = 64;
+    let (aspace, _mem, ops, va) = setup(Mode::AroundWholeVma, pages * PAGE_SIZE, 0x1000);
+    assert_eq!(probe::read_u64(va + 10 * PAGE_SIZE + 8).unwrap(), word_at(BASE + 0x1000 + 10 * PAGE_SIZE + 8));
+    // One fault mapped all 64 pages: touching them all faults no more.
+    probe::touch(va, pages * PAGE_SIZE, true).unwrap();
+    for i in 0..pages {
+        assert_eq!(probe::read_u64(va + i * PAGE_SIZE).unwrap(), word_at(BASE + 0x1000 + i * PAGE_SIZE));
+    }
+    let s = aspace.fault_stats();
+    assert_eq!((s.order0, s.around_pages, s.sigbus), (1, pages, 0), "{s:?}");
+    assert_eq!(ops.calls.load(Ordering::SeqCst), 1);
+}
+
+/// Page 5 is mapped first on its own; then windows over the whole VMA are
+/// cut short by it (`EEXIST`). A fault before it keeps the part mapped up to
+/// page 5; a fault after it gets exactly its own page, instead of asking for
+/// the same window again and faulting forever.
+#[test]
+fn a_continue_stopped_by_an_already_mapped_page_still_maps_the_faulting_page() {
+    let _vm = vm_shared();
+    let pages = 8;
+    let (aspace, _mem, ops, va) = setup(Mode::Linear, pages * PAGE_SIZE, 0);
+    let page = |i: u64| va + i * PAGE_SIZE;
+    let want = |i: u64| word_at(BASE + i * PAGE_SIZE);
+    assert_eq!(probe::read_u64(page(5)).unwrap(), want(5));
+    // Mapped: page 5.
+    ops.set(Mode::AroundWholeVma);
+    assert_eq!(probe::read_u64(page(2)).unwrap(), want(2));
+    // The window [0, 8) stopped at page 5 with pages 0..5 mapped, page 2 among them.
+    // Mapped: pages 0..=5.
+    for i in [0, 1, 3, 4] {
+        assert_eq!(probe::read_u64(page(i)).unwrap(), want(i));
+    }
+    assert_eq!(aspace.fault_stats().order0, 2, "pages 0..5 came with the fault of page 2");
+    assert_eq!(probe::read_u64(page(6)).unwrap(), want(6));
+    // The window [0, 8) stopped at page 0 at once; page 6 alone was mapped.
+    // Mapped: pages 0..=6.
+    assert_eq!(probe::read_u64(page(7)).unwrap(), want(7));
+    // Mapped: all.
+    let s = aspace.fault_stats();
+    assert_eq!((s.order0, s.sigbus), (4, 0), "{s:?}");
+    assert_eq!(ops.calls.load(Ordering::SeqCst), 4, "one call per fault, none repeated");
+}
+
+#[test]
+fn mappings_of_one_address_space_fault_independently() {
+    let _vm = vm_shared();
+    let aspace = AddressSpace::new().unwrap();
+    let mem = memory();
+    let refused = Exporter::new(Mode::Refuse);
+    let linear = Exporter::new(Mode::Linear);
+    let a = map(&aspace, &mem, refused, 0, 4 * PAGE_SIZE);
+    let b = map(&aspace, &mem, linear, 0x10_0000, 4 * PAGE_SIZE);
+    assert!(probe::read_u64(a).unwrap_err().is_sigbus());
+    assert_eq!(probe::read_u64(b + PAGE_SIZE).unwrap(), word_at(BASE + 0x10_0000 + PAGE_SIZE));
 }
