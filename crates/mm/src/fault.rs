@@ -158,9 +158,6 @@ impl VmFault<'_> {
         if order != 0 && order != PMD_ORDER {
             return VmFaultResult::FALLBACK;
         }
-        if window.len > PAGE_SIZE << order {
-            self.engine.counters.around_pages.fetch_add(window.len / PAGE_SIZE, Ordering::Relaxed);
-        }
         self.map_range(window, order)
     }
 
@@ -193,6 +190,9 @@ impl VmFault<'_> {
         // counters at once.
         let counter = if order == 0 { &self.engine.counters.order0 } else { &self.engine.counters.order9 };
         counter.fetch_add(1, Ordering::Relaxed);
+        if len > size {
+            self.engine.counters.around_pages.fetch_add(len / PAGE_SIZE, Ordering::Relaxed);
+        }
         match self.engine.map_window(start, len, page_va) {
             Ok((start, len)) => {
                 self.wake(start, len);
