@@ -759,5 +759,10 @@ fn fault_around_maps_a_4k_only_window_in_few_faults_with_the_same_translation() 
         let bar_off = if i < 16 { 0x3000 + i * PAGE } else { 0x40_0000 + (i - 16) * PAGE };
         assert_eq!(read_u32(tva + i * PAGE), pattern(bar_off), "page {i}");
     }
-    assert_eq!(two_aspace.fault_stats().order0, 2, "one fault per range");
+    // One fault per range, or per piece of a range where a naturally aligned
+    // fault-around block boundary happens to cut it: the mapping is only
+    // page aligned, so where the boundaries fall depends on its address.
+    let pieces: std::collections::BTreeSet<(bool, u64)> =
+        (0..32).map(|i| (i < 16, (tva + i * PAGE) / vfio::FAULT_AROUND_BYTES)).collect();
+    assert_eq!(two_aspace.fault_stats().order0, pieces.len() as u64, "one fault per range piece");
 }
