@@ -36,7 +36,8 @@
 //!   mapping or an attachment) deadlocks there.
 //! - The revoke's importer wait releases `resv` while it sleeps (a condition variable
 //!   paired with it), so importers unmap from other threads.
-//! - [`CpuMapping::zap`] and [`DmaBufOps::release`] run with no lock of this crate held.
+//! - [`CpuMapping::zap`], [`DmaBufOps::release`] and [`DmaBufOps::mmap`] run with no lock
+//!   of this crate held.
 //!   The caller of `set_status` still holds its serialising lock during the zap.
 //! - `status` is an atomic: written only under `resv`, read locklessly (best-effort) by
 //!   [`DmaBuf::status`]; [`ResvGuard::status`] is the stable read.

@@ -1,7 +1,9 @@
-//! The device: open/close lifetime, regions, device-fd mmap, the shared
-//! fault handler, revoke/un-revoke of every BAR mapping, reset and hot
-//! reset. Analogous to Linux's `drivers/vfio/pci/vfio_pci_core.c` after the
-//! series (v4 04/10, 05/10, 07/10, 08/10).
+//! The device: open/close lifetime, regions, the ioctls (features through
+//! `feature`), device-fd mmap (`core/mmap`), revoke/un-revoke of every BAR
+//! mapping, reset and hot reset. Analogous to Linux's
+//! `drivers/vfio/pci/vfio_pci_core.c` after the series (v4 04/10, 05/10,
+//! 07/10); the fault handler the series shares between both kinds of
+//! mapping lives with `find_pfn` in `dmabuf/fault`.
 
 pub(crate) mod mmap;
 

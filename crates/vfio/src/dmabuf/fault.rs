@@ -29,12 +29,13 @@ pub const FAULT_AROUND_BYTES: u64 = 32 << 20;
 /// the buffer as `vm_file` (the VMA keeps it alive), the exporter's object as
 /// `vm_private_data` (typed), and the zap handle of its address space.
 pub(crate) struct BarVma {
-    /// The buffer, kept alive by the mapping as a VMA keeps its file.
-    pub(crate) vm_file: Arc<DmaBuf>,
-    /// The exporter's object of that buffer.
-    pub(crate) vm_private_data: Arc<VfioDmaBuf>,
-    /// Zaps every VMA of this mapping (splits included).
-    pub(crate) mapping: mm::MappingHandle,
+    /// Immutable. The buffer, kept alive by the mapping as a VMA keeps its
+    /// file.
+    vm_file: Arc<DmaBuf>,
+    /// Immutable. The exporter's object of that buffer.
+    vm_private_data: Arc<VfioDmaBuf>,
+    /// Immutable. Zaps every VMA of this mapping (splits included).
+    mapping: mm::MappingHandle,
     /// Whether a page may be mapped: set by a fault that mapped something,
     /// cleared by a zap. Written under `memory_lock` (read by faults, write
     /// by every revoke and un-revoke, which zap), read under it for write by
