@@ -67,15 +67,15 @@ pub fn draw(w: &World) -> String {
                 mm::budget::format_bytes(len),
                 "-".repeat(COLUMNS as usize - 8)
             );
-            let base = vfio::layout::bar_start(index);
+            let base = vfio::bar_start(index).0;
             for b in bufs.iter().filter(|b| {
                 VfioDmaBuf::of(b).is_some_and(|p| {
                     p.region_index() == index && p.vdev().is_none_or(|v| std::sync::Arc::ptr_eq(&v, vdev))
-                }) && b.ranges().first().is_some_and(|r| r.paddr >> 40 == u64::from(index))
+                }) && b.ranges().first().is_some_and(|r| vfio::offset_to_index(r.paddr.0) == u64::from(index))
             }) {
                 let p = VfioDmaBuf::of(b).expect("filtered");
                 let spans: Vec<(u64, u64)> =
-                    b.ranges().iter().map(|r| (r.paddr - base, r.paddr - base + r.len)).collect();
+                    b.ranges().iter().map(|r| (r.paddr.0 - base, r.paddr.0 - base + r.len)).collect();
                 let kind = if p.is_mmap_buffer() {
                     "per-mapping".to_owned()
                 } else {
@@ -144,10 +144,10 @@ pub fn json(w: &World) -> Value {
             let p = VfioDmaBuf::of(b);
             json!({
                 "id": b.id(), "name": b.name(), "status": status_text(b.status()), "size": b.size(),
-                "ranges": b.ranges().iter().map(|r| json!({"paddr": r.paddr, "len": r.len})).collect::<Vec<_>>(),
+                "ranges": b.ranges().iter().map(|r| json!({"paddr": r.paddr.0, "len": r.len})).collect::<Vec<_>>(),
                 "region_index": p.map(VfioDmaBuf::region_index),
                 "per_mapping": p.map(VfioDmaBuf::is_mmap_buffer),
-                "vma_pgoff_adjust": p.map(VfioDmaBuf::vma_pgoff_adjust),
+                "vma_pgoff_adjust": p.map(|p| p.vma_pgoff_adjust().0),
                 "memattr": p.map(|p| if p.memattr() == 1 { "wc" } else { "nc" }),
                 "device_closed": p.map(|p| p.vdev().is_none()),
                 "attachments": b.attachments(), "importer_mappings": b.importer_mappings(),

@@ -246,7 +246,7 @@ pub const VERBS: &[&str] = &[
 
 /// `region` of a step that forms a file offset (`region << 40 | at`): the
 /// largest index whose offset still fits 64 bits.
-const REGION_IN_OFFSET: Bounds = Bounds::hex(0, u64::MAX >> vfio::layout::VFIO_PCI_OFFSET_SHIFT);
+const REGION_IN_OFFSET: Bounds = Bounds::hex(0, u64::MAX >> vfio::VFIO_PCI_OFFSET_SHIFT);
 /// `region` of `region-info` and `export`: the UAPI's `__u32` index.
 const REGION_INDEX: Bounds = Bounds::U32;
 /// `cdev`: Linux numbers a VFIO cdev by its minor, below `MINORMASK` (20 bits).
@@ -498,7 +498,7 @@ fn parse_step(cx: &Ctx<'_>, mut t: Table, line: usize) -> Result<StepAt, Scenari
                 (Some(o), None) => o,
                 (None, Some(r)) => {
                     let off = f.num_or("offset", 0)?;
-                    vfio::layout::index_to_offset(r)
+                    vfio::index_to_offset(r)
                         .checked_add(off)
                         .ok_or_else(|| f.err(format!("region {r} + offset {off:#x} overflows 64 bits")))?
                 }

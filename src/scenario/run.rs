@@ -391,7 +391,7 @@ fn exec(
         Step::RegionRead { fd, region, at, width } => {
             let mut b = [0u8; 8];
             let n = width_of(*width).bytes();
-            let Some(off) = vfio::layout::index_to_offset(*region).checked_add(*at) else {
+            let Some(off) = vfio::index_to_offset(*region).checked_add(*at) else {
                 return Ok((
                     format!("pread at region {region} + {at:#x}"),
                     Outcome::Mismatch("offset overflows".into()),
@@ -405,7 +405,7 @@ fn exec(
         }
         Step::RegionWrite { fd, region, at, width, value } => {
             let n = width_of(*width).bytes();
-            let Some(off) = vfio::layout::index_to_offset(*region).checked_add(*at) else {
+            let Some(off) = vfio::index_to_offset(*region).checked_add(*at) else {
                 return Ok((
                     format!("pwrite at region {region} + {at:#x}"),
                     Outcome::Mismatch("offset overflows".into()),

@@ -103,7 +103,7 @@ impl DmaBuf {
     /// #     fn as_any(&self) -> &dyn std::any::Any { self }
     /// # }
     /// # let buf = DmaBuf::export(ExportInfo { ops: Arc::new(Exporter),
-    /// #     ranges: vec![PhysVec { paddr: 0, len: 0x1000 }], name: None,
+    /// #     ranges: vec![PhysVec { paddr: page::PhysAddr(0), len: 0x1000 }], name: None,
     /// #     mode: AccessMode::ReadWrite, initial_status: Status::Ok })?;
     /// /// An importer that gives its mappings up only when dropped.
     /// #[derive(Debug)]

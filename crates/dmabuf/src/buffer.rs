@@ -10,8 +10,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
+use mm::AddressSpace;
+use page::VirtAddr;
+
 use crate::attach::Importer;
 use crate::cpu::CpuMapping;
+use crate::mmap::VmArea;
 use crate::types::{validate_exporter_name, validate_ranges, validate_user_name};
 use crate::{AccessMode, Error, PhysVec, Status};
 
@@ -24,6 +28,25 @@ pub trait DmaBufOps: Send + Sync + fmt::Debug + 'static {
     /// CPU mapping holding it is left. Called exactly once, from `Drop`, with no lock of
     /// this crate held. Analogous to `dma_buf_ops.release`.
     fn release(&self, buf: &DmaBuf);
+
+    /// Maps `vma` of `buf` into `aspace` and returns its start address. Called by
+    /// [`DmaBuf::mmap`] once the core's checks passed (access mode, window inside the
+    /// buffer); the exporter makes its own (status, sharing) and then creates the mapping,
+    /// which should register itself with [`DmaBuf::register_cpu_mapping`] so a revoke
+    /// finds it. The receiver is the exporter's own object, typed, so the mapping it
+    /// creates can hold it without a downcast. Analogous to `dma_buf_ops.mmap`.
+    ///
+    /// The default is an exporter without CPU mappings.
+    ///
+    /// # Errors
+    ///
+    /// - `EINVAL` ([`Error::NoMmap`]) by default, as `dma_buf_mmap_internal()` answers for
+    ///   an exporter without an mmap operation.
+    /// - The exporter's own errno ([`Error::Exporter`]).
+    fn mmap(self: Arc<Self>, buf: &Arc<DmaBuf>, aspace: &AddressSpace, vma: &VmArea) -> Result<VirtAddr, Error> {
+        let _ = (buf, aspace, vma);
+        Err(Error::NoMmap)
+    }
 
     /// The exporter's private object, so the exporter can recognise its own buffers (the
     /// kernel compares `dmabuf->ops`) and reach its data by downcasting.
@@ -134,6 +157,7 @@ impl DmaBuf {
     /// ```
     /// use std::sync::Arc;
     /// use dmabuf::{AccessMode, DmaBuf, DmaBufOps, ExportInfo, PhysVec, Status};
+    /// use page::PhysAddr;
     ///
     /// #[derive(Debug)]
     /// struct Exporter;
@@ -144,7 +168,7 @@ impl DmaBuf {
     ///
     /// let buf = DmaBuf::export(ExportInfo {
     ///     ops: Arc::new(Exporter),
-    ///     ranges: vec![PhysVec { paddr: 0x10_0000, len: 0x2000 }, PhysVec { paddr: 0, len: 0x1000 }],
+    ///     ranges: vec![PhysVec { paddr: PhysAddr(0x10_0000), len: 0x2000 }, PhysVec { paddr: PhysAddr(0), len: 0x1000 }],
     ///     name: Some("dev0:0000/1".into()),
     ///     mode: AccessMode::ReadWrite,
     ///     initial_status: Status::Ok,

@@ -20,6 +20,13 @@ pub trait CpuMapping: Send + Sync + fmt::Debug {
     /// Called with no lock of this crate held; the caller of [`DmaBuf::set_status`] may
     /// still hold its own serialising lock, so a zap must not take that lock.
     fn zap(&self);
+
+    /// Whether the mapping may hold page table entries: a page was mapped since its last
+    /// zap. Used to check that a revoked buffer has none (spec §6.2 invariant 3). The
+    /// default, for mappings that cannot tell, is `false`.
+    fn has_entries(&self) -> bool {
+        false
+    }
 }
 
 impl DmaBuf {
@@ -50,6 +57,14 @@ impl DmaBuf {
             mapping.zap();
         }
         live.len()
+    }
+
+    /// Number of live registered CPU mappings that may hold page table entries (see
+    /// [`CpuMapping::has_entries`]).
+    #[must_use]
+    pub fn cpu_mappings_with_entries(&self) -> usize {
+        let live: Vec<Arc<dyn CpuMapping>> = lock(&self.cpu_mappings).iter().filter_map(Weak::upgrade).collect();
+        live.iter().filter(|m| m.has_entries()).count()
     }
 
     /// Number of live registered CPU mappings.

@@ -76,6 +76,25 @@ pub enum Error {
         /// The rejected descriptor number.
         fd: i32,
     },
+    /// An mmap that the file's access mode does not allow.
+    #[error("buffer file's access mode does not allow this mapping")]
+    MmapAccess,
+    /// An mmap window that reaches past the buffer's last page.
+    #[error("mapping reaches past the end of the buffer")]
+    MmapPastEnd,
+    /// An mmap of a buffer whose exporter has no mmap operation.
+    #[error("exporter does not support mmap")]
+    NoMmap,
+    /// The exporter refused an operation or could not complete it.
+    ///
+    /// A pass-through variant, like [`Error::Install`]: the errno is the exporter's own.
+    #[error("{reason}")]
+    Exporter {
+        /// The exporter's errno.
+        errno: Errno,
+        /// What the exporter said.
+        reason: String,
+    },
     /// Creating or duplicating the descriptor of a handle failed.
     ///
     /// The one pass-through variant: its errno is the one the system returned
@@ -105,7 +124,11 @@ impl Error {
             // Kernel: dma_buf_get().
             Self::BadFd { .. } => Errno::BADF,
             Self::NotDmaBuf { .. } => Errno::INVAL,
-            Self::Install(errno) => *errno,
+            // Kernel: do_mmap() checks the file mode; dma_buf_mmap_internal() the window and
+            // the presence of an mmap op.
+            Self::MmapAccess => Errno::ACCESS,
+            Self::MmapPastEnd | Self::NoMmap => Errno::INVAL,
+            Self::Exporter { errno, .. } | Self::Install(errno) => *errno,
         }
     }
 }
@@ -131,6 +154,10 @@ mod tests {
             (Error::ImporterTimeout { id: 1, outstanding: 2 }, Errno::TIMEDOUT),
             (Error::BadFd { fd: -1 }, Errno::BADF),
             (Error::NotDmaBuf { fd: 1 }, Errno::INVAL),
+            (Error::MmapAccess, Errno::ACCESS),
+            (Error::MmapPastEnd, Errno::INVAL),
+            (Error::NoMmap, Errno::INVAL),
+            (Error::Exporter { errno: Errno::NODEV, reason: "revoked".into() }, Errno::NODEV),
             (Error::Install(Errno::MFILE), Errno::MFILE),
         ];
         for (error, errno) in table {

@@ -74,7 +74,7 @@ impl DmaBuf {
     /// #     fn as_any(&self) -> &dyn std::any::Any { self }
     /// # }
     /// # let buf = DmaBuf::export(ExportInfo { ops: Arc::new(Exporter),
-    /// #     ranges: vec![PhysVec { paddr: 0, len: 0x1000 }], name: None,
+    /// #     ranges: vec![PhysVec { paddr: page::PhysAddr(0), len: 0x1000 }], name: None,
     /// #     mode: AccessMode::ReadWrite, initial_status: Status::Ok })?;
     /// assert_eq!(buf.set_status(Status::TempRevoked)?, Transition::Revoked);
     /// assert_eq!(buf.set_status(Status::Ok)?, Transition::Unrevoked);

@@ -38,7 +38,7 @@ impl CpuMapping for ZapCounter {
 pub(crate) fn export_named(name: Option<&str>) -> Arc<DmaBuf> {
     DmaBuf::export(ExportInfo {
         ops: Arc::new(Exporter::default()),
-        ranges: vec![PhysVec { paddr: 0x1000, len: 0x1000 }],
+        ranges: vec![PhysVec { paddr: page::PhysAddr(0x1000), len: 0x1000 }],
         name: name.map(str::to_owned),
         mode: AccessMode::ReadWrite,
         initial_status: Status::Ok,

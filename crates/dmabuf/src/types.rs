@@ -2,12 +2,10 @@
 
 use std::fmt;
 
+use page::{page_aligned, PhysAddr};
 use rustix::fs::OFlags;
 
 use crate::Error;
-
-/// Page size the buffer core works in; every range is aligned to it.
-pub const PAGE_SIZE: u64 = 4096;
 
 /// Room for a user-set buffer name, terminating NUL included.
 ///
@@ -21,9 +19,47 @@ pub const DMA_BUF_NAME_LEN: usize = 32;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PhysVec {
     /// Physical (here: backing-store) address of the first byte, page aligned.
-    pub paddr: u64,
+    pub paddr: PhysAddr,
     /// Length in bytes, page aligned and non-zero.
     pub len: u64,
+}
+
+/// A byte offset into a buffer: into the concatenation of its ranges, in order.
+///
+/// The address space between a mapping's `vm_pgoff` and a range's physical address:
+/// `find_pfn` turns a faulting address into one, then walks the ranges to the physical
+/// address it stands for. Kernel: the `vma_off`, `fault_offset` and `range_start_offset`
+/// of the exporter's `find_pfn` (series v4 03/10).
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BufOffset(pub u64);
+
+impl BufOffset {
+    /// `self + n`, or `None` on overflow.
+    #[must_use]
+    pub const fn checked_add(self, n: u64) -> Option<Self> {
+        match self.0.checked_add(n) {
+            Some(v) => Some(Self(v)),
+            None => None,
+        }
+    }
+
+    /// How far `self` lies past `base`, or `None` if it lies before.
+    #[must_use]
+    pub const fn offset_from(self, base: Self) -> Option<u64> {
+        self.0.checked_sub(base.0)
+    }
+}
+
+impl fmt::Debug for BufOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BufOffset({:#x})", self.0)
+    }
+}
+
+impl fmt::Display for BufOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
 }
 
 /// Revocation status of a buffer.
@@ -148,7 +184,7 @@ pub fn validate_ranges(ranges: &[PhysVec]) -> Result<u64, Error> {
         if range.len == 0 {
             return Err(Error::EmptyRange { index });
         }
-        if range.paddr % PAGE_SIZE != 0 || range.len % PAGE_SIZE != 0 {
+        if !range.paddr.is_page_aligned() || !page_aligned(range.len) {
             return Err(Error::UnalignedRange { index });
         }
         if range.paddr.checked_add(range.len).is_none() {
@@ -188,10 +224,11 @@ pub(crate) fn validate_exporter_name(name: &str) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use page::PAGE_SIZE;
     use proptest::prelude::*;
 
     fn range(paddr: u64, len: u64) -> PhysVec {
-        PhysVec { paddr, len }
+        PhysVec { paddr: PhysAddr(paddr), len }
     }
 
     #[test]
@@ -269,7 +306,7 @@ mod tests {
         fn validate_ranges_agrees_with_wide_arithmetic(raw in proptest::collection::vec((any::<u64>(), any::<u64>()), 1..4)) {
             let ranges: Vec<PhysVec> = raw.iter().map(|&(p, l)| range(p & !0xfff, l & !0xfff)).collect();
             let any_zero = ranges.iter().any(|r| r.len == 0);
-            let wraps = ranges.iter().any(|r| u128::from(r.paddr) + u128::from(r.len) > u128::from(u64::MAX));
+            let wraps = ranges.iter().any(|r| u128::from(r.paddr.0) + u128::from(r.len) > u128::from(u64::MAX));
             let sum: u128 = ranges.iter().map(|r| u128::from(r.len)).sum();
             let valid = !any_zero && !wraps && sum <= u128::from(u64::MAX);
             match validate_ranges(&ranges) {

@@ -66,7 +66,11 @@ fn revoke_does_not_release_and_release_does_not_need_revoke() {
 #[test]
 fn failed_export_leaves_nothing_and_never_calls_release() {
     let exporter = Arc::new(Exporter::default());
-    for ranges in [vec![], vec![PhysVec { paddr: 0, len: 0x800 }], vec![PhysVec { paddr: 0, len: 0 }]] {
+    for ranges in [
+        vec![],
+        vec![PhysVec { paddr: page::PhysAddr(0), len: 0x800 }],
+        vec![PhysVec { paddr: page::PhysAddr(0), len: 0 }],
+    ] {
         let result = DmaBuf::export(ExportInfo {
             ops: Arc::clone(&exporter) as Arc<dyn DmaBufOps>,
             ranges,

@@ -1,64 +1,28 @@
-//! The device: open/close lifetime, regions, device-fd mmap, the shared
-//! fault handler, revoke/un-revoke of every BAR mapping, reset and hot
-//! reset. Analogous to Linux's `drivers/vfio/pci/vfio_pci_core.c` after the
-//! series (v4 04/10, 05/10, 07/10, 08/10).
+//! The device: open/close lifetime, regions, the ioctls (features through
+//! `feature`), device-fd mmap (`core/mmap`), revoke/un-revoke of every BAR
+//! mapping, reset and hot reset. Analogous to Linux's
+//! `drivers/vfio/pci/vfio_pci_core.c` after the series (v4 04/10, 05/10,
+//! 07/10); the fault handler the series shares between both kinds of
+//! mapping lives with `find_pfn` in `dmabuf/fault`.
+
+pub(crate) mod mmap;
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use dmabuf::{DmaBuf, Status};
-use mm::{AddressSpace, PhysMemory, VmFault, VmFaultResult, VmOperations};
-use page::{Pfn, PhysAddr};
+use dmabuf::DmaBuf;
+use mm::{AddressSpace, PhysMemory};
 use pci::{BarBacking, Bdf, DeviceSpec, PciFunction, PowerState};
 use rustix::io::Errno;
 
-use crate::dmabuf::{self as vdmabuf, VfioDmaBuf};
+use crate::core_h::{bar_start, index_to_offset, VFIO_PCI_OFFSET_MASK};
+use crate::dmabuf as vdmabuf;
+use crate::do_mmap::MmapArgs;
 use crate::error::{fail, VfioError};
-use crate::layout::{self, PfnLookup, VmaGeometry};
 use crate::private::{Bar, BarStore, MemoryReadGuard, MemoryState, MemoryWriteGuard};
 use crate::uapi::*;
-
-/// Arguments of one `mmap(2)` call on a device fd or a buffer fd.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MmapArgs {
-    /// Exact address wanted (`MAP_FIXED_NOREPLACE`), or `None`.
-    pub addr: Option<u64>,
-    /// Length in bytes (rounded up to pages, as mmap(2) does).
-    pub len: u64,
-    /// `PROT_WRITE` requested (`PROT_READ` is implied).
-    pub write: bool,
-    /// `MAP_SHARED` (true) or `MAP_PRIVATE` (false).
-    pub shared: bool,
-    /// File offset in bytes (must be page aligned).
-    pub offset: u64,
-}
-
-impl MmapArgs {
-    /// A read-write shared mapping of `len` bytes at file offset `offset`.
-    pub fn shared(offset: u64, len: u64) -> Self {
-        Self { addr: None, len, write: true, shared: true, offset }
-    }
-
-    /// The checks mmap(2) makes before any driver sees the call
-    /// ([`layout::mmap_generic_checks`], `EEXIST` for an exact address that
-    /// is taken, [`layout::file_mmap_ok`]); returns `vm_pgoff`. `file_limit` is the largest file
-    /// offset the file type allows.
-    pub(crate) fn generic_checks(&self, aspace: &AddressSpace, file_limit: u64) -> Result<u64, VfioError> {
-        if !page::page_aligned(self.offset) {
-            return fail(Errno::INVAL, "mmap offset is not page aligned");
-        }
-        let len = layout::mmap_generic_checks(self.offset, self.len, self.addr)
-            .map_err(|e| VfioError::new(e, "mmap refused before the driver"))?;
-        if let Some(a) = self.addr {
-            aspace.check_free(a, len)?;
-        }
-        layout::file_mmap_ok(self.offset, len, file_limit)
-            .map_err(|e| VfioError::new(e, "mmap window ends past the largest file offset"))?;
-        Ok(self.offset >> page::PAGE_SHIFT)
-    }
-}
 
 /// An emulated VFIO-PCI device (the kernel's `vfio_pci_core_device`, "vdev").
 ///
@@ -83,7 +47,7 @@ pub struct VfioPciDevice {
     open_count: AtomicU32,
     /// The thread holding `memory_lock` for write, 0 if none; written by
     /// that thread only, read to refuse re-entry (see [`VfioPciDevice::enter`]).
-    memory_lock_writer: AtomicU64,
+    pub(crate) memory_lock_writer: AtomicU64,
     /// Whether order-0 faults map their neighbours too (default on).
     fault_around: std::sync::atomic::AtomicBool,
     /// Protected by: itself, a leaf lock. Bound on every revoke's importer
@@ -114,7 +78,7 @@ impl VfioPciDevice {
             let store = match &bar.backing {
                 BarBacking::Ram => {
                     let name = bar_name(&cdev_name, bdf, i as u32);
-                    BarStore::Ram(Arc::new(PhysMemory::new(&name, PhysAddr(layout::bar_start(i as u32)), bar.size)?))
+                    BarStore::Ram(Arc::new(PhysMemory::new(&name, bar_start(i as u32), bar.size)?))
                 }
                 BarBacking::Registers(r) => BarStore::Registers(r.clone()),
             };
@@ -198,7 +162,7 @@ impl VfioPciDevice {
     /// Turns fault-around on (the default) or off for this device's
     /// mappings: off, every order-0 fault maps exactly one page, as Linux
     /// does for a VFIO BAR; on, it maps the pages around it that the same
-    /// checks allow (up to [`FAULT_AROUND_BYTES`]).
+    /// checks allow (up to [`crate::FAULT_AROUND_BYTES`]).
     pub fn set_fault_around(&self, on: bool) {
         self.fault_around.store(on, Ordering::Relaxed);
     }
@@ -255,12 +219,12 @@ impl VfioPciDevice {
 
     pub(crate) fn lock_memory_write(&self) -> MemoryWriteGuard<'_> {
         let guard = self.memory_lock.write().unwrap_or_else(|e| e.into_inner());
-        MemoryWriteGuard::new(guard, &self.memory_lock_writer)
+        MemoryWriteGuard::new(guard, self)
     }
 
     pub(crate) fn try_lock_memory_write(&self) -> Option<MemoryWriteGuard<'_>> {
         let guard = self.memory_lock.try_write().ok()?;
-        Some(MemoryWriteGuard::new(guard, &self.memory_lock_writer))
+        Some(MemoryWriteGuard::new(guard, self))
     }
 
     /// Refuses a device call made by the thread that holds this device's
@@ -421,7 +385,7 @@ impl DeviceFd {
             index,
             cap_offset: 0,
             size,
-            offset: layout::index_to_offset(index),
+            offset: index_to_offset(index),
         })
     }
 
@@ -527,7 +491,7 @@ impl DeviceFd {
     /// when `args.addr` is taken; `ENOMEM` when no address range is free.
     pub fn mmap(&self, aspace: &AddressSpace, args: MmapArgs) -> Result<u64, VfioError> {
         self.device().enter()?;
-        vdmabuf::device_mmap(self, aspace, args)
+        mmap::device_mmap(self, aspace, args)
     }
 
     /// `VFIO_DEVICE_FEATURE` with the raw payload that follows the 8-byte
@@ -539,28 +503,7 @@ impl DeviceFd {
     /// feature's own errors (see [`DeviceFd::feature_dma_buf`] and friends).
     pub fn feature(&self, flags: u32, data: &[u8]) -> Result<FeatureReply, VfioError> {
         self.device().enter()?;
-        // vfio_ioctl_device_feature(): unknown flag bits, or GET and SET
-        // together outside a PROBE, are EINVAL before any driver sees them.
-        let known =
-            VFIO_DEVICE_FEATURE_MASK | VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_PROBE;
-        if flags & !known != 0 {
-            return fail(Errno::INVAL, "unknown feature flag bits");
-        }
-        let get_set = VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET;
-        if flags & VFIO_DEVICE_FEATURE_PROBE == 0 && flags & get_set == get_set {
-            return fail(Errno::INVAL, "GET and SET together without PROBE");
-        }
-        match flags & VFIO_DEVICE_FEATURE_MASK {
-            VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY => crate::pm::feature_low_power_entry(self, flags, data),
-            VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP => {
-                crate::pm::feature_low_power_entry_with_wakeup(self, flags, data)
-            }
-            VFIO_DEVICE_FEATURE_LOW_POWER_EXIT => crate::pm::feature_low_power_exit(self, flags, data),
-            VFIO_DEVICE_FEATURE_DMA_BUF => vdmabuf::feature_dma_buf(self, flags, data),
-            VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE => vdmabuf::feature_dma_buf_revoke(self, flags, data),
-            VFIO_DEVICE_FEATURE_DMA_BUF_MEMATTR => vdmabuf::feature_dma_buf_memattr(self, flags, data),
-            _ => fail(Errno::NOTTY, "unknown device feature"),
-        }
+        crate::feature::device_feature(self, flags, data)
     }
 
     /// `VFIO_DEVICE_FEATURE_DMA_BUF` (GET): export `ranges` (offset, length)
@@ -613,10 +556,10 @@ impl DeviceFd {
 /// The device-fd offset of config register `reg`; past config space (or
 /// past any offset) is `EFAULT`, as an access there is.
 fn config_offset(reg: u64) -> Result<u64, VfioError> {
-    if reg >= layout::VFIO_PCI_OFFSET_MASK {
+    if reg >= VFIO_PCI_OFFSET_MASK {
         return fail(Errno::FAULT, "register offset outside config space");
     }
-    Ok(layout::index_to_offset(VFIO_PCI_CONFIG_REGION_INDEX) + reg)
+    Ok(index_to_offset(VFIO_PCI_CONFIG_REGION_INDEX) + reg)
 }
 
 /// What a successful `VFIO_DEVICE_FEATURE` returns.
@@ -663,117 +606,4 @@ pub fn hot_reset(devices: &[&DeviceFd]) -> Result<(), VfioError> {
         }
     }
     result
-}
-
-/// How far a fault maps around itself (see [`layout::fault_around_window`]):
-/// the aligned 32 MiB block, clipped to the VMA and the range. Each
-/// userfault round trip costs a cross-thread wake-up (tens of µs here),
-/// which a 2 MiB fault pays per 512 pages; a 32 MiB window pays it per 8192,
-/// and a mapping that can never take 2 MiB faults costs the same.
-pub const FAULT_AROUND_BYTES: u64 = 32 << 20;
-
-/// The VMA side of a BAR mapping: `vm_private_data` (the buffer, which the
-/// VMA keeps alive like `vm_file`) and the zap handle of its address space.
-/// One fault handler serves device-fd and buffer-fd mappings alike.
-pub(crate) struct BarVma {
-    pub(crate) dmabuf: Arc<DmaBuf>,
-    pub(crate) mapping: mm::MappingHandle,
-}
-
-impl fmt::Debug for BarVma {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BarVma").field("dmabuf", &self.dmabuf.id()).field("mapping", &self.mapping.id()).finish()
-    }
-}
-
-impl dmabuf::CpuMapping for BarVma {
-    fn zap(&self) {
-        if let Err(e) = self.mapping.zap() {
-            // MADV_DONTNEED on our own mapping cannot fail; if it did, the
-            // PTEs might survive a revoke, so say it loudly.
-            tracing::error!(buffer = self.dmabuf.id(), %e, "zap of a revoked mapping failed");
-        }
-    }
-}
-
-impl VmOperations for BarVma {
-    /// `vfio_pci_mmap_huge_fault()` (series v4 05/10, 08/10; spec §4.6).
-    ///
-    /// 1. The buffer is alive: this VMA holds it.
-    /// 2. Under the buffer's resv, a status other than Ok is SIGBUS. The
-    ///    poison is installed under resv, so an un-revoke (which sets Ok
-    ///    under resv and then zaps) always clears it.
-    /// 3. Status Ok under resv ⇒ cleanup has not severed the device; pin it
-    ///    (an `Arc`, our registration). Now: the device outlives this fault.
-    /// 4. Drop resv: resv and `memory_lock` are never nested here, so no
-    ///    ABBA with revoke (which holds `memory_lock` and then takes resv).
-    /// 5. Under `memory_lock` (read), re-read the status (a revoke may have
-    ///    run in between), then `find_pfn` and insert, which also requires
-    ///    memory decoding enabled. Now: a page is mapped only while Ok and
-    ///    enabled, and no revoke can run until we let go of the lock.
-    fn huge_fault(&self, vmf: &mut VmFault<'_>, order: u32) -> VmFaultResult {
-        let dma_buf = VfioDmaBuf::of(&self.dmabuf).expect("BAR VMAs map VFIO buffers only");
-        // Steps 2-3.
-        let vdev = {
-            let resv = self.dmabuf.resv();
-            if resv.status() != Status::Ok {
-                return vmf.sigbus();
-            }
-            match dma_buf.vdev() {
-                Some(v) => v,
-                None => {
-                    tracing::warn!(buffer = self.dmabuf.id(), "buffer Ok but severed from its device");
-                    return vmf.sigbus();
-                }
-            }
-        };
-        // Step 5.
-        let mem = vdev.lock_memory_read();
-        if self.dmabuf.status() != Status::Ok {
-            return vmf.sigbus();
-        }
-        let vma = VmaGeometry {
-            vm_start: vmf.vm_start().0,
-            vm_end: vmf.vm_end().0,
-            vm_pgoff: vmf.vm_pgoff().0,
-            vma_pgoff_adjust: dma_buf.vma_pgoff_adjust,
-        };
-        let address = vmf.address().0;
-        let r = match layout::find_pfn(self.dmabuf.ranges(), &vma, address, order) {
-            PfnLookup::Found { pfn } if vdev.fault_around() => {
-                match layout::fault_around_window(self.dmabuf.ranges(), &vma, address, FAULT_AROUND_BYTES) {
-                    Some(window) if may_insert(&mem) => vmf.insert_pfn_around(window, order),
-                    _ => vmf_insert_pfn(&mem, vmf, Pfn(pfn), order),
-                }
-            }
-            PfnLookup::Found { pfn } => vmf_insert_pfn(&mem, vmf, Pfn(pfn), order),
-            PfnLookup::Fallback => VmFaultResult::FALLBACK,
-            PfnLookup::Fault => {
-                tracing::warn!(address = %vmf.address(), order, "fault outside every range of the buffer");
-                vmf.sigbus()
-            }
-        };
-        drop(mem);
-        tracing::trace!(address = %vmf.address(), order, ?r, "BAR fault");
-        r
-    }
-}
-
-/// Whether a fault may map anything now: memory decoding on (D0..D2 and
-/// COMMAND.MEMORY) and the device not in runtime low power. The condition
-/// of Linux's `vfio_pci_vmf_insert_pfn()`.
-///
-/// Preconditions: `memory_lock` held (the guard proves it).
-fn may_insert(mem: &MemoryReadGuard<'_>) -> bool {
-    !mem.pm_runtime_engaged && mem.pci.memory_enabled()
-}
-
-/// `vfio_pci_vmf_insert_pfn()`: SIGBUS unless [`may_insert`]; otherwise map.
-///
-/// Preconditions: `memory_lock` held (the guard proves it).
-fn vmf_insert_pfn(mem: &MemoryReadGuard<'_>, vmf: &mut VmFault<'_>, pfn: Pfn, order: u32) -> VmFaultResult {
-    if !may_insert(mem) {
-        return vmf.sigbus();
-    }
-    vmf.insert_pfn(pfn, order)
 }

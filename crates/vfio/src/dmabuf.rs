@@ -1,22 +1,34 @@
-//! The VFIO side of DMA-buffers: the exporter's private object, explicit
-//! export, the per-mapping buffer of a device-fd mmap, mmap of a buffer fd,
-//! the status transitions of every buffer of a device, cleanup on close,
-//! and the revoke and memory-attribute features. Analogous to Linux's
+//! The VFIO side of DMA-buffers: the exporter's private object, the common
+//! export helper, the per-mapping buffer of a device-fd mmap, the status
+//! transitions of every buffer of a device, cleanup on close, and the revoke
+//! and memory-attribute features. Analogous to Linux's
 //! `drivers/vfio/pci/vfio_pci_dmabuf.c` after the series (v4 03/10–10/10).
+//!
+//! The rest of that file lives beside this one: explicit export
+//! (`export`), the fault path with `find_pfn` (`fault`), the exporter's mmap
+//! (`mmap`), and the checkers of the invariants of spec §6.2 (`invariants`).
+
+mod export;
+pub(crate) mod fault;
+pub(crate) mod invariants;
+mod mmap;
 
 use std::any::Any;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use dmabuf::{AccessMode, DmaBuf, DmaBufFd, DmaBufOps, ExportInfo, PhysVec, Status, Transition};
-use mm::{AddressSpace, MapPiece, MapRequest, PhysMemory};
-use page::{PgOff, PhysAddr, VirtAddr};
+use dmabuf::{AccessMode, BufOffset, DmaBuf, DmaBufOps, ExportInfo, PhysVec, Status, Transition, VmArea};
+use mm::{AddressSpace, PhysMemory};
+use page::{PgOff, VirtAddr};
 use rustix::io::Errno;
 
-use crate::core::{bar_name, BarVma, DeviceFd, FeatureReply, MmapArgs, VfioPciDevice};
+pub(crate) use self::export::DMA_BUF;
+use crate::core::mmap::DeviceMmapPlan;
+use crate::core::{bar_name, DeviceFd, FeatureReply, VfioPciDevice};
+use crate::do_mmap::MmapArgs;
 use crate::error::{fail, VfioError};
-use crate::layout::{self, DeviceMmapRequest, DmaBufMmapRequest, DmaRange, FeatureCheck};
+use crate::feature::Feature;
 use crate::private::MemoryWriteGuard;
 use crate::uapi::*;
 
@@ -34,7 +46,7 @@ pub struct VfioDmaBuf {
     /// Immutable. Page offset subtracted from `vm_pgoff` to index the buffer:
     /// the whole mmap `vm_pgoff` for a device-fd mapping (the full-pgoff form
     /// the spec recommends), 0 for explicit buffers.
-    pub(crate) vma_pgoff_adjust: u64,
+    pub(crate) vma_pgoff_adjust: PgOff,
     /// Immutable. The BAR the ranges belong to.
     pub(crate) region_index: u32,
     /// Immutable. That BAR's memory.
@@ -47,14 +59,37 @@ impl fmt::Debug for VfioDmaBuf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VfioDmaBuf")
             .field("region_index", &self.region_index)
-            .field("vma_pgoff_adjust", &format_args!("{:#x}", self.vma_pgoff_adjust))
+            .field("vma_pgoff_adjust", &self.vma_pgoff_adjust)
             .field("memattr", &self.memattr.load(Ordering::Relaxed))
             .finish()
     }
 }
 
 impl VfioDmaBuf {
-    /// Our private object of `buf`, or `None` for a buffer of another exporter.
+    /// A new private object for a buffer of BAR `region_index` of `vdev`;
+    /// `vfile` is the device file a per-mapping buffer owns.
+    fn new(
+        vdev: &Arc<VfioPciDevice>,
+        vfile: Option<DeviceFd>,
+        vma_pgoff_adjust: PgOff,
+        region_index: u32,
+        memory: Arc<PhysMemory>,
+    ) -> Self {
+        Self {
+            vdev: Mutex::new(Some(Arc::clone(vdev))),
+            vfile: Mutex::new(vfile),
+            vma_pgoff_adjust,
+            region_index,
+            memory,
+            memattr: AtomicU32::new(VFIO_DEVICE_FEATURE_DMA_BUF_MEMATTR_NC),
+        }
+    }
+
+    /// Our private object of `buf`, or `None` for a buffer of another
+    /// exporter. Analogous to the kernel's `dmabuf->ops ==
+    /// &vfio_pci_dmabuf_ops` check followed by `dmabuf->priv`: the features
+    /// that take a buffer fd use it to recognise their own buffers. Mappings
+    /// never need it: they hold their object typed.
     pub fn of(buf: &DmaBuf) -> Option<&VfioDmaBuf> {
         buf.ops().as_any().downcast_ref::<VfioDmaBuf>()
     }
@@ -75,13 +110,21 @@ impl VfioDmaBuf {
     }
 
     /// `vma_pgoff_adjust`.
-    pub fn vma_pgoff_adjust(&self) -> u64 {
+    pub fn vma_pgoff_adjust(&self) -> PgOff {
         self.vma_pgoff_adjust
     }
 
     /// The memory attribute future mmaps get.
     pub fn memattr(&self) -> u32 {
         self.memattr.load(Ordering::Relaxed)
+    }
+
+    /// Severs the buffer from its device (cleanup and release).
+    ///
+    /// Preconditions: `memory_lock` held for write (the guard proves it),
+    /// and the buffer is revoked or dying.
+    fn sever(&self, _mem: &MemoryWriteGuard<'_>) {
+        *self.vdev.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
@@ -95,11 +138,23 @@ impl DmaBufOps for VfioDmaBuf {
         if let Some(vdev) = self.vdev() {
             let mut mem = vdev.lock_memory_write();
             mem.dmabufs.remove(&buf.id());
-            *self.vdev.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            self.sever(&mem);
         }
         let vfile = self.vfile.lock().unwrap_or_else(|e| e.into_inner()).take();
         // May be the last reference to the device file: closes the device.
         drop(vfile);
+    }
+
+    /// `vfio_pci_dma_buf_mmap()`: a best-effort status check (`ENODEV`), shared
+    /// mappings only (`EINVAL`), then the mapping, which holds this object.
+    fn mmap(
+        self: Arc<Self>,
+        buf: &Arc<DmaBuf>,
+        aspace: &AddressSpace,
+        vma: &VmArea,
+    ) -> Result<VirtAddr, dmabuf::Error> {
+        mmap::dma_buf_mmap(self, buf, aspace, vma)
+            .map_err(|e| dmabuf::Error::Exporter { errno: e.errno(), reason: e.message().to_owned() })
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -113,50 +168,65 @@ impl DmaBufOps for VfioDmaBuf {
 /// returns, dropping the last reference releases the buffer.
 fn dmabuf_export(
     vdev: &Arc<VfioPciDevice>,
-    dma_buf: VfioDmaBuf,
+    dma_buf: Arc<VfioDmaBuf>,
     ranges: Vec<PhysVec>,
     name: Option<String>,
     mode: AccessMode,
 ) -> Result<Arc<DmaBuf>, VfioError> {
     let mut mem = vdev.lock_memory_write();
     let initial_status = if mem.pci.memory_enabled() { Status::Ok } else { Status::TempRevoked };
-    let buf = DmaBuf::export(ExportInfo { ops: Arc::new(dma_buf), ranges, name, mode, initial_status })?;
+    let buf = DmaBuf::export(ExportInfo { ops: dma_buf, ranges, name, mode, initial_status })?;
     buf.set_revoke_timeout(vdev.revoke_timeout());
     mem.dmabufs.insert(buf.id(), Arc::downgrade(&buf));
-    debug_assert!(check_listed_buffers_point_back(vdev, &mut mem), "a listed buffer belongs elsewhere");
+    debug_assert!(invariants::check_buffer_listed(&mem, &buf), "exported buffer {} is not listed", buf.id());
     Ok(buf)
+}
+
+/// `vfio_pci_core_mmap_prep_dmabuf()` (spec §4.2): the narrow per-mapping
+/// buffer over exactly the window `plan` describes, owning a reference on
+/// the device file, then its mapping.
+pub(crate) fn mmap_prep_dmabuf(
+    fd: &DeviceFd,
+    aspace: &AddressSpace,
+    plan: &DeviceMmapPlan,
+    args: MmapArgs,
+) -> Result<u64, VfioError> {
+    let vdev = fd.device();
+    let Some(memory) = vdev.bar(plan.index).and_then(|b| b.memory()) else {
+        return fail(Errno::INVAL, "BAR has no mappable memory");
+    };
+    let name = bar_name(vdev.cdev_name(), vdev.bdf(), plan.index);
+    // The mapping's reference on the device file moves into the buffer.
+    let dma_buf = Arc::new(VfioDmaBuf::new(vdev, Some(fd.dup()), plan.vm_pgoff, plan.index, memory.clone()));
+    let buf = dmabuf_export(vdev, Arc::clone(&dma_buf), vec![plan.phys], Some(name), AccessMode::ReadWrite)?;
+    // From here the buffer belongs to the VMA; on error dropping it releases it.
+    let vma = VmArea {
+        addr: args.addr.map(VirtAddr),
+        len: plan.req_len,
+        vm_pgoff: plan.vm_pgoff,
+        shared: true,
+        writable: args.write,
+    };
+    Ok(mmap::map_buffer(aspace, &buf, dma_buf, &vma, BufOffset(0))?.0)
 }
 
 /// `vfio_pci_dma_buf_set_status()` (spec §4.7) for one buffer: the
 /// transitions themselves live in [`DmaBuf::set_status`]; this wrapper is
-/// where the precondition is proved.
+/// where the precondition is proved and the invariants of the transition
+/// are checked (debug builds).
 ///
-/// Preconditions: `memory_lock` held for write (the guard proves it).
-pub(crate) fn set_status(_mem: &MemoryWriteGuard<'_>, buf: &DmaBuf, status: Status) -> Result<Transition, VfioError> {
-    Ok(buf.set_status(status)?)
-}
-
-/// Invariant 2 of spec §6.2: a buffer whose status is Ok has not been
-/// severed from its device (cleanup revokes before it severs).
-pub(crate) fn check_ok_implies_vdev(buf: &DmaBuf) -> bool {
-    buf.status() != Status::Ok || VfioDmaBuf::of(buf).is_none_or(|p| p.vdev().is_some())
-}
-
-/// Invariant 6 of spec §6.2 (the half we can see from the device): every
-/// live buffer on a device's list points back at that device, so cleanup and
-/// release agree on who unlinks it.
-///
-/// Preconditions: `memory_lock` held for write (the guard proves it; the
-/// buffers looked at are parked in it, never dropped under the lock).
-pub(crate) fn check_listed_buffers_point_back(vdev: &VfioPciDevice, mem: &mut MemoryWriteGuard<'_>) -> bool {
-    let live: Vec<Arc<DmaBuf>> = mem.dmabufs.values().filter_map(std::sync::Weak::upgrade).collect();
-    let ok = live
-        .iter()
-        .all(|b| VfioDmaBuf::of(b).and_then(VfioDmaBuf::vdev).is_some_and(|v| std::ptr::eq(Arc::as_ptr(&v), vdev)));
-    for b in live {
-        mem.defer_drop(b);
+/// Preconditions: `memory_lock` of the buffer's device held for write (the
+/// guard proves a lock is held; the first check, that it is the right one).
+pub(crate) fn set_status(mem: &MemoryWriteGuard<'_>, buf: &DmaBuf, status: Status) -> Result<Transition, VfioError> {
+    debug_assert!(invariants::check_status_writer(mem, buf), "buffer {} moved under another device's lock", buf.id());
+    let before = buf.status();
+    let r = buf.set_status(status);
+    debug_assert!(invariants::check_perm_revoked_absorbing(before, buf), "buffer {} left PermRevoked", buf.id());
+    debug_assert!(invariants::check_no_cpu_entries(buf), "revoked buffer {} keeps page table entries", buf.id());
+    if matches!(r, Ok(Transition::Revoked)) {
+        debug_assert!(invariants::check_no_importer_mappings(buf), "revoke of {} left importer mappings", buf.id());
     }
-    ok
+    Ok(r?)
 }
 
 /// `vfio_pci_dma_buf_move()`: every live buffer of the device to
@@ -173,7 +243,7 @@ pub(crate) fn dma_buf_move(mem: &mut MemoryWriteGuard<'_>, revoked: bool) -> Res
         if let Err(e) = set_status(mem, &buf, target) {
             first_err.get_or_insert(e);
         }
-        debug_assert!(check_ok_implies_vdev(&buf), "buffer {} is Ok but severed", buf.id());
+        debug_assert!(invariants::check_ok_implies_vdev(&buf), "buffer {} is Ok but severed", buf.id());
         mem.defer_drop(buf);
     }
     first_err.map_or(Ok(()), Err)
@@ -185,7 +255,6 @@ pub(crate) fn dma_buf_move(mem: &mut MemoryWriteGuard<'_>, revoked: bool) -> Res
 /// release, which unlinks them.
 pub(crate) fn dma_buf_cleanup(vdev: &VfioPciDevice) {
     let mut mem = vdev.lock_memory_write();
-    debug_assert!(check_listed_buffers_point_back(vdev, &mut mem), "a listed buffer belongs elsewhere");
     if let Err(e) = dma_buf_move(&mut mem, true) {
         tracing::error!(%e, "revoke at device close did not complete");
     }
@@ -195,66 +264,11 @@ pub(crate) fn dma_buf_cleanup(vdev: &VfioPciDevice) {
         mem.dmabufs.remove(&id);
         if let Some(dma_buf) = VfioDmaBuf::of(&buf) {
             let _resv = buf.resv();
-            *dma_buf.vdev.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            dma_buf.sever(&mem);
         }
+        debug_assert!(invariants::check_ok_implies_vdev(&buf), "cleanup severed Ok buffer {}", buf.id());
         mem.defer_drop(buf);
     }
-}
-
-/// `VFIO_DEVICE_FEATURE_DMA_BUF` (spec §4.4), checks in the kernel's order.
-pub(crate) fn feature_dma_buf(fd: &DeviceFd, flags: u32, data: &[u8]) -> Result<FeatureReply, VfioError> {
-    let vdev = fd.device();
-    // vfio_check_feature(GET only, minsz 16).
-    match layout::check_feature(flags, data.len(), VFIO_DEVICE_FEATURE_GET, DMA_BUF_FEATURE_MINSZ) {
-        Ok(FeatureCheck::Probe) => return Ok(FeatureReply::Done),
-        Ok(FeatureCheck::Go) => {}
-        Err(e) => return fail(e, "DMA_BUF is GET-only and needs its 16-byte header"),
-    }
-    let region_index = u32_at(data, 0);
-    let open_flags = u32_at(data, 4);
-    let dma_flags = u32_at(data, 8);
-    let nr_ranges = u32_at(data, 12) as usize;
-    if nr_ranges == 0 {
-        return fail(Errno::INVAL, "nr_ranges is zero");
-    }
-    if dma_flags != 0 {
-        return fail(Errno::INVAL, "flags must be zero");
-    }
-    let Some(bar) = vdev.bar(region_index).filter(|_| region_index < VFIO_PCI_ROM_REGION_INDEX) else {
-        return fail(Errno::NODEV, "region is not a BAR of this device");
-    };
-    // memdup_array_user(): the ranges are copied from nr_ranges alone (argsz
-    // is not cross-checked, as upstream); reading past what the caller gave
-    // is the copy fault.
-    let need = DMA_BUF_FEATURE_MINSZ + nr_ranges * DMA_RANGE_SIZE;
-    if data.len() < need {
-        return fail(Errno::FAULT, "ranges extend past the payload");
-    }
-    let ranges: Vec<DmaRange> = (0..nr_ranges)
-        .map(|i| {
-            let at = DMA_BUF_FEATURE_MINSZ + i * DMA_RANGE_SIZE;
-            DmaRange { offset: u64_at(data, at), length: u64_at(data, at + 8) }
-        })
-        .collect();
-    layout::validate_dmabuf_input(&ranges).map_err(|e| VfioError::new(e, "invalid range"))?;
-    // get_dmabuf_phys(): a BAR without memory behind it has no provider.
-    let Some(memory) = bar.memory() else {
-        return fail(Errno::INVAL, "BAR has no mappable memory (register BAR)");
-    };
-    let phys = layout::fill_phys_vec(layout::bar_start(region_index), bar.len, &ranges)
-        .map_err(|e| VfioError::new(e, "range outside the BAR"))?;
-    let mode = AccessMode::from_open_flags(open_flags)?;
-    let dma_buf = VfioDmaBuf {
-        vdev: Mutex::new(Some(vdev.clone())),
-        vfile: Mutex::new(None),
-        vma_pgoff_adjust: 0,
-        region_index,
-        memory: memory.clone(),
-        memattr: AtomicU32::new(VFIO_DEVICE_FEATURE_DMA_BUF_MEMATTR_NC),
-    };
-    let buf = dmabuf_export(vdev, dma_buf, phys, None, mode)?;
-    // dma_buf_fd(); on failure dropping `buf` releases it.
-    Ok(FeatureReply::DmaBuf(DmaBufFd::new(buf)?))
 }
 
 /// Resolves the `dmabuf_fd` of the revoke and memattr features to one of
@@ -272,13 +286,17 @@ fn dmabuf_of_device(fd: &DeviceFd, dmabuf_fd: i32) -> Result<Arc<DmaBuf>, VfioEr
     }
 }
 
-/// `VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE` (spec §4.9).
-pub(crate) fn feature_dma_buf_revoke(fd: &DeviceFd, flags: u32, data: &[u8]) -> Result<FeatureReply, VfioError> {
-    match layout::check_feature(flags, data.len(), VFIO_DEVICE_FEATURE_SET, 4) {
-        Ok(FeatureCheck::Probe) => return Ok(FeatureReply::Done),
-        Ok(FeatureCheck::Go) => {}
-        Err(e) => return fail(e, "DMA_BUF_REVOKE is SET-only and needs a 4-byte payload"),
-    }
+/// `VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE` (SET, `{ s32 dmabuf_fd; }`).
+pub(crate) const DMA_BUF_REVOKE: Feature =
+    Feature { name: "DMA_BUF_REVOKE", supported_ops: VFIO_DEVICE_FEATURE_SET, minsz: 4, run: feature_dma_buf_revoke };
+
+/// `VFIO_DEVICE_FEATURE_DMA_BUF_MEMATTR` (SET, `{ s32 dmabuf_fd; u32
+/// memattr; }`).
+pub(crate) const DMA_BUF_MEMATTR: Feature =
+    Feature { name: "DMA_BUF_MEMATTR", supported_ops: VFIO_DEVICE_FEATURE_SET, minsz: 8, run: feature_dma_buf_memattr };
+
+/// [`DMA_BUF_REVOKE`] (spec §4.9).
+fn feature_dma_buf_revoke(fd: &DeviceFd, data: &[u8]) -> Result<FeatureReply, VfioError> {
     let buf = dmabuf_of_device(fd, u32_at(data, 0) as i32)?;
     let vdev = fd.device();
     let mut mem = vdev.lock_memory_write();
@@ -291,132 +309,16 @@ pub(crate) fn feature_dma_buf_revoke(fd: &DeviceFd, flags: u32, data: &[u8]) -> 
     r
 }
 
-/// `VFIO_DEVICE_FEATURE_DMA_BUF_MEMATTR` (spec §4.10).
-pub(crate) fn feature_dma_buf_memattr(fd: &DeviceFd, flags: u32, data: &[u8]) -> Result<FeatureReply, VfioError> {
-    match layout::check_feature(flags, data.len(), VFIO_DEVICE_FEATURE_SET, 8) {
-        Ok(FeatureCheck::Probe) => return Ok(FeatureReply::Done),
-        Ok(FeatureCheck::Go) => {}
-        Err(e) => return fail(e, "DMA_BUF_MEMATTR is SET-only and needs an 8-byte payload"),
-    }
+/// [`DMA_BUF_MEMATTR`] (spec §4.10).
+fn feature_dma_buf_memattr(fd: &DeviceFd, data: &[u8]) -> Result<FeatureReply, VfioError> {
     let buf = dmabuf_of_device(fd, u32_at(data, 0) as i32)?;
     let memattr = u32_at(data, 4);
     if memattr != VFIO_DEVICE_FEATURE_DMA_BUF_MEMATTR_NC && memattr != VFIO_DEVICE_FEATURE_DMA_BUF_MEMATTR_WC {
         // ENOENT: chosen upstream because EINVAL and EOPNOTSUPP are overloaded.
         return fail(Errno::NOENT, "unknown memory attribute");
     }
-    VfioDmaBuf::of(&buf).expect("checked above").memattr.store(memattr, Ordering::Relaxed);
-    Ok(FeatureReply::Done)
-}
-
-/// `vfio_pci_core_mmap()` + `vfio_pci_core_mmap_prep_dmabuf()` (spec §4.1,
-/// §4.2): validate, create the narrow per-mapping buffer over exactly the
-/// mapped window (owning the device file), then map it.
-pub(crate) fn device_mmap(fd: &DeviceFd, aspace: &AddressSpace, args: MmapArgs) -> Result<u64, VfioError> {
-    let vdev = fd.device();
-    // A device fd takes any 64-bit offset (the region index lives in it).
-    let vm_pgoff = args.generic_checks(aspace, u64::MAX)?;
-    let plan = layout::plan_device_mmap(
-        &DeviceMmapRequest { vm_pgoff, len: args.len, shared: args.shared },
-        VFIO_PCI_NUM_REGIONS,
-        |i| vdev.bar_mmap_len(i),
-    )
-    .map_err(|e| VfioError::new(e, "device mmap refused"))?;
-    let memory = vdev.bar(plan.index).and_then(|b| b.memory()).expect("planned BARs are RAM").clone();
-    let name = bar_name(vdev.cdev_name(), vdev.bdf(), plan.index);
-    let dma_buf = VfioDmaBuf {
-        vdev: Mutex::new(Some(vdev.clone())),
-        // The mapping's reference on the device file moves into the buffer.
-        vfile: Mutex::new(Some(fd.dup())),
-        vma_pgoff_adjust: plan.vma_pgoff_adjust,
-        region_index: plan.index,
-        memory,
-        memattr: AtomicU32::new(VFIO_DEVICE_FEATURE_DMA_BUF_MEMATTR_NC),
-    };
-    let buf = dmabuf_export(vdev, dma_buf, vec![plan.phys], Some(name), AccessMode::ReadWrite)?;
-    // From here the buffer belongs to the VMA; on error dropping it releases it.
-    map_buffer(aspace, buf, vm_pgoff, 0, plan.req_len, args)
-}
-
-/// mmap of a buffer fd (`vfio_pci_dma_buf_mmap`, spec §4.5): the mapping
-/// shows the concatenated ranges from byte `offset` on.
-///
-/// # Errors
-///
-/// `EACCES` for a writable shared mapping of a read-only fd; `EINVAL` for a
-/// window past the end, an unaligned offset, a zero length or `MAP_PRIVATE`;
-/// `ENODEV` when the buffer is revoked or its device was closed (a
-/// best-effort early check: the fault path is authoritative).
-pub fn mmap_dmabuf(aspace: &AddressSpace, fd: &DmaBufFd, args: MmapArgs) -> Result<u64, VfioError> {
-    let buf = fd.buffer();
-    let Some(dma_buf) = VfioDmaBuf::of(buf) else {
-        return fail(Errno::NODEV, "not a VFIO buffer");
-    };
-    // A buffer fd is a regular-mode file: offsets up to MAX_LFS_FILESIZE.
-    let vm_pgoff = args.generic_checks(aspace, i64::MAX as u64)?;
-    let req = DmaBufMmapRequest {
-        vm_pgoff,
-        len: args.len,
-        shared: args.shared,
-        writable_prot: args.write,
-        readonly_file: !buf.mode().can_write(),
-        writeonly_file: !buf.mode().can_read(),
-    };
-    // Lockless status read: "belt-and-braces" early failure only.
-    let offset = layout::plan_dmabuf_mmap(buf.size(), &req, buf.status() == Status::Ok)
-        .map_err(|e| VfioError::new(e, "buffer mmap refused"))?;
-    let len = page::page_align(args.len).expect("checked by plan_dmabuf_mmap");
-    let memattr = dma_buf.memattr();
-    map_buffer(aspace, buf.clone(), vm_pgoff, offset, len, MmapArgs { ..args }).inspect(|_| {
-        tracing::debug!(buffer = buf.id(), memattr, "buffer mapped");
-    })
-}
-
-/// Creates the VMA of `len` bytes showing `buf` from byte `offset` on:
-/// registers it with the buffer first (so a revoke finds it before its
-/// first fault can be served), then maps the buffer's pieces.
-fn map_buffer(
-    aspace: &AddressSpace,
-    buf: Arc<DmaBuf>,
-    vm_pgoff: u64,
-    offset: u64,
-    len: u64,
-    args: MmapArgs,
-) -> Result<u64, VfioError> {
-    let dma_buf = VfioDmaBuf::of(&buf).expect("VFIO buffer");
-    let pieces = window_pieces(buf.ranges(), &dma_buf.memory, offset, len);
-    let mapping = aspace.new_mapping();
-    let vma = Arc::new(BarVma { dmabuf: buf.clone(), mapping: aspace.mapping_handle(mapping) });
-    let as_cpu: Arc<dyn dmabuf::CpuMapping> = vma.clone();
-    buf.register_cpu_mapping(Arc::downgrade(&as_cpu));
-    // Linux shows `/dmabuf:<name>`, empty for an unnamed (explicit) buffer.
-    let path = format!("/dmabuf:{}", buf.name().unwrap_or_default());
-    let start = aspace.mmap(MapRequest {
-        mapping,
-        len,
-        vm_pgoff: PgOff(vm_pgoff),
-        writable: args.write,
-        pieces,
-        ops: vma,
-        path,
-        inode: buf.id(),
-        addr: args.addr.map(VirtAddr),
-    })?;
-    Ok(start.0)
-}
-
-/// The physical pieces behind bytes `[offset, offset + len)` of a buffer
-/// whose ranges are concatenated in order.
-fn window_pieces(ranges: &[PhysVec], memory: &Arc<PhysMemory>, offset: u64, len: u64) -> Vec<MapPiece> {
-    let (from, to) = (offset, offset + len);
-    let mut pieces = Vec::new();
-    let mut range_start = 0u64;
-    for r in ranges {
-        let range_end = range_start + r.len;
-        let (s, e) = (from.max(range_start), to.min(range_end));
-        if s < e {
-            pieces.push(MapPiece { memory: memory.clone(), paddr: PhysAddr(r.paddr + (s - range_start)), len: e - s });
-        }
-        range_start = range_end;
+    if let Some(dma_buf) = VfioDmaBuf::of(&buf) {
+        dma_buf.memattr.store(memattr, Ordering::Relaxed);
     }
-    pieces
+    Ok(FeatureReply::Done)
 }

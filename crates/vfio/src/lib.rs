@@ -5,10 +5,18 @@
 //! dma-buf meets PCI in Linux: [`pci`] gives the function (config space,
 //! power, FLR), [`::dmabuf`] the buffers and their status machine, [`mm`] the
 //! real mappings and the fault engine. The files mirror the kernel's:
-//! `core` ↔ `vfio_pci_core.c`, `dmabuf` ↔ `vfio_pci_dmabuf.c`, `config` ↔
-//! `vfio_pci_config.c`, `rdwr` ↔ `vfio_pci_rdwr.c`, `private` ↔
-//! `vfio_pci_priv.h`, and `layout` holds the pure arithmetic (region
-//! offsets, `find_pfn`, input validation).
+//!
+//! | module | kernel |
+//! |---|---|
+//! | `core` (`core/mmap`: device-fd mmap) | `vfio_pci_core.c` (`vfio_pci_core_mmap()`) |
+//! | `dmabuf` (`dmabuf/export`, `dmabuf/fault` with `find_pfn`, `dmabuf/mmap`, `dmabuf/invariants`) | `vfio_pci_dmabuf.c` |
+//! | `config` | `vfio_pci_config.c` |
+//! | `rdwr` | `vfio_pci_rdwr.c` |
+//! | `pm` | the runtime-PM part of `vfio_pci_core.c` |
+//! | `private` | `vfio_pci_priv.h` |
+//! | `core_h` (region offset encoding) | `include/linux/vfio_pci_core.h` |
+//! | `feature` (`vfio_check_feature()`, dispatch) | `include/linux/vfio.h`, `vfio_main.c` |
+//! | `do_mmap` (checks before the driver, mmap of a buffer fd) | `mm/mmap.c` (`do_mmap()`) |
 //!
 //! It follows the final (v3/v4) semantics of the series "vfio/pci: Add
 //! `mmap()` for DMABUFs" (see the specification in the repository docs).
@@ -72,14 +80,19 @@
 
 mod config;
 mod core;
+mod core_h;
 mod dmabuf;
+mod do_mmap;
 mod error;
-pub mod layout;
+mod feature;
 mod pm;
 mod private;
 mod rdwr;
 pub mod uapi;
 
-pub use crate::core::{hot_reset, DeviceFd, FeatureReply, MmapArgs, VfioPciDevice, FAULT_AROUND_BYTES};
-pub use crate::dmabuf::{mmap_dmabuf, VfioDmaBuf};
+pub use crate::core::{hot_reset, DeviceFd, FeatureReply, VfioPciDevice};
+pub use crate::core_h::{bar_start, index_to_offset, offset_to_index, VFIO_PCI_OFFSET_MASK, VFIO_PCI_OFFSET_SHIFT};
+pub use crate::dmabuf::fault::{find_pfn, PfnLookup, RangeSpan, VmaGeometry, FAULT_AROUND_BYTES};
+pub use crate::dmabuf::VfioDmaBuf;
+pub use crate::do_mmap::{mmap_dmabuf, MmapArgs};
 pub use crate::error::{errno_from_name, errno_name, VfioError};

@@ -17,7 +17,7 @@ use rustix::io::Errno;
 
 use crate::core::{DeviceFd, FeatureReply, VfioPciDevice};
 use crate::error::{fail, VfioError};
-use crate::layout::{self, FeatureCheck};
+use crate::feature::Feature;
 use crate::private::MemoryWriteGuard;
 use crate::uapi::{u32_at, VFIO_DEVICE_FEATURE_SET};
 
@@ -99,27 +99,30 @@ fn runtime_pm_entry(vdev: &VfioPciDevice, wake: Option<std::os::fd::OwnedFd>) ->
 }
 
 /// `VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY` (SET, no payload).
-pub(crate) fn feature_low_power_entry(fd: &DeviceFd, flags: u32, data: &[u8]) -> Result<FeatureReply, VfioError> {
-    match layout::check_feature(flags, data.len(), VFIO_DEVICE_FEATURE_SET, 0) {
-        Ok(FeatureCheck::Probe) => return Ok(FeatureReply::Done),
-        Ok(FeatureCheck::Go) => {}
-        Err(e) => return fail(e, "LOW_POWER_ENTRY is SET-only"),
-    }
-    runtime_pm_entry(fd.device(), None).map(|()| FeatureReply::Done)
-}
+pub(crate) const LOW_POWER_ENTRY: Feature =
+    Feature { name: "LOW_POWER_ENTRY", supported_ops: VFIO_DEVICE_FEATURE_SET, minsz: 0, run: feature_low_power_entry };
 
 /// `VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP` (SET, `{ s32
 /// wakeup_eventfd; u32 reserved; }`).
-pub(crate) fn feature_low_power_entry_with_wakeup(
-    fd: &DeviceFd,
-    flags: u32,
-    data: &[u8],
-) -> Result<FeatureReply, VfioError> {
-    match layout::check_feature(flags, data.len(), VFIO_DEVICE_FEATURE_SET, 8) {
-        Ok(FeatureCheck::Probe) => return Ok(FeatureReply::Done),
-        Ok(FeatureCheck::Go) => {}
-        Err(e) => return fail(e, "LOW_POWER_ENTRY_WITH_WAKEUP is SET-only and needs an 8-byte payload"),
-    }
+pub(crate) const LOW_POWER_ENTRY_WITH_WAKEUP: Feature = Feature {
+    name: "LOW_POWER_ENTRY_WITH_WAKEUP",
+    supported_ops: VFIO_DEVICE_FEATURE_SET,
+    minsz: 8,
+    run: feature_low_power_entry_with_wakeup,
+};
+
+/// `VFIO_DEVICE_FEATURE_LOW_POWER_EXIT` (SET, no payload).
+pub(crate) const LOW_POWER_EXIT: Feature =
+    Feature { name: "LOW_POWER_EXIT", supported_ops: VFIO_DEVICE_FEATURE_SET, minsz: 0, run: feature_low_power_exit };
+
+/// [`LOW_POWER_ENTRY`]: revoke and enter low power.
+fn feature_low_power_entry(fd: &DeviceFd, _data: &[u8]) -> Result<FeatureReply, VfioError> {
+    runtime_pm_entry(fd.device(), None).map(|()| FeatureReply::Done)
+}
+
+/// [`LOW_POWER_ENTRY_WITH_WAKEUP`]: as [`LOW_POWER_ENTRY`], with an eventfd
+/// to signal when a device call wakes the device.
+fn feature_low_power_entry_with_wakeup(fd: &DeviceFd, data: &[u8]) -> Result<FeatureReply, VfioError> {
     let efd = u32_at(data, 0) as i32;
     if efd < 0 {
         return fail(Errno::INVAL, "wakeup_eventfd is negative");
@@ -128,15 +131,10 @@ pub(crate) fn feature_low_power_entry_with_wakeup(
     runtime_pm_entry(fd.device(), Some(wake)).map(|()| FeatureReply::Done)
 }
 
-/// `VFIO_DEVICE_FEATURE_LOW_POWER_EXIT` (SET, no payload): leave low power
-/// and un-revoke if memory decoding is on. (A wake-up resume may already
-/// have left low power; the un-revoke still happens here.)
-pub(crate) fn feature_low_power_exit(fd: &DeviceFd, flags: u32, data: &[u8]) -> Result<FeatureReply, VfioError> {
-    match layout::check_feature(flags, data.len(), VFIO_DEVICE_FEATURE_SET, 0) {
-        Ok(FeatureCheck::Probe) => return Ok(FeatureReply::Done),
-        Ok(FeatureCheck::Go) => {}
-        Err(e) => return fail(e, "LOW_POWER_EXIT is SET-only"),
-    }
+/// [`LOW_POWER_EXIT`]: leave low power and un-revoke if memory decoding is
+/// on. (A wake-up resume may already have left low power; the un-revoke
+/// still happens here.)
+fn feature_low_power_exit(fd: &DeviceFd, _data: &[u8]) -> Result<FeatureReply, VfioError> {
     let vdev = fd.device();
     let mut mem = vdev.lock_memory_write();
     runtime_pm_exit_locked(&mut mem);

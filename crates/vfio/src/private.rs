@@ -10,6 +10,8 @@ use dmabuf::DmaBuf;
 use mm::PhysMemory;
 use pci::{PciFunction, RegisterBar};
 
+use crate::core::VfioPciDevice;
+
 /// What `memory_lock` protects.
 #[derive(Debug)]
 pub(crate) struct MemoryState {
@@ -31,18 +33,23 @@ pub(crate) struct MemoryState {
 /// Buffers looked at under the lock are parked in `deferred` and dropped
 /// only after the lock is released: dropping the last reference to a buffer
 /// runs its release, which takes `memory_lock` itself.
+///
+/// Every release is a point where the device-wide invariants of spec §6.2
+/// must hold; debug builds check them there
+/// ([`crate::dmabuf::invariants::check_device`]).
 pub(crate) struct MemoryWriteGuard<'a> {
     pub(crate) guard: Option<RwLockWriteGuard<'a, MemoryState>>,
     pub(crate) deferred: Vec<Arc<DmaBuf>>,
-    /// The device's record of which thread holds the lock for write.
-    pub(crate) writer: &'a AtomicU64,
+    /// The device whose lock this is.
+    pub(crate) vdev: &'a VfioPciDevice,
 }
 
 impl<'a> MemoryWriteGuard<'a> {
-    /// Wraps a freshly taken write guard, recording this thread as its holder.
-    pub(crate) fn new(guard: RwLockWriteGuard<'a, MemoryState>, writer: &'a AtomicU64) -> Self {
-        writer.store(this_thread(), Ordering::Relaxed);
-        Self { guard: Some(guard), deferred: Vec::new(), writer }
+    /// Wraps a freshly taken write guard of `vdev`'s `memory_lock`, recording
+    /// this thread as its holder.
+    pub(crate) fn new(guard: RwLockWriteGuard<'a, MemoryState>, vdev: &'a VfioPciDevice) -> Self {
+        vdev.memory_lock_writer.store(this_thread(), Ordering::Relaxed);
+        Self { guard: Some(guard), deferred: Vec::new(), vdev }
     }
 }
 
@@ -77,9 +84,23 @@ impl DerefMut for MemoryWriteGuard<'_> {
 
 impl Drop for MemoryWriteGuard<'_> {
     fn drop(&mut self) {
-        self.writer.store(0, Ordering::Relaxed);
+        self.vdev.memory_lock_writer.store(0, Ordering::Relaxed);
+        // The buffers looked at by the check are dropped after the unlock,
+        // like the deferred ones.
+        let mut live = Vec::new();
+        let mut broken = None;
+        if cfg!(debug_assertions) && !std::thread::panicking() {
+            if let Some(mem) = &self.guard {
+                live = mem.dmabufs.values().filter_map(Weak::upgrade).collect();
+                broken = crate::dmabuf::invariants::check_device(self.vdev, mem, &live).err();
+            }
+        }
         self.guard.take();
+        drop(live);
         self.deferred.clear();
+        if let Some(what) = broken {
+            panic!("invariant broken at the release of memory_lock: {what}");
+        }
     }
 }
 

@@ -7,8 +7,8 @@ use page::PhysAddr;
 use rustix::io::Errno;
 
 use crate::core::VfioPciDevice;
+use crate::core_h::{bar_start, offset_to_index, VFIO_PCI_OFFSET_MASK};
 use crate::error::{fail, VfioError};
-use crate::layout;
 use crate::private::BarStore;
 use crate::uapi::{VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_ROM_REGION_INDEX};
 
@@ -30,8 +30,8 @@ impl Io<'_> {
 
 /// Dispatches by region index (`offset >> 40`).
 pub(crate) fn rw(vdev: &Arc<VfioPciDevice>, offset: u64, io: Io<'_>) -> Result<usize, VfioError> {
-    let index = layout::offset_to_index(offset);
-    let pos = offset & layout::VFIO_PCI_OFFSET_MASK;
+    let index = offset_to_index(offset);
+    let pos = offset & VFIO_PCI_OFFSET_MASK;
     match index {
         i if i < u64::from(VFIO_PCI_ROM_REGION_INDEX) => bar_rw(vdev, i as u32, pos, io),
         i if i == u64::from(VFIO_PCI_CONFIG_REGION_INDEX) => crate::config::config_rw(vdev, pos, io),
@@ -54,9 +54,11 @@ fn bar_rw(vdev: &VfioPciDevice, index: u32, pos: u64, io: Io<'_>) -> Result<usiz
     if !mem.pci.memory_enabled() {
         return fail(Errno::IO, "memory decoding is disabled");
     }
+    // pos < bar.len, which is below 2^40: no overflow.
+    let paddr = PhysAddr(bar_start(index).0 + pos);
     match (&bar.store, io) {
-        (BarStore::Ram(m), Io::Read(buf)) => m.read(PhysAddr(layout::bar_start(index) + pos), &mut buf[..count])?,
-        (BarStore::Ram(m), Io::Write(data)) => m.write(PhysAddr(layout::bar_start(index) + pos), &data[..count])?,
+        (BarStore::Ram(m), Io::Read(buf)) => m.read(paddr, &mut buf[..count])?,
+        (BarStore::Ram(m), Io::Write(data)) => m.write(paddr, &data[..count])?,
         (BarStore::Registers(r), Io::Read(buf)) => {
             for (at, w) in chunks(pos, count, 8) {
                 r.read(pos + at as u64, &mut buf[at..at + w]);

@@ -42,7 +42,10 @@ pub fn export(status: Status) -> (Arc<DmaBuf>, Arc<Exporter>) {
     let exporter = Arc::new(Exporter::default());
     let buf = DmaBuf::export(ExportInfo {
         ops: Arc::clone(&exporter) as Arc<dyn DmaBufOps>,
-        ranges: vec![PhysVec { paddr: 0x10_0000, len: 0x2000 }, PhysVec { paddr: 0x4000, len: 0x1000 }],
+        ranges: vec![
+            PhysVec { paddr: page::PhysAddr(0x10_0000), len: 0x2000 },
+            PhysVec { paddr: page::PhysAddr(0x4000), len: 0x1000 },
+        ],
         name: Some("test-buffer".into()),
         mode: AccessMode::ReadWrite,
         initial_status: status,

@@ -103,7 +103,7 @@ impl DmaBufOps for ForeignExporter {
 fn foreign_buffer_fd() -> DmaBufFd {
     let buf = DmaBuf::export(ExportInfo {
         ops: Arc::new(ForeignExporter),
-        ranges: vec![PhysVec { paddr: 0, len: PAGE }],
+        ranges: vec![PhysVec { paddr: page::PhysAddr(0), len: PAGE }],
         name: None,
         mode: AccessMode::ReadWrite,
         initial_status: Status::Ok,

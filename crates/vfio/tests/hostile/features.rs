@@ -408,7 +408,7 @@ impl FeatureWorld {
                 let Ok(FeatureReply::DmaBuf(b)) = got else {
                     return Err(TestCaseError::fail(format!("export should succeed with {phys:?}: {got:?}")));
                 };
-                let ranges: Vec<(u64, u64)> = b.buffer().ranges().iter().map(|r| (r.paddr, r.len)).collect();
+                let ranges: Vec<(u64, u64)> = b.buffer().ranges().iter().map(|r| (r.paddr.0, r.len)).collect();
                 prop_assert_eq!(ranges, phys);
                 prop_assert_eq!(b.buffer().status(), status);
                 prop_assert_eq!(b.buffer().mode(), mode);
