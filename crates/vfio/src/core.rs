@@ -70,9 +70,17 @@ impl VfioPciDevice {
     /// # Errors
     ///
     /// `EINVAL` for an invalid spec (the message names the BAR and the rule);
-    /// the memfd's errno when memory cannot be had.
+    /// `ENOMEM`, before anything is allocated, when the RAM BARs together
+    /// need more than the machine has available (see [`mm::budget`]); the
+    /// memfd's errno when memory cannot be had.
     pub fn new(cdev_index: u32, bdf: Bdf, spec: DeviceSpec) -> Result<Arc<Self>, VfioError> {
         let cdev_name = format!("vfio{cdev_index}");
+        // Refuse a bad spec, and RAM BARs that cannot fit together, before the
+        // first BAR is allocated: a device is never left half-made, and a
+        // small BAR0 is not populated only to be freed when BAR2 is refused.
+        spec.validate()?;
+        let ram = spec.bars().filter(|(_, b)| b.is_ram()).fold(0u64, |sum, (_, b)| sum.saturating_add(b.size));
+        mm::budget::check_budget(ram, mm::budget::memory_budget())?;
         let mut bars: [Option<Bar>; 6] = Default::default();
         for (i, bar) in spec.bars() {
             let store = match &bar.backing {

@@ -13,6 +13,7 @@
 mod attach;
 mod buffer_mmap;
 mod check_feature;
+mod create;
 mod device_mmap;
 mod export;
 mod memattr;
