@@ -48,6 +48,4 @@ pub use bdf::Bdf;
 pub use error::PciError;
 pub use function::{ConfigWriteEffect, PciFunction};
 pub use power::PowerState;
-pub use spec::{
-    BarBacking, BarSpec, DeviceSpec, RegisterBar, MAX_BAR32_SIZE, MAX_BAR_SIZE, MIN_BAR_SIZE, NUM_BARS, PAGE_SIZE,
-};
+pub use spec::{BarBacking, BarSpec, DeviceSpec, RegisterBar, MAX_BAR32_SIZE, MAX_BAR_SIZE, MIN_BAR_SIZE, NUM_BARS};

@@ -7,13 +7,12 @@
 use std::fmt;
 use std::sync::Arc;
 
+use page::PAGE_SIZE;
+
 use crate::error::PciError;
 
 /// Number of BAR slots in a type-0 header. Kernel: `PCI_STD_NUM_BARS`.
 pub const NUM_BARS: usize = 6;
-
-/// The page size RAM BARs are mapped with.
-pub const PAGE_SIZE: u64 = 4096;
 
 /// Smallest memory BAR PCI can describe: bits 3:0 of the register are flags, so the lowest
 /// size bit is bit 4.
