@@ -391,11 +391,8 @@ fn exec(
         Step::RegionRead { fd, region, at, width } => {
             let mut b = [0u8; 8];
             let n = width_of(*width).bytes();
-            let Some(off) = vfio::index_to_offset(*region).checked_add(*at) else {
-                return Ok((
-                    format!("pread at region {region} + {at:#x}"),
-                    Outcome::Mismatch("offset overflows".into()),
-                ));
+            let Some(off) = region_offset(*region, *at) else {
+                return Ok((format!("pread at region {region} + {at:#x}"), overflow()));
             };
             let d = format!("pread {width} bits at region {region} + {at:#x}");
             match fd!(fd).read(off, &mut b[..n]) {
@@ -405,11 +402,8 @@ fn exec(
         }
         Step::RegionWrite { fd, region, at, width, value } => {
             let n = width_of(*width).bytes();
-            let Some(off) = vfio::index_to_offset(*region).checked_add(*at) else {
-                return Ok((
-                    format!("pwrite at region {region} + {at:#x}"),
-                    Outcome::Mismatch("offset overflows".into()),
-                ));
+            let Some(off) = region_offset(*region, *at) else {
+                return Ok((format!("pwrite at region {region} + {at:#x}"), overflow()));
             };
             let d = format!("pwrite {value:#x} ({width} bits) at region {region} + {at:#x}");
             (d, fd!(fd).write(off, &value.to_le_bytes()[..n]).map_or_else(Outcome::from, |_| Outcome::Done(None)))
@@ -769,4 +763,15 @@ fn share_text(shared: bool) -> &'static str {
     } else {
         "MAP_PRIVATE"
     }
+}
+
+/// The device-fd offset of byte `at` of region `region`; `None` when it
+/// does not fit in 64 bits.
+fn region_offset(region: u32, at: u64) -> Option<u64> {
+    vfio::index_to_offset(region).checked_add(at)
+}
+
+/// The outcome of a step whose offset overflows.
+fn overflow() -> Outcome {
+    Outcome::Mismatch("offset overflows".into())
 }
