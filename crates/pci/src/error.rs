@@ -125,6 +125,13 @@ pub enum PciError {
         len: usize,
     },
 
+    /// A bochs-display VRAM size outside the range QEMU accepts for `vgamem`.
+    #[error("bochs-display vgamem {size:#x} is outside 0x400000..=0x10000000 (4 MiB to 256 MiB)")]
+    VgamemOutOfRange {
+        /// The rejected size in bytes.
+        size: u64,
+    },
+
     /// A power-state name that is not one of `D0`, `D1`, `D2`, `D3hot`.
     #[error("unknown power state {input:?} (expected D0, D1, D2 or D3hot)")]
     InvalidPowerState {
@@ -155,6 +162,7 @@ impl PciError {
             | Self::Bar64UpperSlotTaken { .. }
             | Self::ConfigAccessWidth { .. }
             | Self::ConfigAccessOutOfRange { .. }
+            | Self::VgamemOutOfRange { .. }
             | Self::InvalidPowerState { .. } => Errno::INVAL,
         }
     }

@@ -1,0 +1,308 @@
+//! QEMU's edu teaching device (`hw/misc/edu.c`, `docs/specs/edu.rst`): the registers of its
+//! 1 MiB BAR0.
+//!
+//! Register map (all 32-bit unless noted; offsets within BAR0):
+//!
+//! | offset | register | behaviour |
+//! |---|---|---|
+//! | 0x00 | ID | reads [`EDU_ID_MAGIC`]; writes ignored |
+//! | 0x04 | liveness | a write of `v` makes it read `!v` |
+//! | 0x08 | factorial | a write of `n` (ignored while computing) starts computing `n!` modulo 2^32 |
+//! | 0x20 | status | bit 0 computing (read-only); bit 7 raise interrupt 0x1 when a factorial completes |
+//! | 0x24 | interrupt status | pending interrupt bits (read-only) |
+//! | 0x60 | interrupt raise | write-only: ORs the value into the interrupt status |
+//! | 0x64 | interrupt acknowledge | write-only: clears the value's bits from the interrupt status |
+//! | 0x80, 0x88, 0x90 | DMA source, destination, count | 64-bit; writes ignored while a transfer runs |
+//! | 0x98 | DMA command | 64-bit; bit 0 start/running, bit 1 direction, bit 2 raise 0x100 when done |
+//!
+//! Access widths as QEMU delivers them: 4 and 8 bytes are accepted, 1 and 2 read zero and drop
+//! writes. Below 0x80 only 4-byte accesses act (an aligned 8-byte one reads all-ones and writes
+//! nothing); from 0x80 on, a 4-byte access reads the low half of a DMA register or stores the
+//! zero-extended value. Every other offset, write-only registers included, reads all-ones.
+//!
+//! Deviations, until the layers above can serve them: a factorial completes within the write
+//! that starts it (QEMU computes it on a worker thread, so a driver polls the computing bit and
+//! may find it already clear, as here); interrupts are recorded in the status only, nothing is
+//! signalled; a started DMA transfer stays in flight until [`EduRegisters::complete_dma`] is
+//! called by whatever moves the bytes (nothing does yet), and the 4 KiB DMA buffer is not
+//! modelled.
+//!
+//! Reset: QEMU's edu has no reset handler, so a PCI reset leaves every register here as it was.
+
+use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use super::mmio::{self, AccessRules, Block, BlockMap};
+use crate::spec::RegisterBar;
+
+/// Size of edu's register BAR0.
+pub const EDU_BAR0_SIZE: u64 = 1 << 20;
+
+/// edu register: identification, read-only, reads [`EDU_ID_MAGIC`].
+pub const EDU_REG_ID: u64 = 0x00;
+/// edu register: liveness check; reads back the bitwise inverse of the last value written.
+pub const EDU_REG_LIVENESS: u64 = 0x04;
+/// edu register: factorial input and result.
+pub const EDU_REG_FACTORIAL: u64 = 0x08;
+/// edu register: status ([`EDU_STATUS_COMPUTING`], [`EDU_STATUS_IRQFACT`]).
+pub const EDU_REG_STATUS: u64 = 0x20;
+/// edu register: interrupt status, the pending interrupt bits.
+pub const EDU_REG_IRQ_STATUS: u64 = 0x24;
+/// edu register: interrupt raise (write-only).
+pub const EDU_REG_IRQ_RAISE: u64 = 0x60;
+/// edu register: interrupt acknowledge (write-only).
+pub const EDU_REG_IRQ_ACK: u64 = 0x64;
+/// edu register: DMA source address (64-bit).
+pub const EDU_REG_DMA_SRC: u64 = 0x80;
+/// edu register: DMA destination address (64-bit).
+pub const EDU_REG_DMA_DST: u64 = 0x88;
+/// edu register: DMA transfer count in bytes (64-bit).
+pub const EDU_REG_DMA_CNT: u64 = 0x90;
+/// edu register: DMA command (64-bit).
+pub const EDU_REG_DMA_CMD: u64 = 0x98;
+
+/// Value of [`EDU_REG_ID`]: major version 1, minor 0, and `0xed`.
+pub const EDU_ID_MAGIC: u32 = 0x0100_00ed;
+/// Status bit 0: a factorial is being computed (read-only).
+pub const EDU_STATUS_COMPUTING: u32 = 0x01;
+/// Status bit 7: raise [`EDU_IRQ_FACTORIAL`] when a factorial completes.
+pub const EDU_STATUS_IRQFACT: u32 = 0x80;
+/// Interrupt status bit of a completed factorial.
+pub const EDU_IRQ_FACTORIAL: u32 = 0x001;
+/// Interrupt status bit of a completed DMA transfer.
+pub const EDU_IRQ_DMA: u32 = 0x100;
+/// DMA command bit 0: start; reads set while the transfer runs.
+pub const EDU_DMA_RUN: u64 = 0x1;
+/// DMA command bit 1: direction, set for device to RAM.
+pub const EDU_DMA_DIR_TO_RAM: u64 = 0x2;
+/// DMA command bit 2: raise [`EDU_IRQ_DMA`] when the transfer completes.
+pub const EDU_DMA_IRQ: u64 = 0x4;
+
+/// Registers below this offset act only on 4-byte accesses; the DMA registers start here.
+const DMA_REGS_START: u64 = 0x80;
+
+/// The whole BAR is one block: 4- and 8-byte accesses, handlers of the same widths.
+const BLOCKS: &[Block] = &[Block {
+    start: 0,
+    len: EDU_BAR0_SIZE,
+    rules: AccessRules { valid_min: 4, valid_max: 8, impl_min: 4, impl_max: 8 },
+}];
+
+/// The DMA registers: a transfer's parameters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EduDma {
+    /// Source address ([`EDU_REG_DMA_SRC`]).
+    pub src: u64,
+    /// Destination address ([`EDU_REG_DMA_DST`]).
+    pub dst: u64,
+    /// Byte count ([`EDU_REG_DMA_CNT`]).
+    pub cnt: u64,
+    /// Command ([`EDU_REG_DMA_CMD`]).
+    pub cmd: u64,
+}
+
+/// The register state; every field starts at zero.
+#[derive(Debug, Default)]
+struct EduState {
+    /// What the liveness register reads: the inverse of the last value written.
+    liveness: u32,
+    /// The factorial input while computing, the result afterwards.
+    fact: u32,
+    /// The status register.
+    status: u32,
+    /// The pending interrupt bits.
+    irq_status: u32,
+    /// The DMA registers.
+    dma: EduDma,
+    /// Leave a started factorial computing until [`EduRegisters::finish_factorial`] (tests only:
+    /// it makes the computing window of QEMU's worker thread observable).
+    defer_factorial: bool,
+}
+
+/// `n!` modulo 2^32. From 34! on the product holds 2^32 as a factor, so it is 0.
+fn factorial(n: u32) -> u32 {
+    if n >= 34 {
+        return 0;
+    }
+    (2..=n).fold(1_u32, u32::wrapping_mul)
+}
+
+impl EduState {
+    fn raise_irq(&mut self, bits: u32) {
+        self.irq_status |= bits;
+    }
+
+    fn lower_irq(&mut self, bits: u32) {
+        self.irq_status &= !bits;
+    }
+
+    fn finish_factorial(&mut self) {
+        if self.status & EDU_STATUS_COMPUTING == 0 {
+            return;
+        }
+        self.fact = factorial(self.fact);
+        self.status &= !EDU_STATUS_COMPUTING;
+        if self.status & EDU_STATUS_IRQFACT != 0 {
+            self.raise_irq(EDU_IRQ_FACTORIAL);
+        }
+    }
+
+    /// Stores a DMA register, unless a transfer runs (its parameters are then fixed).
+    fn dma_write(&mut self, offset: u64, value: u64) {
+        if self.dma.cmd & EDU_DMA_RUN != 0 {
+            return;
+        }
+        match offset {
+            EDU_REG_DMA_SRC => self.dma.src = value,
+            EDU_REG_DMA_DST => self.dma.dst = value,
+            EDU_REG_DMA_CNT => self.dma.cnt = value,
+            // A command without the start bit is ignored, so it cannot clear a command either.
+            EDU_REG_DMA_CMD if value & EDU_DMA_RUN != 0 => self.dma.cmd = value,
+            _ => {}
+        }
+    }
+}
+
+impl BlockMap for EduState {
+    fn bar_len(&self) -> u64 {
+        EDU_BAR0_SIZE
+    }
+
+    fn blocks(&self) -> &'static [Block] {
+        BLOCKS
+    }
+
+    fn block_read(&mut self, _block: usize, offset: u64, size: u64) -> u64 {
+        if offset < DMA_REGS_START && size != 4 {
+            return u64::MAX;
+        }
+        match offset {
+            EDU_REG_ID => u64::from(EDU_ID_MAGIC),
+            EDU_REG_LIVENESS => u64::from(self.liveness),
+            EDU_REG_FACTORIAL => u64::from(self.fact),
+            EDU_REG_STATUS => u64::from(self.status),
+            EDU_REG_IRQ_STATUS => u64::from(self.irq_status),
+            EDU_REG_DMA_SRC => self.dma.src,
+            EDU_REG_DMA_DST => self.dma.dst,
+            EDU_REG_DMA_CNT => self.dma.cnt,
+            EDU_REG_DMA_CMD => self.dma.cmd,
+            _ => u64::MAX,
+        }
+    }
+
+    fn block_write(&mut self, _block: usize, offset: u64, size: u64, value: u64) {
+        if offset < DMA_REGS_START && size != 4 {
+            return;
+        }
+        // The 32-bit registers keep the low half of what is written.
+        let value32 = value as u32;
+        match offset {
+            EDU_REG_LIVENESS => self.liveness = !value32,
+            EDU_REG_FACTORIAL => {
+                if self.status & EDU_STATUS_COMPUTING != 0 {
+                    return;
+                }
+                self.fact = value32;
+                self.status |= EDU_STATUS_COMPUTING;
+                if !self.defer_factorial {
+                    self.finish_factorial();
+                }
+            }
+            EDU_REG_STATUS => {
+                // Only IRQFACT is writable: set when the value has it, cleared when not.
+                if value32 & EDU_STATUS_IRQFACT != 0 {
+                    self.status |= EDU_STATUS_IRQFACT;
+                } else {
+                    self.status &= !EDU_STATUS_IRQFACT;
+                }
+            }
+            EDU_REG_IRQ_RAISE => self.raise_irq(value32),
+            EDU_REG_IRQ_ACK => self.lower_irq(value32),
+            EDU_REG_DMA_SRC | EDU_REG_DMA_DST | EDU_REG_DMA_CNT | EDU_REG_DMA_CMD => self.dma_write(offset, value),
+            _ => {}
+        }
+    }
+}
+
+/// The edu register file behind BAR0, as QEMU defines it (see the module documentation).
+pub struct EduRegisters {
+    /// Protected by: its own mutex; each access holds it throughout, so accesses are atomic.
+    state: Mutex<EduState>,
+}
+
+impl EduRegisters {
+    /// The registers at power-on: every stored register zero, so liveness reads 0.
+    #[must_use]
+    pub fn new() -> Self {
+        Self { state: Mutex::new(EduState::default()) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, EduState> {
+        // Each access leaves the state consistent before it could panic, so a poisoned lock
+        // still guards valid registers.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The transfer in flight (command bit 0 set), if any: what a DMA engine has to move.
+    #[must_use]
+    pub fn pending_dma(&self) -> Option<EduDma> {
+        let state = self.lock();
+        (state.dma.cmd & EDU_DMA_RUN != 0).then_some(state.dma)
+    }
+
+    /// Ends the transfer in flight, as the device does once the bytes have moved: clears the
+    /// running bit (the other command bits stay) and raises [`EDU_IRQ_DMA`] if the command asked
+    /// for it. Without a transfer in flight nothing happens.
+    pub fn complete_dma(&self) {
+        let mut state = self.lock();
+        if state.dma.cmd & EDU_DMA_RUN == 0 {
+            return;
+        }
+        state.dma.cmd &= !EDU_DMA_RUN;
+        if state.dma.cmd & EDU_DMA_IRQ != 0 {
+            state.raise_irq(EDU_IRQ_DMA);
+        }
+    }
+
+    /// Registers whose factorial stays computing until [`Self::finish_factorial`].
+    #[cfg(test)]
+    fn with_deferred_factorial() -> Self {
+        Self { state: Mutex::new(EduState { defer_factorial: true, ..EduState::default() }) }
+    }
+
+    /// Completes a deferred factorial.
+    #[cfg(test)]
+    fn finish_factorial(&self) {
+        self.lock().finish_factorial();
+    }
+}
+
+impl Default for EduRegisters {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for EduRegisters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EduRegisters").field("state", &*self.lock()).finish()
+    }
+}
+
+impl RegisterBar for EduRegisters {
+    fn read(&self, offset: u64, data: &mut [u8]) {
+        mmio::read(&mut *self.lock(), offset, data);
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) {
+        mmio::write(&mut *self.lock(), offset, data);
+    }
+
+    /// Keeps every register: QEMU's edu registers no reset handler, so a PCI reset only touches
+    /// config space (a running factorial or transfer, pending interrupt bits, all stay).
+    fn reset(&self) {}
+}
+
+#[cfg(test)]
+#[path = "edu_tests.rs"]
+mod tests;
