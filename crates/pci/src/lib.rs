@@ -6,8 +6,8 @@
 //! live function at a [`Bdf`], with a 4 KiB type-0 config space whose registers are virtualised:
 //! COMMAND, BAR size probing, a power-management capability (D0..D3hot in PMCSR) and a PCI
 //! Express capability offering function-level reset. [`catalogue`] holds ready-made devices,
-//! among them edu-plus, the device the series' standalone test uses; [`regs`] names the
-//! registers.
+//! among them edu-plus, the device the series' standalone test uses, and QEMU's edu and
+//! bochs-display with their register semantics; [`regs`] names the registers.
 //!
 //! What it is not: it holds no BAR memory (a RAM BAR is only described; its bytes live in
 //! memory-backed storage provided by another layer) and it does not decide what happens to
@@ -18,7 +18,9 @@
 //!
 //! What it mirrors: the register layout and names of Linux's `include/uapi/linux/pci_regs.h`;
 //! `pci_reset_function()` and the power states of `drivers/pci/pci.c`; the per-byte write masks
-//! of QEMU's `hw/pci/pci.c`; the edu device of QEMU's `hw/misc/edu.c`.
+//! of QEMU's `hw/pci/pci.c`; the edu and bochs-display devices of QEMU's `hw/misc/edu.c` and
+//! `hw/display/bochs-display.c`, and how QEMU's memory core delivers accesses of each width to
+//! them.
 //!
 //! # Examples
 //!
