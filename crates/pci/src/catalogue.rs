@@ -150,7 +150,8 @@ mod tests {
     use super::*;
     use crate::error::PciError;
 
-    fn read_u32(bar: &dyn RegisterBar, offset: u64) -> u32 {
+    /// A 32-bit read of a register BAR, for the tests of every catalogue module.
+    pub(super) fn read_u32(bar: &dyn RegisterBar, offset: u64) -> u32 {
         let mut data = [0; 4];
         bar.read(offset, &mut data);
         u32::from_le_bytes(data)

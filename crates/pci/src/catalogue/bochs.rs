@@ -21,13 +21,13 @@
 //! the byte order) as it was; an enabled mode stays enabled.
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use super::edid::{self, EDID_LEN};
-use super::mmio::{self, AccessRules, Block, BlockMap};
+use super::mmio::{AccessRules, Block, BlockMap, LockedBlockMap};
 use super::{empty_bars, VENDOR_ID};
 use crate::error::PciError;
-use crate::spec::{BarSpec, DeviceSpec, RegisterBar};
+use crate::spec::{BarSpec, DeviceSpec};
 
 /// Device ID of QEMU's bochs-display (QEMU's `PCI_DEVICE_ID_QEMU_VGA`, shared with std VGA).
 pub const BOCHS_DEVICE_ID: u16 = 0x1111;
@@ -148,7 +148,7 @@ fn build(vram_size: u64) -> DeviceSpec {
 }
 
 /// The registers and their content.
-struct BochsState {
+pub(crate) struct BochsState {
     /// The EDID blob; immutable.
     edid: [u8; EDID_LEN],
     /// What [`VBE_DISPI_INDEX_VIDEO_MEMORY_64K`] reads; immutable.
@@ -229,16 +229,11 @@ impl BochsDisplayRegisters {
             BochsState { edid: edid::generate(), vram_64k, dispi: [0; VBE_DISPI_INDEX_NB as usize], big_endian: false };
         Self { state: Mutex::new(state) }
     }
-
-    fn lock(&self) -> MutexGuard<'_, BochsState> {
-        // Each access leaves the state consistent before it could panic.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 impl fmt::Debug for BochsDisplayRegisters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.lock();
+        let state = self.lock_map();
         f.debug_struct("BochsDisplayRegisters")
             .field("vram_64k", &state.vram_64k)
             .field("dispi", &state.dispi)
@@ -247,17 +242,14 @@ impl fmt::Debug for BochsDisplayRegisters {
     }
 }
 
-impl RegisterBar for BochsDisplayRegisters {
-    fn read(&self, offset: u64, data: &mut [u8]) {
-        mmio::read(&mut *self.lock(), offset, data);
-    }
+/// A register BAR through [`LockedBlockMap`]; its reset keeps every register, since QEMU's
+/// bochs-display registers no reset handler.
+impl LockedBlockMap for BochsDisplayRegisters {
+    type Map = BochsState;
 
-    fn write(&self, offset: u64, data: &[u8]) {
-        mmio::write(&mut *self.lock(), offset, data);
+    fn map(&self) -> &Mutex<BochsState> {
+        &self.state
     }
-
-    /// Keeps every register: QEMU's bochs-display registers no reset handler.
-    fn reset(&self) {}
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use super::*;
+use crate::spec::RegisterBar;
 
 fn registers() -> BochsDisplayRegisters {
     BochsDisplayRegisters::new(BOCHS_VRAM_SIZE)

@@ -30,10 +30,9 @@
 //! Reset: QEMU's edu has no reset handler, so a PCI reset leaves every register here as it was.
 
 use std::fmt;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
 
-use super::mmio::{self, AccessRules, Block, BlockMap};
-use crate::spec::RegisterBar;
+use super::mmio::{AccessRules, Block, BlockMap, LockedBlockMap};
 
 /// Size of edu's register BAR0.
 pub const EDU_BAR0_SIZE: u64 = 1 << 20;
@@ -103,7 +102,7 @@ pub struct EduDma {
 
 /// The register state; every field starts at zero.
 #[derive(Debug, Default)]
-struct EduState {
+pub(crate) struct EduState {
     /// What the liveness register reads: the inverse of the last value written.
     liveness: u32,
     /// The factorial input while computing, the result afterwards.
@@ -237,16 +236,10 @@ impl EduRegisters {
         Self { state: Mutex::new(EduState::default()) }
     }
 
-    fn lock(&self) -> MutexGuard<'_, EduState> {
-        // Each access leaves the state consistent before it could panic, so a poisoned lock
-        // still guards valid registers.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// The transfer in flight (command bit 0 set), if any: what a DMA engine has to move.
     #[must_use]
     pub fn pending_dma(&self) -> Option<EduDma> {
-        let state = self.lock();
+        let state = self.lock_map();
         (state.dma.cmd & EDU_DMA_RUN != 0).then_some(state.dma)
     }
 
@@ -254,7 +247,7 @@ impl EduRegisters {
     /// running bit (the other command bits stay) and raises [`EDU_IRQ_DMA`] if the command asked
     /// for it. Without a transfer in flight nothing happens.
     pub fn complete_dma(&self) {
-        let mut state = self.lock();
+        let mut state = self.lock_map();
         if state.dma.cmd & EDU_DMA_RUN == 0 {
             return;
         }
@@ -273,7 +266,7 @@ impl EduRegisters {
     /// Completes a deferred factorial.
     #[cfg(test)]
     fn finish_factorial(&self) {
-        self.lock().finish_factorial();
+        self.lock_map().finish_factorial();
     }
 }
 
@@ -285,22 +278,19 @@ impl Default for EduRegisters {
 
 impl fmt::Debug for EduRegisters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EduRegisters").field("state", &*self.lock()).finish()
+        f.debug_struct("EduRegisters").field("state", &*self.lock_map()).finish()
     }
 }
 
-impl RegisterBar for EduRegisters {
-    fn read(&self, offset: u64, data: &mut [u8]) {
-        mmio::read(&mut *self.lock(), offset, data);
-    }
+/// A register BAR through [`LockedBlockMap`]; its reset keeps every register, since QEMU's edu
+/// registers no reset handler (a running factorial or transfer, pending interrupt bits, all
+/// stay).
+impl LockedBlockMap for EduRegisters {
+    type Map = EduState;
 
-    fn write(&self, offset: u64, data: &[u8]) {
-        mmio::write(&mut *self.lock(), offset, data);
+    fn map(&self) -> &Mutex<EduState> {
+        &self.state
     }
-
-    /// Keeps every register: QEMU's edu registers no reset handler, so a PCI reset only touches
-    /// config space (a running factorial or transfer, pending interrupt bits, all stay).
-    fn reset(&self) {}
 }
 
 #[cfg(test)]

@@ -113,13 +113,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::catalogue::tests::read_u32;
     use crate::catalogue::EDU_BAR0_SIZE;
-
-    fn read_u32(bar: &dyn RegisterBar, offset: u64) -> u32 {
-        let mut data = [0; 4];
-        bar.read(offset, &mut data);
-        u32::from_le_bytes(data)
-    }
 
     #[test]
     fn edu_id_register_reads_the_magic_and_ignores_writes() {

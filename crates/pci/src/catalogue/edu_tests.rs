@@ -1,10 +1,7 @@
 use super::*;
+use crate::spec::RegisterBar;
 
-fn read32(edu: &EduRegisters, offset: u64) -> u32 {
-    let mut data = [0; 4];
-    edu.read(offset, &mut data);
-    u32::from_le_bytes(data)
-}
+use crate::catalogue::tests::read_u32 as read32;
 
 fn read64(edu: &EduRegisters, offset: u64) -> u64 {
     let mut data = [0; 8];
@@ -276,5 +273,5 @@ fn accesses_from_several_threads_are_each_atomic() {
     for thread in threads {
         thread.join().unwrap();
     }
-    assert_eq!(read32(&edu, EDU_REG_IRQ_STATUS), u32::MAX);
+    assert_eq!(read32(edu.as_ref(), EDU_REG_IRQ_STATUS), u32::MAX);
 }

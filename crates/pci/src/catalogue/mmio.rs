@@ -15,6 +15,11 @@
 //! 5. past the end of the BAR (the caller broke the [`crate::RegisterBar`] contract) reads
 //!    zero and drops writes.
 
+use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::spec::RegisterBar;
+
 /// Widths a register block takes, in bytes, as QEMU describes them per region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct AccessRules {
@@ -50,6 +55,33 @@ pub(crate) trait BlockMap {
     fn block_read(&mut self, block: usize, offset: u64, size: u64) -> u64;
     /// Writes the low `size` bytes of `value` at `offset` within block `block`.
     fn block_write(&mut self, block: usize, offset: u64, size: u64, value: u64);
+}
+
+/// A register BAR whose whole state is one [`BlockMap`] behind one mutex. Such a device is a
+/// [`RegisterBar`]: each access holds the mutex throughout, so accesses are atomic. Its reset
+/// is the trait's default (nothing changes), as for the QEMU devices that have no reset handler.
+pub(crate) trait LockedBlockMap {
+    /// The register state.
+    type Map: BlockMap;
+
+    /// The mutex around the state.
+    fn map(&self) -> &Mutex<Self::Map>;
+
+    /// Locks the state. Each access leaves it consistent before it could panic, so a poisoned
+    /// lock still guards valid registers.
+    fn lock_map(&self) -> MutexGuard<'_, Self::Map> {
+        self.map().lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<T: LockedBlockMap + Send + Sync + fmt::Debug> RegisterBar for T {
+    fn read(&self, offset: u64, data: &mut [u8]) {
+        read(&mut *self.lock_map(), offset, data);
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) {
+        write(&mut *self.lock_map(), offset, data);
+    }
 }
 
 /// Where a piece of an access lands.
