@@ -153,8 +153,8 @@ pub(crate) struct BochsState {
     edid: [u8; EDID_LEN],
     /// What [`VBE_DISPI_INDEX_VIDEO_MEMORY_64K`] reads; immutable.
     vram_64k: u16,
-    /// The stored dispi registers, by index; entry 0 (ID) is stored but never read back, and
-    /// entry 10 (VRAM size) is never written.
+    /// The stored dispi registers, by index; entries 0 (ID) and 10 (VRAM size) are stored but
+    /// never read back.
     dispi: [u16; VBE_DISPI_INDEX_NB as usize],
     /// Whether the byte-order register selects big-endian.
     big_endian: bool,
@@ -193,11 +193,8 @@ impl BlockMap for BochsState {
     fn block_write(&mut self, block: usize, offset: u64, _size: u64, value: u64) {
         match block {
             DISPI_BLOCK => {
-                let index = (offset / 2) as u16;
-                if index == VBE_DISPI_INDEX_VIDEO_MEMORY_64K {
-                    return;
-                }
-                if let Some(register) = self.dispi.get_mut(usize::from(index)) {
+                // ID and VIDEO_MEMORY_64K take the write too, but their reads answer constants.
+                if let Some(register) = self.dispi.get_mut((offset / 2) as usize) {
                     // Stored verbatim; the handler is 16 bits wide, so a byte arrives zero-extended.
                     *register = value as u16;
                 }

@@ -170,6 +170,11 @@ fn the_extended_size_register_reads_eight_and_ignores_writes() {
 fn the_byte_order_register_accepts_only_its_two_markers() {
     let bar = registers();
     assert_eq!(read(&bar, BYTEORDER, 4), 0x1e1e_1e1e);
+    // Other values keep the byte order, whichever it is.
+    for ignored in [0, 0x1234_5678, 0x1e1e_1ebe, 0xffff_ffff] {
+        write(&bar, BYTEORDER, 4, ignored);
+        assert_eq!(read(&bar, BYTEORDER, 4), u64::from(PCI_VGA_QEXT_LITTLE_ENDIAN), "{ignored:#x}");
+    }
     write(&bar, BYTEORDER, 4, 0xbebe_bebe);
     assert_eq!(read(&bar, BYTEORDER, 4), 0xbebe_bebe);
     for ignored in [0, 0x1234_5678, 0xbebe_be1e, 0xffff_ffff] {
