@@ -356,11 +356,19 @@ fn parse_device(cx: &Ctx<'_>, id: String, t: Table, line: usize, index: u32) -> 
     let fault_around = f.bool_or("fault-around", true)?;
     let revoke_timeout_ms = f.opt_num("revoke-timeout-ms")?;
     let catalogue = f.opt_str("catalogue")?;
+    let vgamem = f.opt_num("vgamem")?;
     let bars = f.take("bars");
+    // QEMU's `vgamem` property: bochs-display's VRAM size.
+    if vgamem.is_some() && catalogue.as_deref() != Some("bochs-display") {
+        return Err(f.err("`vgamem` is the VRAM size of `catalogue = \"bochs-display\"` only"));
+    }
     let spec = match (catalogue, bars) {
-        (Some(name), None) => pci::catalogue::by_name(&name).ok_or_else(|| {
-            f.err(format!("no catalogue device {name:?} (known: {})", pci::catalogue::names().join(", ")))
-        })?,
+        (Some(name), None) => match vgamem {
+            Some(size) => pci::catalogue::bochs_display_with_vgamem(size).map_err(|e| f.err(e.to_string()))?,
+            None => pci::catalogue::by_name(&name).ok_or_else(|| {
+                f.err(format!("no catalogue device {name:?} (known: {})", pci::catalogue::names().join(", ")))
+            })?,
+        },
         (None, Some(Value::Array(list))) => {
             let mut spec = DeviceSpec {
                 name: id.clone(),
@@ -685,5 +693,15 @@ mod tests {
         assert!(e.msg.contains("no verb"), "{e}");
         let e = parse("s.toml", "bogus = 1\n").unwrap_err();
         assert!(e.msg.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn vgamem_sizes_the_bochs_display_vram_and_nothing_else() {
+        let sc = parse("v.toml", "[devices.d]\ncatalogue = \"bochs-display\"\nvgamem = \"5M\"\n").unwrap();
+        assert_eq!(sc.devices[0].spec.bars[0].as_ref().map(|b| b.size), Some(8 << 20), "rounded up as QEMU does");
+        let e = parse("v.toml", "[devices.d]\ncatalogue = \"bochs-display\"\nvgamem = \"1M\"\n").unwrap_err();
+        assert_eq!(e.line, 1, "{e}");
+        let e = parse("v.toml", "[devices.d]\ncatalogue = \"edu-plus\"\nvgamem = \"16M\"\n").unwrap_err();
+        assert!(e.msg.contains("`vgamem` is the VRAM size of"), "{e}");
     }
 }
