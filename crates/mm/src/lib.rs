@@ -44,6 +44,7 @@ pub mod maps;
 mod phys;
 pub mod probe;
 mod sys;
+pub mod trap;
 mod vma;
 
 pub use aspace::{AddressSpace, MapRequest, MappingHandle, VmaInfo};

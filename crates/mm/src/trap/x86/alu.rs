@@ -1,0 +1,210 @@
+//! Arithmetic and logic with a memory operand: the read-modify-write forms
+//! (`add`, `adc`, `sub`, `sbb`, `and`, `or`, `xor`, `inc`, `dec`, `not`,
+//! `neg`, `xchg`: one device read, then one device write), the register
+//! destination forms (`add r, m` …: one read), and `cmp`/`test` (one read,
+//! flags only). The status flags are computed as the processor defines
+//! them; the unit tests check them against the processor itself.
+
+use iced_x86::{Instruction, Mnemonic, OpKind};
+
+use super::operand::{self, Abort};
+use super::regs::{
+    mask, X86Regs, EFLAGS_AF, EFLAGS_CF, EFLAGS_OF, EFLAGS_PF, EFLAGS_SF, EFLAGS_STATUS,
+    EFLAGS_ZF,
+};
+use crate::trap::{DeviceAccess, Reason};
+
+/// An arithmetic or logic operation on `size`-byte operands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AluOp {
+    Add,
+    Adc,
+    Sub,
+    Sbb,
+    And,
+    Or,
+    Xor,
+    Inc,
+    Dec,
+    Not,
+    Neg,
+}
+
+/// ZF, SF and PF of a `size`-byte result: the flags every operation here
+/// derives from its result alone.
+fn result_flags(result: u64, size: usize) -> u64 {
+    let mut flags = 0;
+    if result == 0 {
+        flags |= EFLAGS_ZF;
+    }
+    if result >> (size * 8 - 1) & 1 == 1 {
+        flags |= EFLAGS_SF;
+    }
+    // PF: even number of set bits in the low byte.
+    if (result as u8).count_ones() % 2 == 0 {
+        flags |= EFLAGS_PF;
+    }
+    flags
+}
+
+/// `a + b + carry` on `size` bytes: the result and its six status flags.
+fn add(a: u64, b: u64, carry: u64, size: usize) -> (u64, u64) {
+    let m = mask(size);
+    let wide = u128::from(a & m) + u128::from(b & m) + u128::from(carry);
+    let r = wide as u64 & m;
+    let sign = 1u64 << (size * 8 - 1);
+    let mut flags = result_flags(r, size);
+    if wide > u128::from(m) {
+        flags |= EFLAGS_CF;
+    }
+    if (a ^ b ^ r) & 0x10 != 0 {
+        flags |= EFLAGS_AF;
+    }
+    // Overflow: both inputs have one sign and the result the other.
+    if (a ^ r) & (b ^ r) & sign != 0 {
+        flags |= EFLAGS_OF;
+    }
+    (r, flags)
+}
+
+/// `a - b - borrow` on `size` bytes: the result and its six status flags.
+fn sub(a: u64, b: u64, borrow: u64, size: usize) -> (u64, u64) {
+    let m = mask(size);
+    let (a, b) = (a & m, b & m);
+    let r = a.wrapping_sub(b).wrapping_sub(borrow) & m;
+    let sign = 1u64 << (size * 8 - 1);
+    let mut flags = result_flags(r, size);
+    if u128::from(a) < u128::from(b) + u128::from(borrow) {
+        flags |= EFLAGS_CF;
+    }
+    if (a ^ b ^ r) & 0x10 != 0 {
+        flags |= EFLAGS_AF;
+    }
+    // Overflow: the inputs' signs differ and the result's differs from a's.
+    if (a ^ b) & (a ^ r) & sign != 0 {
+        flags |= EFLAGS_OF;
+    }
+    (r, flags)
+}
+
+/// Computes `op` on `a` (the destination) and `b` (the source, ignored by
+/// the one-operand operations) and returns the result and the new
+/// `rflags`. The logic operations clear CF and OF and leave AF clear
+/// (architecturally undefined); `inc`/`dec` keep CF; `not` changes no flag.
+pub(super) fn compute(op: AluOp, a: u64, b: u64, size: usize, rflags: u64) -> (u64, u64) {
+    let carry_in = rflags & EFLAGS_CF;
+    let (r, flags) = match op {
+        AluOp::Add => add(a, b, 0, size),
+        AluOp::Adc => add(a, b, carry_in, size),
+        AluOp::Sub => sub(a, b, 0, size),
+        AluOp::Sbb => sub(a, b, carry_in, size),
+        AluOp::And | AluOp::Or | AluOp::Xor => {
+            let r = match op {
+                AluOp::And => a & b,
+                AluOp::Or => a | b,
+                _ => a ^ b,
+            } & mask(size);
+            (r, result_flags(r, size))
+        }
+        AluOp::Inc | AluOp::Dec => {
+            let (r, flags) = if op == AluOp::Inc { add(a, 1, 0, size) } else { sub(a, 1, 0, size) };
+            (r, (flags & !EFLAGS_CF) | carry_in)
+        }
+        AluOp::Neg => sub(0, a, 0, size),
+        AluOp::Not => return (!a & mask(size), rflags),
+    };
+    (r, (rflags & !EFLAGS_STATUS) | flags)
+}
+
+/// The operation of `mnemonic` and whether it writes its result back
+/// (`cmp` and `test` only set flags).
+fn classify(mnemonic: Mnemonic) -> Option<(AluOp, bool)> {
+    Some(match mnemonic {
+        Mnemonic::Add => (AluOp::Add, true),
+        Mnemonic::Adc => (AluOp::Adc, true),
+        Mnemonic::Sub => (AluOp::Sub, true),
+        Mnemonic::Sbb => (AluOp::Sbb, true),
+        Mnemonic::And => (AluOp::And, true),
+        Mnemonic::Or => (AluOp::Or, true),
+        Mnemonic::Xor => (AluOp::Xor, true),
+        Mnemonic::Inc => (AluOp::Inc, true),
+        Mnemonic::Dec => (AluOp::Dec, true),
+        Mnemonic::Not => (AluOp::Not, true),
+        Mnemonic::Neg => (AluOp::Neg, true),
+        Mnemonic::Cmp => (AluOp::Sub, false),
+        Mnemonic::Test => (AluOp::And, false),
+        _ => return None,
+    })
+}
+
+/// Emulates one arithmetic, logic or exchange instruction with a memory
+/// operand; returns where to resume. A `lock` prefix needs nothing more:
+/// the caller holds the device's lock across the whole emulation.
+///
+/// Nothing in `regs` changes unless every device access succeeded; if the
+/// write of a read-modify-write faults, the read has happened, as on a bus
+/// that saw the read cycle.
+pub(super) fn emulate(
+    instr: &Instruction,
+    regs: &mut X86Regs,
+    fault_addr: u64,
+    mem: &mut dyn DeviceAccess,
+) -> Result<u64, Abort> {
+    let mem_op = operand::memory_operand(instr).ok_or(Reason::NotEmulated)?;
+    let size = instr.memory_size().size();
+    let addr = operand::effective_address(instr, regs)?;
+    operand::check_covers(addr, size, fault_addr)?;
+    if instr.mnemonic() == Mnemonic::Xchg {
+        return xchg(instr, regs, mem_op, addr, size, mem);
+    }
+    let (op, writes) = classify(instr.mnemonic()).ok_or(Reason::NotEmulated)?;
+    if mem_op == 0 {
+        // Memory destination (or the first operand of cmp/test).
+        let b = match op {
+            AluOp::Inc | AluOp::Dec | AluOp::Not | AluOp::Neg => 0,
+            _ => operand::source_value(instr, 1, regs)?,
+        };
+        let a = operand::read(mem, addr, size)? as u64;
+        let (r, rflags) = compute(op, a, b, size, regs.rflags);
+        if writes {
+            operand::write(mem, addr, size, u128::from(r))?;
+        }
+        regs.rflags = rflags;
+    } else {
+        // Register destination, memory source: `add r, m`, `cmp r, m`.
+        if instr.op0_kind() != OpKind::Register {
+            return Err(Reason::NotEmulated.into());
+        }
+        let dest = instr.op0_register();
+        let a = regs.read_gpr(dest).ok_or(Reason::NotEmulated)?;
+        let b = operand::read(mem, addr, size)? as u64;
+        let (r, rflags) = compute(op, a, b, size, regs.rflags);
+        if writes {
+            regs.write_gpr(dest, r);
+        }
+        regs.rflags = rflags;
+    }
+    Ok(instr.next_ip())
+}
+
+/// `xchg m, r` (either operand order): one read, one write, the old memory
+/// value to the register; no flag changes.
+fn xchg(
+    instr: &Instruction,
+    regs: &mut X86Regs,
+    mem_op: u32,
+    addr: u64,
+    size: usize,
+    mem: &mut dyn DeviceAccess,
+) -> Result<u64, Abort> {
+    let reg_op = 1 - mem_op.min(1);
+    if instr.op_kind(reg_op) != OpKind::Register {
+        return Err(Reason::NotEmulated.into());
+    }
+    let reg = instr.op_register(reg_op);
+    let value = regs.read_gpr(reg).ok_or(Reason::NotEmulated)?;
+    let old = operand::read(mem, addr, size)? as u64;
+    operand::write(mem, addr, size, u128::from(value))?;
+    regs.write_gpr(reg, old);
+    Ok(instr.next_ip())
+}
