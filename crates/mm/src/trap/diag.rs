@@ -110,13 +110,7 @@ impl Unsupported {
     /// A diagnostic for the instruction `bytes` (at most
     /// [`MAX_INSN_LEN`] are kept) at `ip`, naming it by the `Debug` form of
     /// `mnemonic` in lower case.
-    pub fn new(
-        ip: u64,
-        fault_addr: u64,
-        reason: Reason,
-        bytes: &[u8],
-        mnemonic: &dyn fmt::Debug,
-    ) -> Unsupported {
+    pub fn new(ip: u64, fault_addr: u64, reason: Reason, bytes: &[u8], mnemonic: &dyn fmt::Debug) -> Unsupported {
         let mut kept = [0u8; MAX_INSN_LEN];
         let len = bytes.len().min(MAX_INSN_LEN);
         kept[..len].copy_from_slice(&bytes[..len]);
@@ -125,15 +119,7 @@ impl Unsupported {
         // FixedBuf never fails; a Debug impl that does leaves a shorter name.
         let _ = write!(out, "{mnemonic:?}");
         let mnemonic_len = out.len as u8;
-        Unsupported {
-            ip,
-            fault_addr,
-            reason,
-            bytes: kept,
-            len: len as u8,
-            mnemonic: name,
-            mnemonic_len,
-        }
+        Unsupported { ip, fault_addr, reason, bytes: kept, len: len as u8, mnemonic: name, mnemonic_len }
     }
 
     /// The instruction's bytes (as many as were available, at most 15).

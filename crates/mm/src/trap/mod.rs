@@ -105,8 +105,8 @@ mod x86;
 
 pub use self::diag::{Reason, Unsupported, MAX_INSN_LEN};
 pub use self::x86::{
-    gpr, X86Decoder, X86Regs, EFLAGS_AF, EFLAGS_CF, EFLAGS_DF, EFLAGS_OF, EFLAGS_PF, EFLAGS_SF,
-    EFLAGS_STATUS, EFLAGS_ZF,
+    gpr, X86Decoder, X86Regs, EFLAGS_AF, EFLAGS_CF, EFLAGS_DF, EFLAGS_OF, EFLAGS_PF, EFLAGS_SF, EFLAGS_STATUS,
+    EFLAGS_ZF,
 };
 pub use crate::probe::{AccessFault, Width};
 
@@ -182,10 +182,5 @@ pub trait TrapDecoder {
     /// [`TrapError::Fault`] when `mem` reported a fault,
     /// [`TrapError::Unsupported`] when the instruction, its operand
     /// address or its alignment is outside the emulated set.
-    fn emulate(
-        &self,
-        regs: &mut Self::Regs,
-        trap: Trap<'_>,
-        mem: &mut dyn DeviceAccess,
-    ) -> Result<Resume, TrapError>;
+    fn emulate(&self, regs: &mut Self::Regs, trap: Trap<'_>, mem: &mut dyn DeviceAccess) -> Result<Resume, TrapError>;
 }

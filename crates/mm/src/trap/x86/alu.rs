@@ -8,10 +8,7 @@
 use iced_x86::{Instruction, Mnemonic, OpKind};
 
 use super::operand::{self, Abort};
-use super::regs::{
-    mask, X86Regs, EFLAGS_AF, EFLAGS_CF, EFLAGS_OF, EFLAGS_PF, EFLAGS_SF, EFLAGS_STATUS,
-    EFLAGS_ZF,
-};
+use super::regs::{mask, X86Regs, EFLAGS_AF, EFLAGS_CF, EFLAGS_OF, EFLAGS_PF, EFLAGS_SF, EFLAGS_STATUS, EFLAGS_ZF};
 use crate::trap::{DeviceAccess, Reason};
 
 /// An arithmetic or logic operation on `size`-byte operands.

@@ -19,8 +19,7 @@ use iced_x86::{Decoder, DecoderOptions, Instruction, Mnemonic};
 
 use self::operand::Abort;
 pub use self::regs::{
-    gpr, X86Regs, EFLAGS_AF, EFLAGS_CF, EFLAGS_DF, EFLAGS_OF, EFLAGS_PF, EFLAGS_SF,
-    EFLAGS_STATUS, EFLAGS_ZF,
+    gpr, X86Regs, EFLAGS_AF, EFLAGS_CF, EFLAGS_DF, EFLAGS_OF, EFLAGS_PF, EFLAGS_SF, EFLAGS_STATUS, EFLAGS_ZF,
 };
 use crate::trap::diag::MAX_INSN_LEN;
 use crate::trap::{DeviceAccess, Reason, Resume, Trap, TrapDecoder, TrapError, Unsupported};
@@ -54,12 +53,7 @@ impl Default for X86Decoder {
 impl TrapDecoder for X86Decoder {
     type Regs = X86Regs;
 
-    fn emulate(
-        &self,
-        regs: &mut X86Regs,
-        trap: Trap<'_>,
-        mem: &mut dyn DeviceAccess,
-    ) -> Result<Resume, TrapError> {
+    fn emulate(&self, regs: &mut X86Regs, trap: Trap<'_>, mem: &mut dyn DeviceAccess) -> Result<Resume, TrapError> {
         let bytes = &trap.insn[..trap.insn.len().min(MAX_INSN_LEN)];
         let ip = regs.rip;
         let refuse = |reason: Reason, bytes: &[u8], mnemonic: Mnemonic| {

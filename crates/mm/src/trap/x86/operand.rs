@@ -64,8 +64,7 @@ pub(super) fn effective_address(instr: &Instruction, regs: &X86Regs) -> Result<u
     match instr.memory_index() {
         Register::None => {}
         index => {
-            let scaled =
-                address_register(regs, index)?.wrapping_mul(u64::from(instr.memory_index_scale()));
+            let scaled = address_register(regs, index)?.wrapping_mul(u64::from(instr.memory_index_scale()));
             addr = addr.wrapping_add(scaled);
         }
     }
@@ -134,12 +133,7 @@ pub(super) fn read(mem: &mut dyn DeviceAccess, addr: u64, size: usize) -> Result
 /// Writes the low `size` bytes (1, 2, 4, 8 or 16) of `value` at `addr`,
 /// under the same policy as [`read`]; 16 bytes are two 8-byte writes, low
 /// half first.
-pub(super) fn write(
-    mem: &mut dyn DeviceAccess,
-    addr: u64,
-    size: usize,
-    value: u128,
-) -> Result<(), Abort> {
+pub(super) fn write(mem: &mut dyn DeviceAccess, addr: u64, size: usize, value: u128) -> Result<(), Abort> {
     if touches_device(mem, addr, size) {
         check_device_policy(addr, size)?;
     }

@@ -3,7 +3,7 @@
 use iced_x86::Register;
 
 /// Indices into [`X86Regs::gpr`]: the hardware encoding order of the
-/// general registers (the number a ModRM or REX field names), which is not
+/// general registers (the number a `ModRM` or REX field names), which is not
 /// the order of `ucontext_t`'s `gregs` (`REG_R8` first).
 pub mod gpr {
     /// `rax`.
@@ -41,8 +41,7 @@ pub const EFLAGS_DF: u64 = 1 << 10;
 /// Overflow flag (`X86_EFLAGS_OF`).
 pub const EFLAGS_OF: u64 = 1 << 11;
 /// The six status flags an arithmetic instruction defines.
-pub const EFLAGS_STATUS: u64 =
-    EFLAGS_CF | EFLAGS_PF | EFLAGS_AF | EFLAGS_ZF | EFLAGS_SF | EFLAGS_OF;
+pub const EFLAGS_STATUS: u64 = EFLAGS_CF | EFLAGS_PF | EFLAGS_AF | EFLAGS_ZF | EFLAGS_SF | EFLAGS_OF;
 
 /// The user-visible state an emulated access may read or change: the
 /// general registers, `rip`, `rflags`, and the 128-bit vector registers

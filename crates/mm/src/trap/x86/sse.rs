@@ -42,13 +42,9 @@ fn classify(code: Code) -> Option<(Kind, bool)> {
     const LOAD: Kind = Kind::Load { vex: false };
     const VLOAD: Kind = Kind::Load { vex: true };
     Some(match code {
-        Movd_xmm_rm32 | Movq_xmm_rm64 | Movq_xmm_xmmm64 | Movss_xmm_xmmm32 | Movsd_xmm_xmmm64
-        | Movups_xmm_xmmm128 | Movupd_xmm_xmmm128 | Movdqu_xmm_xmmm128 | Lddqu_xmm_m128 => {
-            (LOAD, false)
-        }
-        Movaps_xmm_xmmm128 | Movapd_xmm_xmmm128 | Movdqa_xmm_xmmm128 | Movntdqa_xmm_m128 => {
-            (LOAD, true)
-        }
+        Movd_xmm_rm32 | Movq_xmm_rm64 | Movq_xmm_xmmm64 | Movss_xmm_xmmm32 | Movsd_xmm_xmmm64 | Movups_xmm_xmmm128
+        | Movupd_xmm_xmmm128 | Movdqu_xmm_xmmm128 | Lddqu_xmm_m128 => (LOAD, false),
+        Movaps_xmm_xmmm128 | Movapd_xmm_xmmm128 | Movdqa_xmm_xmmm128 | Movntdqa_xmm_m128 => (LOAD, true),
         VEX_Vmovd_xmm_rm32
         | VEX_Vmovq_xmm_rm64
         | VEX_Vmovq_xmm_xmmm64
@@ -58,32 +54,46 @@ fn classify(code: Code) -> Option<(Kind, bool)> {
         | VEX_Vmovupd_xmm_xmmm128
         | VEX_Vmovdqu_xmm_xmmm128
         | VEX_Vlddqu_xmm_m128 => (VLOAD, false),
-        VEX_Vmovaps_xmm_xmmm128
-        | VEX_Vmovapd_xmm_xmmm128
-        | VEX_Vmovdqa_xmm_xmmm128
-        | VEX_Vmovntdqa_xmm_m128 => (VLOAD, true),
+        VEX_Vmovaps_xmm_xmmm128 | VEX_Vmovapd_xmm_xmmm128 | VEX_Vmovdqa_xmm_xmmm128 | VEX_Vmovntdqa_xmm_m128 => {
+            (VLOAD, true)
+        }
         Movlps_xmm_m64 | Movlpd_xmm_m64 => (Kind::LoadHalf { high: false }, false),
         Movhps_xmm_m64 | Movhpd_xmm_m64 => (Kind::LoadHalf { high: true }, false),
-        VEX_Vmovlps_xmm_xmm_m64 | VEX_Vmovlpd_xmm_xmm_m64 => {
-            (Kind::VexLoadHalf { high: false }, false)
-        }
-        VEX_Vmovhps_xmm_xmm_m64 | VEX_Vmovhpd_xmm_xmm_m64 => {
-            (Kind::VexLoadHalf { high: true }, false)
-        }
-        Movd_rm32_xmm | Movq_rm64_xmm | Movq_xmmm64_xmm | Movss_xmmm32_xmm | Movsd_xmmm64_xmm
-        | Movlps_m64_xmm | Movlpd_m64_xmm | Movups_xmmm128_xmm | Movupd_xmmm128_xmm
-        | Movdqu_xmmm128_xmm | VEX_Vmovd_rm32_xmm | VEX_Vmovq_rm64_xmm | VEX_Vmovq_xmmm64_xmm
-        | VEX_Vmovss_m32_xmm | VEX_Vmovsd_m64_xmm | VEX_Vmovlps_m64_xmm | VEX_Vmovlpd_m64_xmm
-        | VEX_Vmovups_xmmm128_xmm | VEX_Vmovupd_xmmm128_xmm | VEX_Vmovdqu_xmmm128_xmm => {
-            (Kind::Store, false)
-        }
-        Movaps_xmmm128_xmm | Movapd_xmmm128_xmm | Movdqa_xmmm128_xmm | Movntps_m128_xmm
-        | Movntpd_m128_xmm | Movntdq_m128_xmm | VEX_Vmovaps_xmmm128_xmm
-        | VEX_Vmovapd_xmmm128_xmm | VEX_Vmovdqa_xmmm128_xmm | VEX_Vmovntps_m128_xmm
-        | VEX_Vmovntpd_m128_xmm | VEX_Vmovntdq_m128_xmm => (Kind::Store, true),
-        Movhps_m64_xmm | Movhpd_m64_xmm | VEX_Vmovhps_m64_xmm | VEX_Vmovhpd_m64_xmm => {
-            (Kind::StoreHigh, false)
-        }
+        VEX_Vmovlps_xmm_xmm_m64 | VEX_Vmovlpd_xmm_xmm_m64 => (Kind::VexLoadHalf { high: false }, false),
+        VEX_Vmovhps_xmm_xmm_m64 | VEX_Vmovhpd_xmm_xmm_m64 => (Kind::VexLoadHalf { high: true }, false),
+        Movd_rm32_xmm
+        | Movq_rm64_xmm
+        | Movq_xmmm64_xmm
+        | Movss_xmmm32_xmm
+        | Movsd_xmmm64_xmm
+        | Movlps_m64_xmm
+        | Movlpd_m64_xmm
+        | Movups_xmmm128_xmm
+        | Movupd_xmmm128_xmm
+        | Movdqu_xmmm128_xmm
+        | VEX_Vmovd_rm32_xmm
+        | VEX_Vmovq_rm64_xmm
+        | VEX_Vmovq_xmmm64_xmm
+        | VEX_Vmovss_m32_xmm
+        | VEX_Vmovsd_m64_xmm
+        | VEX_Vmovlps_m64_xmm
+        | VEX_Vmovlpd_m64_xmm
+        | VEX_Vmovups_xmmm128_xmm
+        | VEX_Vmovupd_xmmm128_xmm
+        | VEX_Vmovdqu_xmmm128_xmm => (Kind::Store, false),
+        Movaps_xmmm128_xmm
+        | Movapd_xmmm128_xmm
+        | Movdqa_xmmm128_xmm
+        | Movntps_m128_xmm
+        | Movntpd_m128_xmm
+        | Movntdq_m128_xmm
+        | VEX_Vmovaps_xmmm128_xmm
+        | VEX_Vmovapd_xmmm128_xmm
+        | VEX_Vmovdqa_xmmm128_xmm
+        | VEX_Vmovntps_m128_xmm
+        | VEX_Vmovntpd_m128_xmm
+        | VEX_Vmovntdq_m128_xmm => (Kind::Store, true),
+        Movhps_m64_xmm | Movhpd_m64_xmm | VEX_Vmovhps_m64_xmm | VEX_Vmovhpd_m64_xmm => (Kind::StoreHigh, false),
         _ => return None,
     })
 }

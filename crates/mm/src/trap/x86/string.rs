@@ -76,12 +76,7 @@ pub(super) fn emulate(
     // 32-bit addressing shows as esi/edi operands (and ecx as count).
     let dest_kind = instr.op0_kind();
     if dest_kind != OpKind::MemoryESRDI {
-        return Err(if dest_kind == OpKind::MemoryESEDI {
-            Reason::AddressSize
-        } else {
-            Reason::NotEmulated
-        }
-        .into());
+        return Err(if dest_kind == OpKind::MemoryESEDI { Reason::AddressSize } else { Reason::NotEmulated }.into());
     }
     if is_movs {
         // Only the source can take a segment override.
@@ -100,16 +95,11 @@ pub(super) fn emulate(
     while left > 0 {
         let src = regs.gpr[gpr::RSI];
         let dst = regs.gpr[gpr::RDI];
-        let device = operand::touches_device(mem, dst, size)
-            || (is_movs && operand::touches_device(mem, src, size));
+        let device = operand::touches_device(mem, dst, size) || (is_movs && operand::touches_device(mem, src, size));
         if !device && done_device {
             break;
         }
-        let value = if is_movs {
-            operand::read(mem, src, size)?
-        } else {
-            u128::from(regs.gpr[gpr::RAX] & mask(size))
-        };
+        let value = if is_movs { operand::read(mem, src, size)? } else { u128::from(regs.gpr[gpr::RAX] & mask(size)) };
         operand::write(mem, dst, size, value)?;
         // The element is done: the registers move past it.
         done_device |= device;

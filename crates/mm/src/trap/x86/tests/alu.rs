@@ -5,9 +5,7 @@
 
 use super::*;
 use crate::trap::x86::gpr::{RAX, RCX};
-use crate::trap::x86::regs::{
-    EFLAGS_AF, EFLAGS_CF, EFLAGS_OF, EFLAGS_PF, EFLAGS_SF, EFLAGS_STATUS, EFLAGS_ZF,
-};
+use crate::trap::x86::regs::{EFLAGS_AF, EFLAGS_CF, EFLAGS_OF, EFLAGS_PF, EFLAGS_SF, EFLAGS_STATUS, EFLAGS_ZF};
 
 const D: u64 = DEV + 0x100;
 
@@ -22,10 +20,7 @@ fn rmw(insn: &[u8], mem: u64, size: usize, r: X86Regs) -> (X86Regs, FakeBus) {
 
 /// The read and write a read-modify-write of `size` bytes makes.
 fn read_then_write(size: usize, old: u64, new: u64) -> Vec<Access> {
-    vec![
-        Access::Read { addr: D, size, value: old },
-        Access::Write { addr: D, size, value: new },
-    ]
+    vec![Access::Read { addr: D, size, value: old }, Access::Write { addr: D, size, value: new }]
 }
 
 #[test]
@@ -91,10 +86,7 @@ fn arithmetic_sets_each_status_flag() {
     // sbb dword [rdi], ecx with CF set: 0 - 0 - 1 borrows.
     let (after, bus) = rmw(&[0x19, 0x0f], 0, 4, r(0, true));
     assert_eq!(bus.peek(D, 4), 0xffff_ffff);
-    assert_eq!(
-        after.rflags & EFLAGS_STATUS,
-        EFLAGS_CF | EFLAGS_SF | EFLAGS_AF | EFLAGS_PF
-    );
+    assert_eq!(after.rflags & EFLAGS_STATUS, EFLAGS_CF | EFLAGS_SF | EFLAGS_AF | EFLAGS_PF);
     // inc keeps CF whatever the result.
     let (after, _) = rmw(&[0xff, 0x07], 0xffff_ffff, 4, r(0, true));
     assert_eq!(after.rflags & EFLAGS_STATUS, EFLAGS_CF | EFLAGS_ZF | EFLAGS_AF | EFLAGS_PF);

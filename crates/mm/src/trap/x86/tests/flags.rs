@@ -105,11 +105,7 @@ fn check(op: AluOp, a: u64, b: u64, size: usize, flags_in: u64) {
         _ => EFLAGS_STATUS,
     };
     assert_eq!(r, hw_r, "{op:?} {a:#x}, {b:#x} ({size} bytes): result");
-    assert_eq!(
-        f & cared,
-        hw_f & cared,
-        "{op:?} {a:#x}, {b:#x} ({size} bytes, flags in {flags_in:#x}): flags"
-    );
+    assert_eq!(f & cared, hw_f & cared, "{op:?} {a:#x}, {b:#x} ({size} bytes, flags in {flags_in:#x}): flags");
     // Bits outside the status flags are the caller's, untouched.
     assert_eq!(f & !EFLAGS_STATUS, 0x202);
 }

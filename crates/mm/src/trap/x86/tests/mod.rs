@@ -53,12 +53,7 @@ pub(super) fn sigbus(addr: u64) -> AccessFault {
 impl FakeBus {
     pub fn new() -> FakeBus {
         // Room for the longest test's log, so logging never allocates.
-        FakeBus {
-            bytes: vec![0; 0x4000],
-            log: Vec::with_capacity(4096),
-            fault_read_at: None,
-            fault_write_at: None,
-        }
+        FakeBus { bytes: vec![0; 0x4000], log: Vec::with_capacity(4096), fault_read_at: None, fault_write_at: None }
     }
 
     fn offset(addr: u64, size: usize) -> Result<usize, AccessFault> {
@@ -142,12 +137,7 @@ pub(super) fn regs() -> X86Regs {
 }
 
 /// Emulates `insn` faulting at `fault_addr`.
-pub(super) fn run(
-    insn: &[u8],
-    regs: &mut X86Regs,
-    fault_addr: u64,
-    bus: &mut FakeBus,
-) -> Result<Resume, TrapError> {
+pub(super) fn run(insn: &[u8], regs: &mut X86Regs, fault_addr: u64, bus: &mut FakeBus) -> Result<Resume, TrapError> {
     X86Decoder::new().emulate(regs, Trap { fault_addr, insn }, bus)
 }
 

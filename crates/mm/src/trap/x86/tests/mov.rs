@@ -60,7 +60,12 @@ fn loads_zero_extend_32_bit_destinations_and_merge_narrower_ones() {
     for (insn, asm, dest, size, expected) in cases {
         let mut r = regs();
         // `mov dil, [rsi]` loads through rsi: point it at the device.
-        let addr = if insn == [0x40, 0x8a, 0x3e] { r.gpr[RSI] = D; D } else { D };
+        let addr = if insn == [0x40, 0x8a, 0x3e] {
+            r.gpr[RSI] = D;
+            D
+        } else {
+            D
+        };
         let mut bus = FakeBus::new();
         bus.poke(addr, 8, u128::from(value));
         let after = run_ok(insn, r, addr, &mut bus);

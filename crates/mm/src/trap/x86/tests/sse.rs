@@ -29,10 +29,7 @@ fn low(size: usize) -> u128 {
 /// The device reads of a `size`-byte load at `D`.
 fn reads(size: usize) -> Vec<Access> {
     match size {
-        16 => vec![
-            Access::Read { addr: D, size: 8, value: LO },
-            Access::Read { addr: D + 8, size: 8, value: HI },
-        ],
+        16 => vec![Access::Read { addr: D, size: 8, value: LO }, Access::Read { addr: D + 8, size: 8, value: HI }],
         _ => vec![Access::Read { addr: D, size, value: low(size) as u64 }],
     }
 }
