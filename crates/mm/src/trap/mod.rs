@@ -47,7 +47,8 @@
 //! | the same | `r ← r op m` | one read, flags |
 //! | `inc`, `dec`, `neg`, `not` | `m`, `lock` | one read, one write; flags (CF kept by `inc`/`dec`, none for `not`) |
 //! | `xchg` | `m, r` either order | one read, one write |
-//! | `cmp`, `test` | `m, r`, `r, m`, `m, imm` | one read, flags |
+//! | `cmp` | `m, r`, `r, m`, `m, imm` | one read, flags |
+//! | `test` | `m, r`, `m, imm` | one read, flags |
 //! | `movs`, `stos` | `b`/`w`/`d`/`q`, with or without `rep`, DF up or down | per element: a read (`movs`) and a write; `rsi`/`rdi`/`rcx` exact after each |
 //! | `movd`, `movq`, `movss`, `movsd` | loads (zeroing the rest of the XMM register) and stores | one |
 //! | `movaps`, `movapd`, `movups`, `movupd`, `movdqa`, `movdqu`, `lddqu`, `movntps`, `movntpd`, `movntdq`, `movntdqa` | 128-bit loads and stores | two 8-byte, low half first |
@@ -86,15 +87,28 @@
 //! # Signal safety
 //!
 //! The emulate path allocates nothing and takes no lock: the decoder reads
-//! a borrowed byte slice and fills a stack `Instruction`; the register set
-//! is a plain value; a refusal copies its bytes and mnemonic into fixed
-//! arrays. `iced-x86` builds its decoder tables on first use (allocating,
-//! behind a `std::sync::Once`), so [`X86Decoder::new`] builds them and
-//! must run before the first trap; afterwards `Once` is a single atomic
-//! load. Checked by the unit test `emulation_never_allocates`, which
-//! installs a counting global allocator in the test binary and emulates
-//! every supported form (and refusals and faults) with the count armed for
-//! the emulating thread, expecting zero.
+//! a borrowed byte slice and fills a stack `Instruction`; operand widths
+//! and register numbers come from `iced-x86`'s static tables; the register
+//! set is a plain value; a refusal copies its bytes and its mnemonic (the
+//! `Debug` text of iced's `Mnemonic`, from a static string table) into
+//! fixed arrays. One exception is built in: `iced-x86` builds its decoder
+//! tables on first use, behind a `std::sync::Once` (the first decode of a
+//! process makes some 7,700 allocations, the next none). So
+//! [`X86Decoder::new`] decodes once, and must run before the first trap,
+//! when the handler is installed; afterwards the `Once` is one atomic
+//! load.
+//!
+//! How this is checked: the unit test `emulation_never_allocates`
+//! installs a counting global allocator in the test binary, arms it for
+//! the emulating thread only, and emulates every supported form (the list
+//! in `x86/tests/forms.rs`), a refusal of each kind, a device fault, and
+//! the formatting of a diagnostic into a stack buffer, expecting zero
+//! allocations; `the_counter_sees_allocations` shows the counter is live.
+//!
+//! `iced-x86` is built with `std`, `decoder` and `instr_info` (register
+//! numbers and operand sizes) only: no formatter (the mnemonic's `Debug`
+//! text is enough for a diagnostic), no encoder (tests carry bytes as GNU
+//! `as` encodes them).
 //!
 //! Preconditions: the caller holds the device's lock and checked its
 //! status before calling `emulate`; `insn` holds the bytes at `rip` (up to
