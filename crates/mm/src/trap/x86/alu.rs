@@ -9,6 +9,7 @@ use iced_x86::{Instruction, Mnemonic, OpKind};
 
 use super::operand::{self, Abort};
 use super::regs::{mask, X86Regs, EFLAGS_AF, EFLAGS_CF, EFLAGS_OF, EFLAGS_PF, EFLAGS_SF, EFLAGS_STATUS, EFLAGS_ZF};
+use super::Emulation;
 use crate::trap::{DeviceAccess, Reason};
 
 /// An arithmetic or logic operation on `size`-byte operands.
@@ -44,41 +45,33 @@ fn result_flags(result: u64, size: usize) -> u64 {
     flags
 }
 
-/// `a + b + carry` on `size` bytes: the result and its six status flags.
-fn add(a: u64, b: u64, carry: u64, size: usize) -> (u64, u64) {
-    let m = mask(size);
-    let wide = u128::from(a & m) + u128::from(b & m) + u128::from(carry);
-    let r = wide as u64 & m;
-    let sign = 1u64 << (size * 8 - 1);
-    let mut flags = result_flags(r, size);
-    if wide > u128::from(m) {
-        flags |= EFLAGS_CF;
-    }
-    if (a ^ b ^ r) & 0x10 != 0 {
-        flags |= EFLAGS_AF;
-    }
-    // Overflow: both inputs have one sign and the result the other.
-    if (a ^ r) & (b ^ r) & sign != 0 {
-        flags |= EFLAGS_OF;
-    }
-    (r, flags)
-}
-
-/// `a - b - borrow` on `size` bytes: the result and its six status flags.
-fn sub(a: u64, b: u64, borrow: u64, size: usize) -> (u64, u64) {
+/// `a + b + carry` (or, when `subtract`, `a - b - carry`) on `size` bytes:
+/// the result and its six status flags. For a subtraction CF is the
+/// borrow.
+fn add_sub(a: u64, b: u64, carry: u64, size: usize, subtract: bool) -> (u64, u64) {
     let m = mask(size);
     let (a, b) = (a & m, b & m);
-    let r = a.wrapping_sub(b).wrapping_sub(borrow) & m;
     let sign = 1u64 << (size * 8 - 1);
+    let (r, carried, overflow) = if subtract {
+        let r = a.wrapping_sub(b).wrapping_sub(carry) & m;
+        // Overflow: the inputs' signs differ and the result's differs
+        // from a's.
+        (r, u128::from(a) < u128::from(b) + u128::from(carry), (a ^ b) & (a ^ r))
+    } else {
+        let wide = u128::from(a) + u128::from(b) + u128::from(carry);
+        let r = wide as u64 & m;
+        // Overflow: both inputs have one sign and the result the other.
+        (r, wide > u128::from(m), (a ^ r) & (b ^ r))
+    };
     let mut flags = result_flags(r, size);
-    if u128::from(a) < u128::from(b) + u128::from(borrow) {
+    if carried {
         flags |= EFLAGS_CF;
     }
+    // AF: a carry out of (or borrow into) bit 3, the same test either way.
     if (a ^ b ^ r) & 0x10 != 0 {
         flags |= EFLAGS_AF;
     }
-    // Overflow: the inputs' signs differ and the result's differs from a's.
-    if (a ^ b) & (a ^ r) & sign != 0 {
+    if overflow & sign != 0 {
         flags |= EFLAGS_OF;
     }
     (r, flags)
@@ -91,10 +84,10 @@ fn sub(a: u64, b: u64, borrow: u64, size: usize) -> (u64, u64) {
 pub(super) fn compute(op: AluOp, a: u64, b: u64, size: usize, rflags: u64) -> (u64, u64) {
     let carry_in = rflags & EFLAGS_CF;
     let (r, flags) = match op {
-        AluOp::Add => add(a, b, 0, size),
-        AluOp::Adc => add(a, b, carry_in, size),
-        AluOp::Sub => sub(a, b, 0, size),
-        AluOp::Sbb => sub(a, b, carry_in, size),
+        AluOp::Add => add_sub(a, b, 0, size, false),
+        AluOp::Adc => add_sub(a, b, carry_in, size, false),
+        AluOp::Sub => add_sub(a, b, 0, size, true),
+        AluOp::Sbb => add_sub(a, b, carry_in, size, true),
         AluOp::And | AluOp::Or | AluOp::Xor => {
             let r = match op {
                 AluOp::And => a & b,
@@ -104,10 +97,10 @@ pub(super) fn compute(op: AluOp, a: u64, b: u64, size: usize, rflags: u64) -> (u
             (r, result_flags(r, size))
         }
         AluOp::Inc | AluOp::Dec => {
-            let (r, flags) = if op == AluOp::Inc { add(a, 1, 0, size) } else { sub(a, 1, 0, size) };
+            let (r, flags) = add_sub(a, 1, 0, size, op == AluOp::Dec);
             (r, (flags & !EFLAGS_CF) | carry_in)
         }
-        AluOp::Neg => sub(0, a, 0, size),
+        AluOp::Neg => add_sub(0, a, 0, size, true),
         AluOp::Not => return (!a & mask(size), rflags),
     };
     (r, (rflags & !EFLAGS_STATUS) | flags)
@@ -141,16 +134,9 @@ fn classify(mnemonic: Mnemonic) -> Option<(AluOp, bool)> {
 /// Nothing in `regs` changes unless every device access succeeded; if the
 /// write of a read-modify-write faults, the read has happened, as on a bus
 /// that saw the read cycle.
-pub(super) fn emulate(
-    instr: &Instruction,
-    regs: &mut X86Regs,
-    fault_addr: u64,
-    mem: &mut dyn DeviceAccess,
-) -> Result<u64, Abort> {
-    let mem_op = operand::memory_operand(instr).ok_or(Reason::NotEmulated)?;
-    let size = instr.memory_size().size();
-    let addr = operand::effective_address(instr, regs)?;
-    operand::check_covers(addr, size, fault_addr)?;
+pub(super) fn emulate(e: Emulation<'_>) -> Result<u64, Abort> {
+    let Emulation { instr, regs, fault_addr, mem } = e;
+    let (mem_op, addr, size) = operand::locate(instr, regs, fault_addr)?;
     if instr.mnemonic() == Mnemonic::Xchg {
         return xchg(instr, regs, mem_op, addr, size, mem);
     }

@@ -78,6 +78,15 @@ impl TrapDecoder for X86Decoder {
     }
 }
 
+/// One trapped instruction being emulated: what each family's `emulate`
+/// works on.
+struct Emulation<'a> {
+    instr: &'a Instruction,
+    regs: &'a mut X86Regs,
+    fault_addr: u64,
+    mem: &'a mut dyn DeviceAccess,
+}
+
 /// Routes `instr` to the emulation of its family.
 fn dispatch(
     instr: &Instruction,
@@ -93,16 +102,15 @@ fn dispatch(
         return Err(Reason::AddressSize.into());
     }
     let code = instr.code();
+    let e = Emulation { instr, regs, fault_addr, mem };
     if string::is_string(code) {
-        return string::emulate(instr, regs, fault_addr, mem);
+        return string::emulate(e);
     }
     if sse::is_vector_move(code) {
-        return sse::emulate(instr, regs, fault_addr, mem);
+        return sse::emulate(e);
     }
     match instr.mnemonic() {
-        Mnemonic::Mov | Mnemonic::Movnti | Mnemonic::Movzx | Mnemonic::Movsx | Mnemonic::Movsxd => {
-            mov::emulate(instr, regs, fault_addr, mem)
-        }
+        Mnemonic::Mov | Mnemonic::Movnti | Mnemonic::Movzx | Mnemonic::Movsx | Mnemonic::Movsxd => mov::emulate(e),
         Mnemonic::Add
         | Mnemonic::Adc
         | Mnemonic::Sub
@@ -116,7 +124,7 @@ fn dispatch(
         | Mnemonic::Neg
         | Mnemonic::Cmp
         | Mnemonic::Test
-        | Mnemonic::Xchg => alu::emulate(instr, regs, fault_addr, mem),
+        | Mnemonic::Xchg => alu::emulate(e),
         _ => Err(Reason::NotEmulated.into()),
     }
 }

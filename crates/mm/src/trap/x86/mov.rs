@@ -2,11 +2,11 @@
 //! register, immediate and `moffs` forms, `movnti`, and the widening loads
 //! `movzx`, `movsx` and `movsxd`.
 
-use iced_x86::{Instruction, Mnemonic, OpKind};
+use iced_x86::{Mnemonic, OpKind};
 
 use super::operand::{self, Abort};
-use super::regs::X86Regs;
-use crate::trap::{DeviceAccess, Reason};
+use super::Emulation;
+use crate::trap::Reason;
 
 /// Sign-extends the low `size` bytes of `value` to 64 bits.
 pub(super) fn sign_extend(value: u64, size: usize) -> u64 {
@@ -17,16 +17,9 @@ pub(super) fn sign_extend(value: u64, size: usize) -> u64 {
 /// Emulates one load or store; returns where to resume.
 ///
 /// Nothing in `regs` changes unless the device access succeeded.
-pub(super) fn emulate(
-    instr: &Instruction,
-    regs: &mut X86Regs,
-    fault_addr: u64,
-    mem: &mut dyn DeviceAccess,
-) -> Result<u64, Abort> {
-    let op = operand::memory_operand(instr).ok_or(Reason::NotEmulated)?;
-    let size = instr.memory_size().size();
-    let addr = operand::effective_address(instr, regs)?;
-    operand::check_covers(addr, size, fault_addr)?;
+pub(super) fn emulate(e: Emulation<'_>) -> Result<u64, Abort> {
+    let Emulation { instr, regs, fault_addr, mem } = e;
+    let (op, addr, size) = operand::locate(instr, regs, fault_addr)?;
     if op == 0 {
         // A store: `mov`/`movnti` m, r|imm. The source is read before the
         // access so that a segment-register source is refused without a

@@ -83,6 +83,17 @@ pub(super) fn check_covers(addr: u64, size: usize, fault_addr: u64) -> Result<()
     }
 }
 
+/// Finds the explicit memory operand of `instr`, its address and width,
+/// and checks it against the fault: the prologue of every family but the
+/// string instructions. Returns (operand index, address, width in bytes).
+pub(super) fn locate(instr: &Instruction, regs: &X86Regs, fault_addr: u64) -> Result<(u32, u64, usize), Reason> {
+    let op = memory_operand(instr).ok_or(Reason::NotEmulated)?;
+    let size = instr.memory_size().size();
+    let addr = effective_address(instr, regs)?;
+    check_covers(addr, size, fault_addr)?;
+    Ok((op, addr, size))
+}
+
 /// Whether any byte of `[addr, addr + size)` is on a device page.
 pub(super) fn touches_device(mem: &dyn DeviceAccess, addr: u64, size: usize) -> bool {
     mem.is_device(addr) || mem.is_device(addr.wrapping_add(size as u64 - 1))

@@ -15,7 +15,8 @@ use iced_x86::{Code, Instruction};
 
 use super::operand::{self, Abort};
 use super::regs::X86Regs;
-use crate::trap::{DeviceAccess, Reason};
+use super::Emulation;
+use crate::trap::Reason;
 
 /// What a vector move does with its register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,19 +111,12 @@ fn xmm(instr: &Instruction, op: u32) -> Result<usize, Reason> {
 
 /// Emulates one vector move; returns where to resume. Registers change
 /// only after the device access succeeded.
-pub(super) fn emulate(
-    instr: &Instruction,
-    regs: &mut X86Regs,
-    fault_addr: u64,
-    mem: &mut dyn DeviceAccess,
-) -> Result<u64, Abort> {
+pub(super) fn emulate(e: Emulation<'_>) -> Result<u64, Abort> {
+    let Emulation { instr, regs, fault_addr, mem } = e;
     let (kind, aligned) = classify(instr.code()).ok_or(Reason::NotEmulated)?;
     // The register forms of these codes have no memory operand and never
-    // trap on data.
-    operand::memory_operand(instr).ok_or(Reason::NotEmulated)?;
-    let size = instr.memory_size().size();
-    let addr = operand::effective_address(instr, regs)?;
-    operand::check_covers(addr, size, fault_addr)?;
+    // trap on data: `locate` refuses them.
+    let (_, addr, size) = operand::locate(instr, regs, fault_addr)?;
     if aligned && addr % 16 != 0 {
         return Err(Reason::Misaligned { addr, width: size as u8 }.into());
     }

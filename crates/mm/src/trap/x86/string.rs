@@ -14,11 +14,12 @@
 //! the processor does the rest of a long `rep` at its own speed and traps
 //! again at the next device page.
 
-use iced_x86::{Code, Instruction, OpKind};
+use iced_x86::{Code, OpKind};
 
 use super::operand::{self, Abort};
-use super::regs::{gpr, mask, X86Regs, EFLAGS_DF};
-use crate::trap::{DeviceAccess, Reason};
+use super::regs::{gpr, mask, EFLAGS_DF};
+use super::Emulation;
+use crate::trap::Reason;
 
 /// Which string instruction, and its element size in bytes.
 fn classify(code: Code) -> Option<(bool, usize)> {
@@ -61,12 +62,8 @@ fn in_remaining(first: u64, count: u64, size: usize, down: bool, fault_addr: u64
 
 /// Emulates a `movs` or `stos`; returns where to resume (the next
 /// instruction when done, this one when work is left for the processor).
-pub(super) fn emulate(
-    instr: &Instruction,
-    regs: &mut X86Regs,
-    fault_addr: u64,
-    mem: &mut dyn DeviceAccess,
-) -> Result<u64, Abort> {
+pub(super) fn emulate(e: Emulation<'_>) -> Result<u64, Abort> {
+    let Emulation { instr, regs, fault_addr, mem } = e;
     let (is_movs, size) = classify(instr.code()).ok_or(Reason::NotEmulated)?;
     if instr.has_repne_prefix() {
         // `repne` on movs/stos is undefined on AMD; refuse rather than guess.

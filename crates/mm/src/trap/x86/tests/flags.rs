@@ -31,41 +31,42 @@ const OPS: [AluOp; 11] = [
 fn hardware(op: AluOp, a: u64, b: u64, size: usize, flags_in: u64) -> (u64, u64) {
     // Bit 1 of rflags is always set; IF stays set; TF and DF stay clear.
     let flags_in = (flags_in & EFLAGS_STATUS) | 0x202;
-    macro_rules! binary {
-        ($insn:literal, $m:literal) => {{
-            let (mut a, mut f) = (a, flags_in);
+    // Sets the status flags from `flags_in`, runs `$insn` on the given
+    // operands, and returns the flags after.
+    macro_rules! with_flags {
+        ($insn:expr, $($operands:tt)*) => {{
+            let mut f = flags_in;
             // SAFETY: register arithmetic only; the push/pop pairs leave the
             // stack as they found it, and no `nostack` is claimed.
             unsafe {
                 core::arch::asm!(
                     "push {f}",
                     "popfq",
-                    concat!($insn, " {a:", $m, "}, {b:", $m, "}"),
+                    $insn,
                     "pushfq",
                     "pop {f}",
-                    a = inout(reg) a,
-                    b = in(reg) b,
                     f = inout(reg) f,
+                    $($operands)*
                 )
             }
+            f
+        }};
+    }
+    macro_rules! binary {
+        ($insn:literal, $m:literal) => {{
+            let mut a = a;
+            let f = with_flags!(
+                concat!($insn, " {a:", $m, "}, {b:", $m, "}"),
+                a = inout(reg) a,
+                b = in(reg) b
+            );
             (a, f)
         }};
     }
     macro_rules! unary {
         ($insn:literal, $m:literal) => {{
-            let (mut a, mut f) = (a, flags_in);
-            // SAFETY: as for `binary!`.
-            unsafe {
-                core::arch::asm!(
-                    "push {f}",
-                    "popfq",
-                    concat!($insn, " {a:", $m, "}"),
-                    "pushfq",
-                    "pop {f}",
-                    a = inout(reg) a,
-                    f = inout(reg) f,
-                )
-            }
+            let mut a = a;
+            let f = with_flags!(concat!($insn, " {a:", $m, "}"), a = inout(reg) a);
             (a, f)
         }};
     }
