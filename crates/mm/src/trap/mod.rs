@@ -69,7 +69,10 @@
 //! page end, is refused ([`Reason::Misaligned`], [`Reason::CrossesPage`])
 //! rather than split into accesses the program never made: a register's
 //! meaning is tied to its offset and width. Accesses to ordinary memory
-//! (the other side of a `movs`) have no such rule.
+//! (the other side of a `movs`) have no such rule. The property test in
+//! `x86/tests/hostile.rs` runs arbitrary instruction bytes over registers
+//! aimed anywhere near the device and checks that every outcome is defined:
+//! no forbidden device access, no register written by a refusal.
 //!
 //! # Not covered, and why
 //!

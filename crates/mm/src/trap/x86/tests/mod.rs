@@ -10,6 +10,7 @@ mod alloc;
 mod alu;
 mod flags;
 mod forms;
+mod hostile;
 mod mov;
 mod sse;
 mod string;
