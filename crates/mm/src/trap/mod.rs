@@ -81,11 +81,12 @@
 //!   reaches a mapped register.
 //! - 256-bit and EVEX (AVX-512) moves, gathers and scatters, MMX moves,
 //!   `cmpxchg`, `xadd`, shifts and bit tests, `lods`, `scas`, `cmps`,
-//!   `movbe`, x87 loads: compilers do not emit them for volatile register
-//!   accesses; each is refused with its mnemonic, so adding one is a
-//!   matter of a table entry and its test.
-//! - The accessed/dirty state of pages, `#AC` alignment checking and
-//!   single-step (`rflags.TF`) are not modelled.
+//!   `movbe`, `cmovcc`/`setcc` with memory, `push`/`pop`/`call`/`jmp`
+//!   through memory, x87 loads: compilers do not emit them for volatile
+//!   register accesses; each is refused with its mnemonic, so adding one
+//!   is a matter of a table entry and its test.
+//! - `#AC` alignment checking and single-step (`rflags.TF`: no debug trap
+//!   follows an emulated instruction) are not modelled.
 //!
 //! # Signal safety
 //!
@@ -104,8 +105,9 @@
 //! How this is checked: the unit test `emulation_never_allocates`
 //! installs a counting global allocator in the test binary, arms it for
 //! the emulating thread only, and emulates every supported form (the list
-//! in `x86/tests/forms.rs`), a refusal of each kind, a device fault, and
-//! the formatting of a diagnostic into a stack buffer, expecting zero
+//! in `x86/tests/forms.rs`), refusals (an instruction outside the set, a
+//! misaligned access, undecodable bytes), a device fault, and the
+//! formatting of a diagnostic into a stack buffer, expecting zero
 //! allocations; `the_counter_sees_allocations` shows the counter is live.
 //!
 //! `iced-x86` is built with `std`, `decoder` and `instr_info` (register
