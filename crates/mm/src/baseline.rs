@@ -2,7 +2,9 @@
 //! same run: a plain shared mapping of the same memfd (the kernel's page
 //! cache faults, fault-around, `MADV_POPULATE_READ`, `MADV_DONTNEED`), and a
 //! bare userfaultfd MINOR handler that does nothing but `UFFDIO_CONTINUE`
-//! each 4 KiB page — the floor for any userspace fault handler here.
+//! each 4 KiB page — the floor for any userspace fault handler here; and a
+//! bare trapped access ([`bare_trap_ns`]), the floor for emulating a register
+//! access through a mapping.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
@@ -15,6 +17,9 @@ use crate::sys::{self, Reservation, UffdMsg};
 use page::{PhysAddr, HPAGE_PMD_SIZE, PAGE_SIZE};
 
 use crate::{probe, MmError, PhysMemory};
+
+mod bare_trap;
+pub use bare_trap::bare_trap_ns;
 
 /// A plain `MAP_SHARED` mapping of physical memory, served by the kernel
 /// alone (no userfaultfd). Unmapped on drop.
