@@ -55,7 +55,7 @@ enum Command {
     },
     /// Measure fault, revoke, access and setup costs against the kernel's own paths, in one run.
     #[command(
-        after_help = "Examples:\n  vfio-dmabuf bench --quick          # under a minute\n  vfio-dmabuf bench > results.md     # the full suite (1 GiB mappings), a Markdown table\n\nEvery figure is the median of several runs [min–max]; ratios compare medians measured in the same run."
+        after_help = "Examples:\n  vfio-dmabuf bench --quick          # under a minute\n  vfio-dmabuf bench > results.md     # the full suite (1 GiB mappings), a Markdown table\n  vfio-dmabuf bench --quick --json | jq -c 'select(.met == false)'   # missed targets\n\nEvery figure is the median of several runs [min–max]; ratios compare medians measured in the same run."
     )]
     Bench {
         /// Smaller sizes and fewer runs: finishes in under a minute.
@@ -64,7 +64,8 @@ enum Command {
         /// Runs per measurement (default 7, or 5 with --quick; at least 5).
         #[arg(long)]
         runs: Option<usize>,
-        /// JSON records instead of a Markdown table.
+        /// One JSON object per row and line instead of a Markdown table (keys: section,
+        /// measurement, unit, ours, baseline, ratio, target, met, ...; see BENCHMARKS.md).
         #[arg(long)]
         json: bool,
     },
