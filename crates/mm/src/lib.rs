@@ -25,13 +25,16 @@
 //! (memfd "physical memory"), [`probe`] (accesses that report SIGBUS, safe
 //! on our own mappings only), [`fd`] (descriptors handed in by number),
 //! [`maps`] (`/proc/<pid>/maps` lines), [`budget`] (whether memory fits),
-//! [`baseline`] (the kernel's own paths, for benchmarks), `sys` (raw
+//! [`baseline`] (the kernel's own paths, for benchmarks), [`trap`] (decode
+//! and emulation of an access that trapped on a register page), `sys` (raw
 //! syscalls and the userfaultfd UAPI).
 //!
 //! What it is not: it knows nothing of buses, devices or buffers; the
 //! exporter above implements the fault operations and names its mappings.
-//! All `unsafe` of the project lives here, in the `sys` and `probe`
-//! modules.
+//! All `unsafe` of the project lives here: in the `sys` and `probe`
+//! modules, in `baseline::bare_trap` (the bare trapped access the
+//! benchmarks compare against), and in test-only code of `trap` (a counting
+//! allocator and the processor's own flags as an oracle).
 #![deny(unsafe_code)]
 
 mod aspace;
