@@ -33,6 +33,7 @@ use page::{PgOff, VirtAddr, HPAGE_PMD_SIZE, PAGE_SIZE};
 
 use crate::fault::VmOperations;
 use crate::fault_engine::{Engine, FaultStats};
+use crate::mmio::VmMmio;
 use crate::probe;
 use crate::sys::{self, Reservation};
 use crate::vma::{MapPiece, MappingId, Vma};
@@ -63,6 +64,10 @@ pub struct MapRequest {
     /// `None` lets us choose, 2 MiB aligned when `len` is at least 2 MiB so
     /// that huge faults are possible.
     pub addr: Option<VirtAddr>,
+    /// Set for a mapping of device registers: the VMA never maps a page
+    /// (its operations end every fault in SIGBUS) and every access to it is
+    /// emulated against this, in the accessing thread (see [`VmMmio`]).
+    pub mmio: Option<Arc<dyn VmMmio>>,
 }
 
 /// A read-only view of one VMA.
@@ -316,8 +321,11 @@ impl AddressSpace {
             ops: req.ops,
         };
         self.inner.lock_vmas().insert(vma);
-        // Safe probes may touch it from now on.
+        // Safe probes may touch it from now on, and its traps are emulated.
         mapped.insert(start.0, start.0 + req.len);
+        if let Some(mmio) = req.mmio {
+            probe::traps::lock_for_update().insert(start.0, start.0 + req.len, req.vm_pgoff, mmio);
+        }
         Ok(start)
     }
 
@@ -357,6 +365,7 @@ impl AddressSpace {
             .ok_or(MmError::Invalid("munmap range overflows"))?;
         let addr = VirtAddr(addr);
         let mut dropped = Vec::new();
+        let mut dropped_mmio = Vec::new();
         {
             // Taking the registry waits for every safe probe in flight, and
             // the range leaves it before it is unmapped: no probe can be
@@ -375,6 +384,7 @@ impl AddressSpace {
                     table.insert(vma);
                     return Err(MmError::Sys { call: "munmap", errno: e });
                 }
+                dropped_mmio.extend(probe::traps::lock_for_update().remove(from.0, to.0));
                 let (head, tail) = vma.cut(from, to);
                 if let Some(h) = head {
                     table.insert(h);
@@ -388,6 +398,7 @@ impl AddressSpace {
         // Dropping the VMAs may release buffers and call into the exporter:
         // do it with no lock of ours held.
         drop(dropped);
+        drop(dropped_mmio);
         Ok(())
     }
 
@@ -459,12 +470,15 @@ impl Drop for AddressSpace {
         // 1. Withdraw every mapping from the probe registry. Taking it waits
         //    for the probes in flight, which may still need the fault thread;
         //    afterwards no new probe can enter our ranges.
+        let mut dropped_mmio = Vec::new();
         {
             let mut mapped = probe::lock_for_update();
             for v in self.inner.lock_vmas().by_start.values() {
                 mapped.remove(v.vm_start.0, v.vm_end.0);
+                dropped_mmio.extend(probe::traps::lock_for_update().remove(v.vm_start.0, v.vm_end.0));
             }
         }
+        drop(dropped_mmio);
         // 2. Stop the fault thread: nothing of ours can fault any more.
         if let Err(e) = rustix::io::write(&self.stop, &1u64.to_ne_bytes()) {
             tracing::error!(%e, "cannot signal the fault thread to stop");

@@ -107,6 +107,7 @@ fn a_copy_runs_across_two_adjacent_mappings_of_ours() {
             path: "/test:next".into(),
             inode: 8,
             addr: Some(page::VirtAddr(a + 4 * PAGE_SIZE)),
+            mmio: None,
         })
         .unwrap();
     assert_eq!(b.0, a + 4 * PAGE_SIZE);

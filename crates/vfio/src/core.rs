@@ -88,7 +88,14 @@ impl VfioPciDevice {
                     let name = bar_name(&cdev_name, bdf, i as u32);
                     BarStore::Ram(Arc::new(PhysMemory::new(&name, bar_start(i as u32), bar.size)?))
                 }
-                BarBacking::Registers(r) => BarStore::Registers(r.clone()),
+                BarBacking::Registers(r) => {
+                    // The placeholder is never written; its pages exist only
+                    // so that the mapping is a real one whose faults reach us.
+                    let name = bar_name(&cdev_name, bdf, i as u32);
+                    let len = page::page_align(bar.size).ok_or(VfioError::new(Errno::INVAL, "BAR too large"))?;
+                    let placeholder = Arc::new(PhysMemory::new(&name, bar_start(i as u32), len)?);
+                    BarStore::Registers { regs: r.clone(), placeholder }
+                }
             };
             bars[i] = Some(Bar { len: bar.size, store });
         }
@@ -210,19 +217,19 @@ impl VfioPciDevice {
         self.bar(index).map(|b| b.len)
     }
 
-    /// Whether BAR `index` is mappable RAM.
+    /// Whether BAR `index` is RAM (not registers).
     pub fn bar_is_ram(&self, index: u32) -> bool {
-        self.bar(index).is_some_and(|b| b.memory().is_some())
+        self.bar(index).is_some_and(|b| b.registers().is_none())
     }
 
     pub(crate) fn bar(&self, index: u32) -> Option<&Bar> {
         self.bars.get(index as usize).and_then(Option::as_ref)
     }
 
-    /// `bar_mmap_supported[index]`: RAM BARs only, and only page-granular
-    /// ones (the catalogue's validation already guarantees that).
+    /// `bar_mmap_supported[index]`: every memory BAR, registers included
+    /// (their accesses trap and are emulated; see `dmabuf::fault`).
     pub(crate) fn bar_mmap_len(&self, index: u32) -> Option<u64> {
-        self.bar(index).filter(|b| b.memory().is_some()).map(|b| b.len)
+        self.bar(index).map(|b| b.len)
     }
 
     pub(crate) fn lock_memory_write(&self) -> MemoryWriteGuard<'_> {
@@ -380,8 +387,7 @@ impl DeviceFd {
         let rw = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
         let (size, flags) = match index {
             i if i < VFIO_PCI_ROM_REGION_INDEX => match vdev.bar(i) {
-                Some(bar) if bar.memory().is_some() => (bar.len, rw | VFIO_REGION_INFO_FLAG_MMAP),
-                Some(bar) => (bar.len, rw),
+                Some(bar) => (bar.len, rw | VFIO_REGION_INFO_FLAG_MMAP),
                 None => (0, 0),
             },
             VFIO_PCI_CONFIG_REGION_INDEX => (pci::regs::CFG_SPACE_EXP_SIZE, rw),

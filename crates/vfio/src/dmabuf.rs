@@ -192,7 +192,7 @@ pub(crate) fn mmap_prep_dmabuf(
     args: MmapArgs,
 ) -> Result<u64, VfioError> {
     let vdev = fd.device();
-    let Some(memory) = vdev.bar(plan.index).and_then(|b| b.memory()) else {
+    let Some(memory) = vdev.bar(plan.index).map(|b| b.memory()) else {
         return fail(Errno::INVAL, "BAR has no mappable memory");
     };
     let name = bar_name(vdev.cdev_name(), vdev.bdf(), plan.index);

@@ -118,8 +118,16 @@ pub(crate) type MemoryReadGuard<'a> = RwLockReadGuard<'a, MemoryState>;
 pub(crate) enum BarStore {
     /// RAM: mappable memory in its own memfd.
     Ram(Arc<PhysMemory>),
-    /// Registers served by a callback: region read/write only.
-    Registers(Arc<dyn RegisterBar>),
+    /// Registers served by a callback. They map like RAM, but the mapping
+    /// shows `placeholder` (a memfd that is never read or written through
+    /// it): every fault of a register page ends in SIGBUS and the access is
+    /// emulated against `regs` (see `dmabuf::fault`).
+    Registers {
+        /// The device model's registers.
+        regs: Arc<dyn RegisterBar>,
+        /// What the VMA maps, page-rounded, at the BAR's physical address.
+        placeholder: Arc<PhysMemory>,
+    },
 }
 
 /// A BAR of the device.
@@ -130,10 +138,19 @@ pub(crate) struct Bar {
 }
 
 impl Bar {
-    pub(crate) fn memory(&self) -> Option<&Arc<PhysMemory>> {
+    /// What a mapping of this BAR maps: its RAM, or a register BAR's
+    /// placeholder.
+    pub(crate) fn memory(&self) -> &Arc<PhysMemory> {
         match &self.store {
-            BarStore::Ram(m) => Some(m),
-            BarStore::Registers(_) => None,
+            BarStore::Ram(m) | BarStore::Registers { placeholder: m, .. } => m,
+        }
+    }
+
+    /// The registers of a register BAR.
+    pub(crate) fn registers(&self) -> Option<&Arc<dyn RegisterBar>> {
+        match &self.store {
+            BarStore::Ram(_) => None,
+            BarStore::Registers { regs, .. } => Some(regs),
         }
     }
 }

@@ -59,12 +59,12 @@ fn bar_rw(vdev: &VfioPciDevice, index: u32, pos: u64, io: Io<'_>) -> Result<usiz
     match (&bar.store, io) {
         (BarStore::Ram(m), Io::Read(buf)) => m.read(paddr, &mut buf[..count])?,
         (BarStore::Ram(m), Io::Write(data)) => m.write(paddr, &data[..count])?,
-        (BarStore::Registers(r), Io::Read(buf)) => {
+        (BarStore::Registers { regs: r, .. }, Io::Read(buf)) => {
             for (at, w) in chunks(pos, count, 8) {
                 r.read(pos + at as u64, &mut buf[at..at + w]);
             }
         }
-        (BarStore::Registers(r), Io::Write(data)) => {
+        (BarStore::Registers { regs: r, .. }, Io::Write(data)) => {
             for (at, w) in chunks(pos, count, 8) {
                 r.write(pos + at as u64, &data[at..at + w]);
             }

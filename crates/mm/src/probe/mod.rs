@@ -27,11 +27,14 @@
 //! until the access is over: what the raw probes' `# Safety` sections ask.
 #![allow(unsafe_code)]
 
+mod emulate;
 mod mapped;
 pub(crate) mod raw;
+pub(crate) mod traps;
 
 pub(crate) use mapped::lock_for_update;
 pub(crate) use raw::install_fault_handler;
+pub use traps::trap_geometry;
 
 /// `si_code` of a SIGSEGV for an address with no mapping.
 pub const SEGV_MAPERR: i32 = 1;

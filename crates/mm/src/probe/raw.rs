@@ -131,16 +131,29 @@ extern "C" fn on_fault(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut
     // SA_SIGINFO handler; we only read and write register slots.
     unsafe {
         let uc = ctx.cast::<libc::ucontext_t>();
+        // (a) An access to a register page: emulate it and resume.
+        let mut fault = None;
+        if signo == libc::SIGBUS {
+            match super::emulate::on_sigbus(info, uc) {
+                super::emulate::Outcome::Resumed => return,
+                super::emulate::Outcome::Fault(f) => fault = Some(f),
+                super::emulate::Outcome::Declined => {}
+            }
+        }
+        // (b) A probe's access: report the fault to it.
         let gregs = &mut (*uc).uc_mcontext.gregs;
         let rip = gregs[libc::REG_RIP as usize] as usize;
         if let Some(resume) = fixup_for(rip) {
-            let code = (*info).si_code as u64 & 0xffff;
-            let addr = (*info).si_addr() as u64;
+            let (signo, code, addr) = match fault {
+                Some(f) => (f.signo, f.code as u64 & 0xffff, f.addr),
+                None => (signo, (*info).si_code as u64 & 0xffff, (*info).si_addr() as u64),
+            };
             gregs[libc::REG_RIP as usize] = resume as i64;
             gregs[libc::REG_RAX as usize] = addr as i64;
             gregs[libc::REG_RDX as usize] = (1 | (code << 8) | ((signo as u64) << 24)) as i64;
             return;
         }
+        // (c) Not ours: whoever handled the signal before us.
         chain(signo, info, ctx);
     }
 }
@@ -175,6 +188,9 @@ unsafe fn chain(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::
 /// Installs the process-wide handler once (idempotent, thread-safe).
 pub(crate) fn install_fault_handler() {
     PREVIOUS.get_or_init(|| {
+        // Before the first trap can reach the handler: building the
+        // decoder allocates.
+        super::emulate::prepare();
         // SAFETY: sigaction(2) with a zeroed struct then filled fields; the
         // handler is async-signal-safe (it only touches registers and an
         // immutable table, or chains).
@@ -185,8 +201,12 @@ pub(crate) fn install_fault_handler() {
             libc::sigemptyset(&mut act.sa_mask);
             let mut bus: libc::sigaction = std::mem::zeroed();
             let mut segv: libc::sigaction = std::mem::zeroed();
-            libc::sigaction(libc::SIGBUS, &act, &mut bus);
             libc::sigaction(libc::SIGSEGV, &act, &mut segv);
+            // SIGBUS runs on the thread's own stack: emulating a register
+            // access needs more stack than an alternate signal stack (sized
+            // for reporting a stack overflow, which is a SIGSEGV) offers.
+            act.sa_flags &= !libc::SA_ONSTACK;
+            libc::sigaction(libc::SIGBUS, &act, &mut bus);
             Previous { bus, segv }
         }
     });

@@ -157,6 +157,7 @@ pub fn map(aspace: &AddressSpace, mem: &Arc<PhysMemory>, ops: Arc<Exporter>, off
             path: "/test:mm".into(),
             inode: 7,
             addr: None,
+            mmio: None,
         })
         .unwrap();
     va.0

@@ -112,6 +112,14 @@ impl VmOperations for BarVma {
             return vmf.sigbus();
         }
         debug_assert!(super::invariants::check_buffer_listed(&mem, buf), "buffer {} Ok but not listed", buf.id());
+        if vdev.bar(self.vm_private_data.region_index).is_some_and(|b| b.registers().is_some()) {
+            // Register pages are never mapped: every access must trap so
+            // that it reaches the device (emulated by `VmMmio`). No huge
+            // page either, so the marker covers only the faulting page.
+            let r = if order > 0 { VmFaultResult::FALLBACK } else { vmf.sigbus() };
+            drop(mem);
+            return r;
+        }
         let vma = VmaGeometry {
             vm_start: vmf.vm_start(),
             vm_end: vmf.vm_end(),
@@ -399,5 +407,6 @@ pub fn find_pfn(ranges: &[PhysVec], vma: &VmaGeometry, fault_addr: VirtAddr, ord
     not_here
 }
 
+mod mmio;
 #[cfg(test)]
 mod tests;

@@ -81,6 +81,8 @@ pub(super) fn map_buffer(
     let mapping = aspace.new_mapping();
     let ops = Arc::new(BarVma::new(Arc::clone(buf), dma_buf, aspace.mapping_handle(mapping)));
     let as_cpu: Arc<dyn dmabuf::CpuMapping> = ops.clone();
+    // A register BAR's mapping traps every access into its operations.
+    let mmio = ops.traps().then(|| Arc::clone(&ops) as Arc<dyn mm::VmMmio>);
     buf.register_cpu_mapping(Arc::downgrade(&as_cpu));
     // Linux shows `/dmabuf:<name>`, empty for an unnamed (explicit) buffer.
     let path = format!("/dmabuf:{}", buf.name().unwrap_or_default());
@@ -94,6 +96,7 @@ pub(super) fn map_buffer(
         path,
         inode: buf.id(),
         addr: vma.addr,
+        mmio,
     })?;
     Ok(start)
 }
