@@ -43,13 +43,18 @@ fn device_mmap_of_the_vga_region_is_einval() {
 }
 
 #[test]
-fn device_mmap_of_a_register_bar_is_einval() {
-    // edu-plus BAR0 is the edu register file: READ|WRITE but no MMAP flag.
+fn device_mmap_of_a_register_bar_checks_its_span_as_a_ram_bar() {
+    // edu-plus BAR0 is the edu register file: mappable (accesses trap and
+    // are emulated), with the span and sharing checks of any BAR.
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
     let info = fd.region_info(0).unwrap();
-    assert_eq!(info.flags & VFIO_REGION_INFO_FLAG_MMAP, 0);
-    assert_device_mmap_fails(&fx, &fd, MmapArgs::shared(info.offset, PAGE), Errno::INVAL);
+    assert_ne!(info.flags & VFIO_REGION_INFO_FLAG_MMAP, 0);
+    assert_device_mmap_fails(&fx, &fd, MmapArgs::shared(info.offset, info.size + PAGE), Errno::INVAL);
+    assert_device_mmap_fails(&fx, &fd, MmapArgs::shared(info.offset + info.size, PAGE), Errno::INVAL);
+    let private = MmapArgs { shared: false, ..MmapArgs::shared(info.offset, PAGE) };
+    assert_device_mmap_fails(&fx, &fd, private, Errno::INVAL);
+    assert!(fd.mmap(&fx.aspace, MmapArgs::shared(info.offset + info.size - PAGE, PAGE)).is_ok());
 }
 
 #[test]

@@ -78,12 +78,17 @@ fn export_of_a_bar_the_device_lacks_is_enodev() {
 }
 
 #[test]
-fn export_of_a_register_bar_is_einval() {
-    // §4.4 step 9: a BAR without a p2pdma provider (not memory) is EINVAL.
+fn export_of_a_register_bar_checks_its_ranges_as_a_ram_bar() {
+    // Register BARs export (their accesses trap and are emulated); §4.4
+    // step 9's bounds check applies unchanged: edu-plus BAR0 is 1 MiB.
     let fx = Fixture::edu_plus();
     let fd = fx.vdev.open();
-    assert_eq!(errno(fd.feature_dma_buf(0, RDWR, &[(0, PAGE)])), Errno::INVAL);
+    assert_eq!(errno(fd.feature_dma_buf(0, RDWR, &[(MIB, PAGE)])), Errno::INVAL);
+    assert_eq!(errno(fd.feature_dma_buf(0, RDWR, &[(0, PAGE), (MIB - PAGE, 2 * PAGE)])), Errno::INVAL);
     assert_eq!(fx.vdev.dmabufs().len(), 0);
+    let ok = fd.feature_dma_buf(0, RDWR, &[(MIB - PAGE, PAGE), (0, PAGE)]).unwrap();
+    assert_eq!(fx.vdev.dmabufs().len(), 1);
+    drop(ok);
 }
 
 #[test]
@@ -220,7 +225,7 @@ pub fn failing_exports() -> Vec<(&'static str, Vec<u8>, Errno)> {
         ("CONFIG", encode_dma_buf_payload(7, RDWR, 0, &ok_range), Errno::NODEV),
         ("VGA", encode_dma_buf_payload(8, RDWR, 0, &ok_range), Errno::NODEV),
         ("missing BAR", encode_dma_buf_payload(3, RDWR, 0, &ok_range), Errno::NODEV),
-        ("register BAR", encode_dma_buf_payload(0, RDWR, 0, &ok_range), Errno::INVAL),
+        ("register BAR past end", encode_dma_buf_payload(0, RDWR, 0, &[(MIB, PAGE)]), Errno::INVAL),
         ("unaligned", encode_dma_buf_payload(1, RDWR, 0, &[(8, PAGE)]), Errno::INVAL),
         ("zero length", encode_dma_buf_payload(1, RDWR, 0, &[(0, 0)]), Errno::INVAL),
         ("past end", encode_dma_buf_payload(1, RDWR, 0, &[(BAR1_LEN, PAGE)]), Errno::INVAL),
