@@ -55,12 +55,7 @@ impl VmMmio for BarVma {
         }
         let bar = vdev.bar(index).ok_or(MmioRevoked)?;
         let regs = bar.registers().ok_or(MmioRevoked)?;
-        access(&Registers {
-            vma: self,
-            regs: regs.as_ref(),
-            bar_start: bar_start(index),
-            bar_len: bar.len,
-        });
+        access(&Registers { vma: self, regs: regs.as_ref(), bar_start: bar_start(index), bar_len: bar.len });
         drop(mem);
         Ok(())
     }
@@ -112,4 +107,3 @@ impl MmioRegs for Registers<'_> {
         Ok(())
     }
 }
-
