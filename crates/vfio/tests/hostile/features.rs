@@ -177,8 +177,9 @@ pub fn export_want(bars: &[Bar; 6], memory_on: bool, data: &[u8]) -> FeatureWant
     if total & (1 << 63) != 0 {
         return Fail(Errno::INVAL);
     }
-    // get_dmabuf_phys(): a BAR without memory behind it has no provider.
-    let Bar::Ram(bar_len) = bar else { return Fail(Errno::INVAL) };
+    // A missing BAR was refused earlier (ENODEV); RAM and register BARs
+    // both export.
+    let (Bar::Ram(bar_len) | Bar::Registers(bar_len)) = bar else { return Fail(Errno::INVAL) };
     // vfio_pci_core_fill_phys_vec(); BAR i lives at physical i << 40.
     let bar_start = u64::from(region) << 40;
     let mut phys = Vec::new();

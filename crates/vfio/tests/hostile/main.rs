@@ -88,6 +88,15 @@ fn ram_len(bars: &[Bar; 6], index: u64) -> Option<u64> {
     }
 }
 
+/// The length of a memory BAR, RAM or registers: what mmap and export
+/// accept (a register BAR maps; its accesses trap and are emulated).
+fn mem_len(bars: &[Bar; 6], index: u64) -> Option<u64> {
+    match bars.get(usize::try_from(index).ok()?)? {
+        Bar::Ram(len) | Bar::Registers(len) => Some(*len),
+        Bar::Absent => None,
+    }
+}
+
 fn page_align(x: u64) -> Option<u64> {
     x.checked_add(PAGE - 1).map(|v| v & !(PAGE - 1))
 }

@@ -88,7 +88,7 @@ pub fn device_driver(bars: &[Bar; 6], offset: u64, shared: bool, len: u64) -> Re
     if index >= u64::from(VFIO_PCI_NUM_REGIONS) || !shared || index >= 6 {
         return Err(Errno::INVAL);
     }
-    let bar_len = ram_len(bars, index).ok_or(Errno::INVAL)?;
+    let bar_len = mem_len(bars, index).ok_or(Errno::INVAL)?;
     match (offset & OFFSET_MASK).checked_add(len) {
         Some(end) if end <= page_align(bar_len).unwrap() => Ok(()),
         _ => Err(Errno::INVAL),
