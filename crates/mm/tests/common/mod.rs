@@ -5,6 +5,8 @@
 // Each test binary uses its own part of the fixture.
 #![allow(dead_code)]
 
+pub mod regs;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
