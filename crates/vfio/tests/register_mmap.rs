@@ -233,3 +233,31 @@ fn bochs_display_registers_map_through_bar2() {
     assert_eq!(id, u64::from(u16::from_le_bytes(b)));
     assert_eq!(id & 0xfff0, 0xb0c0);
 }
+
+#[test]
+fn misaligned_and_page_straddling_accesses_raise_sigbus_and_touch_no_register() {
+    let r = Regs::new("edu-plus");
+    for va in r.both() {
+        write32(va + 0x100, 0x1122_3344);
+        write32(va + PAGE - 4, 0x5566_7788);
+        for (at, w) in [(va + 0x101, Width::U32), (va + 0x103, Width::U16), (va + PAGE - 2, Width::U32)] {
+            let e = probe::read(at, w).unwrap_err();
+            assert!(e.is_sigbus(), "{w:?} read at {at:#x}: {e}");
+            let e = probe::write(at, w, 0).unwrap_err();
+            assert!(e.is_sigbus(), "{w:?} write at {at:#x}: {e}");
+        }
+        assert_eq!(read32(va + 0x100), 0x1122_3344);
+        assert_eq!(read32(va + PAGE - 4), 0x5566_7788);
+        assert_eq!(read32(va + PAGE), 0);
+    }
+}
+
+#[test]
+fn a_read_only_register_mapping_reads_and_refuses_stores() {
+    let r = Regs::new("edu-plus");
+    let ro = r.fd.mmap(&r.f.aspace, MmapArgs { write: false, ..MmapArgs::shared(BAR0, PAGE) }).unwrap();
+    assert_eq!(read32(ro + EDU_ID), EDU_ID_MAGIC);
+    let e = probe::write(ro + 0x100, Width::U32, 1).unwrap_err();
+    assert_eq!((e.signo, e.code), (libc::SIGSEGV, probe::SEGV_ACCERR), "{e}");
+    assert_eq!(read32(r.dev_va + 0x100), 0, "the refused store did not reach the device");
+}
