@@ -204,7 +204,11 @@ fn timed(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
 ///
 /// The first failure of a step (as text).
 pub fn run(opts: Options) -> Result<Vec<Row>> {
-    let mut p = Progress { done: 0, total: 14 + register::STEPS, tty: std::io::stderr().is_terminal() };
+    let mut p = Progress {
+        done: 0,
+        total: 14 + register::STEPS + register::EMULATED_STEPS,
+        tty: std::io::stderr().is_terminal(),
+    };
     // (the step count above must match the `p.step` calls below)
     let mut rows = Vec::new();
     let aspace = AddressSpace::new().map_err(|e| format!("{e} ({})", e.errno()))?;
@@ -490,8 +494,10 @@ pub fn run(opts: Options) -> Result<Vec<Row>> {
     let scale = scale(opts, &fd, &aspace)?;
     rows.extend(scale);
 
-    // 7. Register access: the floors an emulated register access is held to.
-    rows.extend(register::section(opts, &mut p)?.into_rows());
+    // 7. Register access: the floors, then emulated accesses held to them.
+    let mut regs = register::section(opts, &mut p)?;
+    register::emulated_rows(&mut regs, &mut p)?;
+    rows.extend(regs.into_rows());
     Ok(rows)
 }
 
