@@ -122,6 +122,20 @@ fn every_width_reaches_edu_plus_at_that_width() {
 }
 
 #[test]
+fn register_pages_are_never_mapped_every_fault_ends_in_sigbus() {
+    let r = Regs::new("edu-plus");
+    for va in r.both() {
+        for off in [0x80, 0x90, PAGE + 0x10] {
+            write32(va + off, 0x77);
+            assert_eq!(read32(va + off), 0x77);
+        }
+    }
+    let stats = r.f.aspace.fault_stats();
+    assert_eq!((stats.order0, stats.order9, stats.around_pages), (0, 0, 0), "{stats:?}");
+    assert!(stats.sigbus >= 4, "each register page's first touch is poisoned: {stats:?}");
+}
+
+#[test]
 fn qemu_edu_computes_a_factorial_through_the_mapping() {
     let r = Regs::new("edu");
     let va = r.dev_va;
