@@ -286,6 +286,11 @@ impl AddressSpace {
                 return Err(MmError::Invalid("mapping address must be page aligned"));
             }
         }
+        if req.mmio.is_some() {
+            // Its accesses must reach our handler, even if the program
+            // installed its own SIGBUS handler after ours.
+            probe::reassert_sigbus_handler();
+        }
         let mut mapped = probe::lock_for_update();
         let _mmap = self.inner.mmap_lock.write().unwrap_or_else(|e| e.into_inner());
         let align = if req.len >= HPAGE_PMD_SIZE { HPAGE_PMD_SIZE } else { PAGE_SIZE };

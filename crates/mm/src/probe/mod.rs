@@ -33,7 +33,7 @@ pub(crate) mod raw;
 pub(crate) mod traps;
 
 pub(crate) use mapped::lock_for_update;
-pub(crate) use raw::install_fault_handler;
+pub(crate) use raw::{install_fault_handler, reassert_sigbus_handler};
 pub use traps::trap_geometry;
 
 /// `si_code` of a SIGSEGV for an address with no mapping.

@@ -8,7 +8,10 @@
 //! resumes at the instruction after it, with the signal's number, code and
 //! address in the return registers. Any other SIGBUS or SIGSEGV is passed to
 //! the handler installed before ours (Rust's own stack-overflow handler, or
-//! the default action), so real crashes still crash.
+//! the default action), so real crashes still crash. A SIGBUS it does not
+//! take first goes to the emulation of register accesses (`emulate`); a
+//! program's SIGBUS handler installed after ours is put behind it by
+//! [`reassert_sigbus_handler`] before each register mapping.
 //!
 //! # Safety
 //!
@@ -21,7 +24,8 @@
 //! Rust reference to the target memory (STYLE §4.6).
 #![allow(unsafe_code)]
 
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Mutex, Once};
 
 use super::{AccessFault, Width};
 
@@ -106,18 +110,22 @@ extern "sysv64" {
     static vfio_dmabuf_probe_table: [usize; 18];
 }
 
-struct Previous {
-    bus: libc::sigaction,
-    segv: libc::sigaction,
+/// The action each signal had before ours, null until ours is installed.
+/// Each is leaked, never freed: a handler may be reading an older one while
+/// [`reassert_sigbus_handler`] replaces it.
+static PREV_BUS: AtomicPtr<libc::sigaction> = AtomicPtr::new(std::ptr::null_mut());
+static PREV_SEGV: AtomicPtr<libc::sigaction> = AtomicPtr::new(std::ptr::null_mut());
+static INSTALL: Once = Once::new();
+/// Serialises the re-installs of the SIGBUS handler.
+static REASSERT: Mutex<()> = Mutex::new(());
+
+fn previous(signo: libc::c_int) -> &'static AtomicPtr<libc::sigaction> {
+    if signo == libc::SIGBUS {
+        &PREV_BUS
+    } else {
+        &PREV_SEGV
+    }
 }
-
-// SAFETY: `sigaction` is plain data (function pointers stored as integers
-// and a signal mask); sharing it between threads read-only is sound.
-unsafe impl Sync for Previous {}
-// SAFETY: as above; it is only moved once, into the OnceLock.
-unsafe impl Send for Previous {}
-
-static PREVIOUS: OnceLock<Previous> = OnceLock::new();
 
 /// Looks up the resume address for a faulting instruction pointer.
 fn fixup_for(rip: usize) -> Option<usize> {
@@ -164,8 +172,12 @@ extern "C" fn on_fault(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut
 ///
 /// Must be called from the signal handler with the arguments it received.
 unsafe fn chain(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    let Some(prev) = PREVIOUS.get() else { return };
-    let prev = if signo == libc::SIGBUS { &prev.bus } else { &prev.segv };
+    let prev = previous(signo).load(Ordering::Acquire);
+    if prev.is_null() {
+        return;
+    }
+    // SAFETY: a non-null pointer is a leaked `sigaction`, never freed.
+    let prev = unsafe { &*prev };
     let handler = prev.sa_sigaction;
     if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
         // Restore the default action and return: the instruction faults
@@ -185,31 +197,56 @@ unsafe fn chain(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::
     }
 }
 
+/// Installs ours for `signo`, recording the action it replaces as the one
+/// to chain to (unless that is ours already: chaining to ourselves would
+/// recurse).
+fn install(signo: libc::c_int) {
+    // SAFETY: sigaction(2) with a zeroed struct then filled fields; the
+    // handler is async-signal-safe (see `on_fault` and `emulate`).
+    unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = on_fault as *const () as usize;
+        // SIGBUS runs on the thread's own stack: emulating a register
+        // access needs more stack than an alternate signal stack (sized for
+        // reporting a stack overflow, which is a SIGSEGV) offers.
+        act.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
+        if signo == libc::SIGSEGV {
+            act.sa_flags |= libc::SA_ONSTACK;
+        }
+        libc::sigemptyset(&mut act.sa_mask);
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(signo, &act, &mut old) == 0 && old.sa_sigaction != on_fault as *const () as usize {
+            previous(signo).store(Box::into_raw(Box::new(old)), Ordering::Release);
+        }
+    }
+}
+
 /// Installs the process-wide handler once (idempotent, thread-safe).
 pub(crate) fn install_fault_handler() {
-    PREVIOUS.get_or_init(|| {
+    INSTALL.call_once(|| {
         // Before the first trap can reach the handler: building the
         // decoder allocates.
         super::emulate::prepare();
-        // SAFETY: sigaction(2) with a zeroed struct then filled fields; the
-        // handler is async-signal-safe (it only touches registers and an
-        // immutable table, or chains).
-        unsafe {
-            let mut act: libc::sigaction = std::mem::zeroed();
-            act.sa_sigaction = on_fault as *const () as usize;
-            act.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER | libc::SA_ONSTACK;
-            libc::sigemptyset(&mut act.sa_mask);
-            let mut bus: libc::sigaction = std::mem::zeroed();
-            let mut segv: libc::sigaction = std::mem::zeroed();
-            libc::sigaction(libc::SIGSEGV, &act, &mut segv);
-            // SIGBUS runs on the thread's own stack: emulating a register
-            // access needs more stack than an alternate signal stack (sized
-            // for reporting a stack overflow, which is a SIGSEGV) offers.
-            act.sa_flags &= !libc::SA_ONSTACK;
-            libc::sigaction(libc::SIGBUS, &act, &mut bus);
-            Previous { bus, segv }
-        }
+        install(libc::SIGSEGV);
+        install(libc::SIGBUS);
     });
+}
+
+/// Puts our SIGBUS handler back in front when the program installed its own
+/// after ours (register mappings need it: their accesses trap), chaining to
+/// the program's from now on. Called before each register mapping is made.
+pub(crate) fn reassert_sigbus_handler() {
+    install_fault_handler();
+    let _one = REASSERT.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: sigaction(2) reading the current action into a zeroed struct.
+    let current = unsafe {
+        let mut cur: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut cur);
+        cur.sa_sigaction
+    };
+    if current != on_fault as *const () as usize {
+        install(libc::SIGBUS);
+    }
 }
 
 fn finish(r: ProbeRet) -> Result<u64, AccessFault> {
