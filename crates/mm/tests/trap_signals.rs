@@ -11,32 +11,13 @@
 mod common;
 
 use std::arch::asm;
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 
 use common::regs::{map_registers, Device};
+use common::signals::{install_program_handler, load32, SEEN, SEEN_ADDR, SEEN_CODE, SKIP};
 use mm::probe;
 use mm::{AddressSpace, Width};
-
-/// Signals the program's handler saw, and what the last one said.
-static SEEN: AtomicUsize = AtomicUsize::new(0);
-static SEEN_CODE: AtomicI64 = AtomicI64::new(0);
-static SEEN_ADDR: AtomicU64 = AtomicU64::new(0);
-/// How many bytes the program's handler skips (the faulting instruction).
-static SKIP: AtomicU64 = AtomicU64::new(0);
-
-/// The program's own handler: records the signal and skips the instruction.
-extern "C" fn program_handler(_signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    // SAFETY: the kernel passes valid siginfo and ucontext to an SA_SIGINFO
-    // handler; only the instruction pointer is changed.
-    unsafe {
-        SEEN.fetch_add(1, Ordering::SeqCst);
-        SEEN_CODE.store(i64::from((*info).si_code), Ordering::SeqCst);
-        SEEN_ADDR.store((*info).si_addr() as u64, Ordering::SeqCst);
-        let uc = ctx.cast::<libc::ucontext_t>();
-        (*uc).uc_mcontext.gregs[libc::REG_RIP as usize] += SKIP.load(Ordering::SeqCst) as i64;
-    }
-}
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -45,14 +26,7 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 fn setup() -> (MutexGuard<'static, ()>, AddressSpace, Arc<Device>, u64) {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
-        // SAFETY: sigaction(2) with a zeroed, then filled, struct.
-        unsafe {
-            let mut act: libc::sigaction = std::mem::zeroed();
-            act.sa_sigaction = program_handler as *const () as usize;
-            act.sa_flags = libc::SA_SIGINFO;
-            libc::sigemptyset(&mut act.sa_mask);
-            assert_eq!(libc::sigaction(libc::SIGBUS, &act, std::ptr::null_mut()), 0);
-        }
+        install_program_handler();
     });
     let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let aspace = AddressSpace::new().unwrap();
@@ -60,15 +34,6 @@ fn setup() -> (MutexGuard<'static, ()>, AddressSpace, Arc<Device>, u64) {
     let va = map_registers(&aspace, &dev, 0, 1);
     SEEN.store(0, Ordering::SeqCst);
     (guard, aspace, dev, va)
-}
-
-/// `mov eax, dword ptr [rdi]` (8b 07), 2 bytes.
-fn load32(va: u64) -> u64 {
-    let out: u64;
-    // SAFETY: a load from our register mapping; it traps and is emulated,
-    // or the program's handler skips it.
-    unsafe { asm!("xor eax, eax", "mov eax, dword ptr [rdi]", in("rdi") va, out("rax") out, options(nostack)) };
-    out
 }
 
 #[test]

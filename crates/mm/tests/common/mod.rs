@@ -6,6 +6,8 @@
 #![allow(dead_code)]
 
 pub mod regs;
+#[cfg(target_arch = "x86_64")]
+pub mod signals;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
