@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
@@ -274,4 +275,91 @@ fn a_read_only_register_mapping_reads_and_refuses_stores() {
     let e = probe::write(ro + 0x100, Width::U32, 1).unwrap_err();
     assert_eq!((e.signo, e.code), (libc::SIGSEGV, probe::SEGV_ACCERR), "{e}");
     assert_eq!(read32(r.dev_va + 0x100), 0, "the refused store did not reach the device");
+}
+
+/// A register file that counts the accesses that reach it, and those that
+/// reach it while the test says memory decoding is off.
+#[derive(Debug, Default)]
+struct Counting {
+    accesses: AtomicU64,
+    off: AtomicBool,
+    while_off: AtomicU64,
+}
+
+impl pci::RegisterBar for Counting {
+    fn read(&self, _offset: u64, data: &mut [u8]) {
+        self.count();
+        data.fill(0);
+    }
+
+    fn write(&self, _offset: u64, _data: &[u8]) {
+        self.count();
+    }
+}
+
+impl Counting {
+    fn count(&self) {
+        self.accesses.fetch_add(1, Ordering::SeqCst);
+        if self.off.load(Ordering::SeqCst) {
+            self.while_off.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[test]
+fn a_storm_of_register_accesses_across_revokes_loses_none_and_lands_none_while_revoked() {
+    let _q = common::quiet();
+    let regs = Arc::new(Counting::default());
+    let mut spec = pci::catalogue::edu();
+    spec.bars[0] = Some(pci::BarSpec::registers(1 << 20, regs.clone()));
+    let aspace = mm::AddressSpace::new().unwrap();
+    let vdev = vfio::VfioPciDevice::new(4000, "0000:7f:1f.0".parse().unwrap(), spec).unwrap();
+    let fd = vdev.open();
+    let dev_va = fd.mmap(&aspace, MmapArgs::shared(BAR0, PAGE)).unwrap();
+    let buf_fd = fd.feature_dma_buf(0, RDWR, &[(0, PAGE)]).unwrap();
+    let buf_va = mmap_dmabuf(&aspace, &buf_fd, MmapArgs::shared(0, PAGE)).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..3u64)
+        .map(|t| {
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || {
+                let (mut ok, mut refused) = (0u64, 0u64);
+                while !stop.load(Ordering::SeqCst) {
+                    for va in [dev_va, buf_va] {
+                        let r = if t % 2 == 0 {
+                            probe::write(va + 8 * t, Width::U32, t).map(|_| 0)
+                        } else {
+                            probe::read(va + 8 * t, Width::U32)
+                        };
+                        match r {
+                            Ok(_) => ok += 1,
+                            Err(e) => {
+                                assert!(e.is_sigbus() && e.code == libc::BUS_ADRERR, "{e}");
+                                refused += 1;
+                            }
+                        }
+                    }
+                }
+                (ok, refused)
+            })
+        })
+        .collect();
+    for _ in 0..20 {
+        fd.set_memory_enable(false).unwrap();
+        // From here until memory is on again, no access may reach the device.
+        regs.off.store(true, Ordering::SeqCst);
+        for _ in 0..100 {
+            thread::yield_now();
+        }
+        regs.off.store(false, Ordering::SeqCst);
+        fd.set_memory_enable(true).unwrap();
+        for _ in 0..100 {
+            thread::yield_now();
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (ok, refused) = workers.into_iter().map(|w| w.join().unwrap()).fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+    assert_eq!(regs.while_off.load(Ordering::SeqCst), 0, "an access reached the device while revoked");
+    assert_eq!(regs.accesses.load(Ordering::SeqCst), ok, "every emulated access reached the device once");
+    assert!(ok > 0, "some accesses were emulated ({refused} refused)");
 }
