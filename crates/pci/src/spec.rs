@@ -55,7 +55,8 @@ pub enum BarBacking {
     /// Plain memory: reads return what was written. The layer above stores the bytes and may map
     /// them into a process.
     Ram,
-    /// Device registers served by callbacks; never mapped.
+    /// Device registers served by callbacks. The layer above may map them, but never as memory:
+    /// every access through a mapping traps and is emulated against these callbacks.
     Registers(Arc<dyn RegisterBar>),
 }
 

@@ -526,7 +526,7 @@ impl DeviceFd {
     /// # Errors
     ///
     /// See spec §4.4: `EINVAL` (no ranges, non-zero flags, zero/unaligned
-    /// range, summed overflow, range past the BAR, register BAR), `ENODEV`
+    /// range, summed overflow, range past the BAR), `ENODEV`
     /// (not a BAR, or no such BAR), `EOVERFLOW` (a range's end overflows).
     pub fn feature_dma_buf(
         &self,

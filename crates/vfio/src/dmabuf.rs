@@ -193,7 +193,7 @@ pub(crate) fn mmap_prep_dmabuf(
 ) -> Result<u64, VfioError> {
     let vdev = fd.device();
     let Some(memory) = vdev.bar(plan.index).map(|b| b.memory()) else {
-        return fail(Errno::INVAL, "BAR has no mappable memory");
+        return fail(Errno::INVAL, "no such BAR");
     };
     let name = bar_name(vdev.cdev_name(), vdev.bdf(), plan.index);
     // The mapping's reference on the device file moves into the buffer.

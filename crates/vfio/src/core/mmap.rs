@@ -71,7 +71,7 @@ pub(crate) struct DeviceMmapPlan {
 /// `num_regions` is the device's region count (`VFIO_PCI_NUM_REGIONS` = 9
 /// plus device-specific regions). `bar_mmap_len(i)` is `Some(pci_resource_len)`
 /// for a BAR whose mmap is supported (`bar_mmap_supported[i]`, a memory BAR)
-/// and `None` for a missing or register-only BAR. The mapping may extend to
+/// and `None` for a missing one (RAM and register BARs both map). The mapping may extend to
 /// `PAGE_ALIGN(bar_len)`, as in the kernel.
 ///
 /// Checks run in the order the kernel makes them: `do_mmap()`'s generic
