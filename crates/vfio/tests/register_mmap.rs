@@ -319,11 +319,13 @@ fn a_storm_of_register_accesses_across_revokes_loses_none_and_lands_none_while_r
     let buf_fd = fd.feature_dma_buf(0, RDWR, &[(0, PAGE)]).unwrap();
     let buf_va = mmap_dmabuf(&aspace, &buf_fd, MmapArgs::shared(0, PAGE)).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    // Shared tallies, so that each phase below can wait for accesses to
+    // happen in it instead of hoping the workers were scheduled.
+    let (ok, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let workers: Vec<_> = (0..3u64)
         .map(|t| {
-            let stop = Arc::clone(&stop);
+            let (stop, ok, refused) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&refused));
             thread::spawn(move || {
-                let (mut ok, mut refused) = (0u64, 0u64);
                 while !stop.load(Ordering::SeqCst) {
                     for va in [dev_va, buf_va] {
                         let r = if t % 2 == 0 {
@@ -332,34 +334,43 @@ fn a_storm_of_register_accesses_across_revokes_loses_none_and_lands_none_while_r
                             probe::read(va + 8 * t, Width::U32)
                         };
                         match r {
-                            Ok(_) => ok += 1,
+                            Ok(_) => ok.fetch_add(1, Ordering::SeqCst),
                             Err(e) => {
                                 assert!(e.is_sigbus() && e.code == libc::BUS_ADRERR, "{e}");
-                                refused += 1;
+                                refused.fetch_add(1, Ordering::SeqCst)
                             }
-                        }
+                        };
                     }
                 }
-                (ok, refused)
             })
         })
         .collect();
+    // Waits until `tally` has grown past `from` (the watchdog only stops a
+    // hang; it never judges speed).
+    let wait_past = |tally: &AtomicU64, from: u64, what: &str| {
+        let deadline = std::time::Instant::now() + common::WATCHDOG;
+        while tally.load(Ordering::SeqCst) <= from {
+            assert!(std::time::Instant::now() < deadline, "no access {what} within the watchdog");
+            thread::yield_now();
+        }
+    };
     for _ in 0..20 {
+        wait_past(&ok, ok.load(Ordering::SeqCst), "was emulated while memory was on");
         fd.set_memory_enable(false).unwrap();
         // From here until memory is on again, no access may reach the device.
         regs.off.store(true, Ordering::SeqCst);
-        for _ in 0..100 {
-            thread::yield_now();
-        }
+        wait_past(&refused, refused.load(Ordering::SeqCst), "was refused while memory was off");
         regs.off.store(false, Ordering::SeqCst);
         fd.set_memory_enable(true).unwrap();
-        for _ in 0..100 {
-            thread::yield_now();
-        }
     }
     stop.store(true, Ordering::SeqCst);
-    let (ok, refused) = workers.into_iter().map(|w| w.join().unwrap()).fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+    for w in workers {
+        w.join().unwrap();
+    }
     assert_eq!(regs.while_off.load(Ordering::SeqCst), 0, "an access reached the device while revoked");
-    assert_eq!(regs.accesses.load(Ordering::SeqCst), ok, "every emulated access reached the device once");
-    assert!(ok > 0, "some accesses were emulated ({refused} refused)");
+    assert_eq!(
+        regs.accesses.load(Ordering::SeqCst),
+        ok.load(Ordering::SeqCst),
+        "every emulated access reached the device once"
+    );
 }
