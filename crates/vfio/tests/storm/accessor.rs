@@ -26,10 +26,11 @@ impl Accessor<'_> {
         let mut n = 0u64;
         while !storm.stop.load(SeqCst) && !storm.aborted() {
             let slot = &storm.slots[self.rng.pick(storm.slots.len())];
-            match self.rng.below(10) {
+            match self.rng.below(13) {
                 0..=5 => self.locked_round(slot),
                 6..=8 => self.racy_read(slot),
-                _ => self.hole_probe(slot),
+                9 => self.hole_probe(slot),
+                _ => self.register_round(),
             }
             self.me.steps.fetch_add(1, SeqCst);
             n += 1;
@@ -123,8 +124,15 @@ impl Accessor<'_> {
             return Verdict::Unjudged;
         }
         let in_window = s0 == s1 && s0 % 2 == 1;
+        let reg = |c: C| {
+            if m.registers {
+                storm.counts.add(c);
+            }
+        };
+        reg(C::RegAccesses);
         if in_window {
             storm.counts.add(C::WindowAccesses);
+            reg(C::RegWindowAccesses);
         }
         let at = || format!("{what} of {} page {page} at {va:#x} by accessor {}", m.label, self.index);
         match r {
@@ -136,15 +144,19 @@ impl Accessor<'_> {
                     storm.violate(format!("{} succeeded inside revoke window seq={s0}", at()));
                 }
                 storm.counts.add(C::Successes);
+                reg(C::RegSuccesses);
                 Verdict::Success(v)
             }
             Err(e) if e.is_sigbus() && e.code == libc::BUS_ADRERR && e.addr == va => {
                 storm.counts.add(C::Sigbus);
+                reg(C::RegSigbus);
                 if in_window {
                     storm.counts.add(C::WindowSigbus);
+                    reg(C::RegWindowSigbus);
                 }
                 if perm {
                     storm.counts.add(C::PermSigbus);
+                    reg(C::RegPermSigbus);
                 }
                 Verdict::Sigbus
             }

@@ -95,6 +95,8 @@ pub struct Exporter<'a> {
     /// Next BAR1 offset to hand out; wraps (aliasing old words is fine, see
     /// the crate doc: each word has one writer whatever maps it).
     pub cursor: u64,
+    /// Next BAR0 page for a register buffer; never wraps.
+    pub reg_cursor: u64,
 }
 
 impl Exporter<'_> {
@@ -126,6 +128,9 @@ impl Exporter<'_> {
                 _ => {
                     self.unmap_one()?;
                 }
+            }
+            if c % 10 == 9 {
+                self.churn_registers()?;
             }
             self.me.steps.fetch_add(1, SeqCst);
             thread::yield_now();
@@ -309,6 +314,11 @@ pub fn revoker(storm: &Storm, me: &Progress) -> Result<(), String> {
                     e.state.perm.store(true, SeqCst);
                     storm.counts.add(C::PermRevokes);
                 }
+            }
+            // Register buffers: one cycle in twenty.
+            6 if c % 20 == 6 => {
+                me.doing("DMA_BUF_REVOKE of a register buffer");
+                revoke_registers(storm, &mut rng)?;
             }
             2 | 5 | 8 => {
                 me.doing("close a buffer fd");

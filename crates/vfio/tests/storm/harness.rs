@@ -20,7 +20,9 @@ pub fn spawn_all(storm: &Arc<Storm>) -> (Vec<thread::JoinHandle<()>>, mpsc::Rece
                         1 => resetter(&storm, me).map(|()| None),
                         2 => {
                             let rng = Rng::new(storm.seed ^ 0x6578_706f);
-                            Exporter { storm: &storm, me, rng, cursor: CHURN_START }.run().map(|()| None)
+                            Exporter { storm: &storm, me, rng, cursor: CHURN_START, reg_cursor: REG_CHURN_START }
+                                .run()
+                                .map(|()| None)
                         }
                         3 => revoker(&storm, me).map(|()| None),
                         i if i >= DRIVERS + ACCESSORS => {
@@ -151,7 +153,7 @@ pub fn verify_data(storm: &Storm, last: &[HashMap<u64, u64>]) -> usize {
 /// Every word of every live mapping raises SIGBUS `BUS_ADRERR`.
 pub fn assert_all_revoked(storm: &Storm, when: &str) -> usize {
     let mut checked = 0;
-    for slot in &storm.slots {
+    for slot in storm.slots.iter().chain(&storm.reg_slots) {
         let guard = slot.read();
         let Some(m) = guard.as_ref() else { continue };
         for (page, _) in m.pages.iter().enumerate().filter(|(_, p)| !p.hole.load(SeqCst)) {
@@ -172,25 +174,28 @@ pub fn assert_all_revoked(storm: &Storm, when: &str) -> usize {
 /// just touched carry SIGBUS markers, which the un-revoke must clear); a
 /// reset and an FLR with memory on leave everything usable.
 pub fn epilogue(storm: &Storm, last: &[HashMap<u64, u64>]) -> usize {
-    let mut checked = verify_data(storm, last);
+    let verify = || verify_data(storm, last) + verify_registers(storm);
+    let mut checked = verify();
     storm.fd.set_memory_enable(false).unwrap();
     checked += assert_all_revoked(storm, "memory is off after the storm");
     storm.fd.set_memory_enable(true).unwrap();
-    checked += verify_data(storm, last);
+    checked += verify();
     storm.fd.reset().unwrap();
-    checked += verify_data(storm, last);
+    checked += verify();
     storm.fd.flr().unwrap();
-    checked + verify_data(storm, last)
+    checked + verify()
 }
 
 /// Unmaps every mapping and closes every buffer fd.
 pub fn tear_down(storm: &Storm) {
-    for slot in &storm.slots {
+    for slot in storm.slots.iter().chain(&storm.reg_slots) {
         if let Some(m) = slot.write().take() {
             m.unmapping.store(true, SeqCst);
             storm.aspace.munmap(m.va, m.len()).unwrap();
         }
     }
     let pool = std::mem::take(&mut *storm.pool());
+    drop(pool);
+    let pool = std::mem::take(&mut *storm.reg_pool());
     drop(pool);
 }

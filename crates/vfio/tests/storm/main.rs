@@ -136,6 +136,7 @@ mod accessor;
 mod drivers;
 mod harness;
 mod importer;
+mod regs;
 mod state;
 
 use std::collections::HashMap;
@@ -157,6 +158,7 @@ use common::{HeldMappings, ProcessState, BAR1, BAR1_LEN, PAGE, RDWR};
 use drivers::*;
 use harness::*;
 use importer::*;
+use regs::*;
 use state::*;
 
 /// The stable mappings use BAR1 below this; the exporter cycles above it.
@@ -188,7 +190,11 @@ fn fault_storm_never_lets_a_revoked_access_through_loses_no_write_and_leaks_noth
 
     let storm = Arc::new(setup(cycles, seed));
     let vdev = Arc::downgrade(&storm.vdev);
-    assert_eq!(storm.aspace.vmas().len(), 8, "five stable mappings, three of them split in two");
+    assert_eq!(
+        storm.aspace.vmas().len(),
+        10,
+        "five stable RAM mappings, three of them split in two, and two register mappings"
+    );
     assert!(ProcessState::now().bar_maps_lines() > before.bar_maps_lines());
     // Fault the huge mapping in once: the first 2 MiB at order 9.
     let huge = storm.slots[0].read().as_ref().unwrap().va;
@@ -216,6 +222,9 @@ fn fault_storm_never_lets_a_revoked_access_through_loses_no_write_and_leaks_noth
     let last: Vec<HashMap<u64, u64>> = outcomes.into_iter().filter_map(|o| o.unwrap()).collect();
     assert_eq!(last.len(), ACCESSORS);
 
+    let reg_words = check_registers(&storm);
+    let reg_landed = storm.regs.landed.load(SeqCst);
+    let reg_racing = storm.regs.landed_racing.load(SeqCst);
     let checked = epilogue(&storm, &last);
     let stats = storm.aspace.fault_stats();
     let vmas_in_storm = storm.aspace.vmas().len();
@@ -230,6 +239,10 @@ fn fault_storm_never_lets_a_revoked_access_through_loses_no_write_and_leaks_noth
          callback {}, from the thread after an invalidate {}, plain {} (detached first {}); \
          revokes judged against a live mapping {}\n\
          faults {stats:?}\n\
+         registers: accesses {} (successes {}, SIGBUS {}, of which in revoke windows {} of {} judged \
+         there, after a permanent revoke {}); reached the device {reg_landed} (+{reg_racing} racy RAM reads \
+         of a reused address; while revoked 0); register buffers exported {}, permanently revoked {}; \
+         words balanced {reg_words}\n\
          words checked after the storm {checked}, VMAs at the end {vmas_in_storm}",
         storm_time,
         c.get(C::Accesses),
@@ -267,6 +280,14 @@ fn fault_storm_never_lets_a_revoked_access_through_loses_no_write_and_leaks_noth
         c.get(C::PlainUnmaps),
         c.get(C::DetachedFirst),
         c.get(C::DrainJudged),
+        c.get(C::RegAccesses),
+        c.get(C::RegSuccesses),
+        c.get(C::RegSigbus),
+        c.get(C::RegWindowSigbus),
+        c.get(C::RegWindowAccesses),
+        c.get(C::RegPermSigbus),
+        c.get(C::RegExports),
+        c.get(C::RegPermRevokes),
     );
     // The storm was real: the toggler saw a judged SIGBUS in every window and
     // a success after every un-revoke; every driver ran all its cycles.
@@ -288,6 +309,12 @@ fn fault_storm_never_lets_a_revoked_access_through_loses_no_write_and_leaks_noth
         C::UnmapsAfterInvalidate,
         C::DrainJudged,
     ] {
+        assert!(c.get(n) > 0, "no {n:?}: {}", c.summary());
+    }
+
+    // Register pages met every outcome: emulated, refused in a window,
+    // refused after a permanent revoke.
+    for n in [C::RegSuccesses, C::RegWindowSigbus, C::RegPermSigbus, C::RegExports, C::RegPermRevokes] {
         assert!(c.get(n) > 0, "no {n:?}: {}", c.summary());
     }
 

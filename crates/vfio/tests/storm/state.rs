@@ -67,9 +67,17 @@ pub enum C {
     PlainUnmaps,
     DetachedFirst,
     DrainJudged,
+    RegAccesses,
+    RegSuccesses,
+    RegSigbus,
+    RegWindowAccesses,
+    RegWindowSigbus,
+    RegPermSigbus,
+    RegExports,
+    RegPermRevokes,
 }
 
-pub const COUNTERS: [C; 35] = [
+pub const COUNTERS: [C; 43] = [
     C::Accesses,
     C::Successes,
     C::Sigbus,
@@ -105,6 +113,14 @@ pub const COUNTERS: [C; 35] = [
     C::PlainUnmaps,
     C::DetachedFirst,
     C::DrainJudged,
+    C::RegAccesses,
+    C::RegSuccesses,
+    C::RegSigbus,
+    C::RegWindowAccesses,
+    C::RegWindowSigbus,
+    C::RegPermSigbus,
+    C::RegExports,
+    C::RegPermRevokes,
 ];
 
 pub struct Counts([AtomicU64; COUNTERS.len()]);
@@ -161,12 +177,21 @@ pub struct Mapping {
     pub buf: Arc<BufState>,
     /// Set (under the slot's write lock) before the whole range is unmapped.
     pub unmapping: AtomicBool,
+    /// A mapping of register BAR0 (`pages[..].bar` are BAR0 offsets).
+    pub registers: bool,
 }
 
 impl Mapping {
     pub fn new(label: String, va: u64, bars: &[u64], buf: Arc<BufState>) -> Arc<Mapping> {
         let pages = bars.iter().map(|&bar| Page { bar, hole: AtomicBool::new(false) }).collect();
-        Arc::new(Mapping { label, va, pages, buf, unmapping: AtomicBool::new(false) })
+        Arc::new(Mapping { label, va, pages, buf, unmapping: AtomicBool::new(false), registers: false })
+    }
+
+    /// A mapping of register pages; `buf` is `None` for a device-fd mapping.
+    pub fn registers(label: String, va: u64, bars: &[u64], buf: Option<Arc<BufState>>) -> Arc<Mapping> {
+        let pages = bars.iter().map(|&bar| Page { bar, hole: AtomicBool::new(false) }).collect();
+        let buf = buf.unwrap_or_else(|| BufState::new(label.clone()));
+        Arc::new(Mapping { label, va, pages, buf, unmapping: AtomicBool::new(false), registers: true })
     }
 
     pub fn len(&self) -> u64 {
@@ -222,9 +247,15 @@ pub struct Storm {
     /// The storm's own handle: keeps the device open throughout.
     pub fd: DeviceFd,
     /// Revocation epoch (see the crate doc); written by the toggler only.
-    pub seq: AtomicU64,
+    pub seq: Arc<AtomicU64>,
     pub slots: Vec<Slot>,
     pub pool: Mutex<Vec<PoolEntry>>,
+    /// BAR0's register file, which judges every access reaching it.
+    pub regs: Arc<RegModel>,
+    pub reg_slots: Vec<Slot>,
+    /// Open register buffer fds: the exporter adds, the revoker revokes.
+    pub reg_pool: Mutex<Vec<PoolEntry>>,
+    pub reg_ledger: RegLedger,
     /// Accessors stop when set (the drivers are done).
     pub stop: AtomicBool,
     /// Everyone stops when set (a violation or an error).
@@ -258,6 +289,10 @@ impl Storm {
 
     pub fn pool(&self) -> std::sync::MutexGuard<'_, Vec<PoolEntry>> {
         self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn reg_pool(&self) -> std::sync::MutexGuard<'_, Vec<PoolEntry>> {
+        self.reg_pool.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn tick(&self) -> u64 {
@@ -319,8 +354,14 @@ pub fn punch_hole(aspace: &AddressSpace, m: &Mapping, first: usize, n: usize) ->
 /// The device and the stable mappings; nothing runs yet.
 pub fn setup(cycles: u64, seed: u64) -> Storm {
     let aspace = AddressSpace::new().unwrap();
-    let vdev = VfioPciDevice::from_catalogue(0, "0000:00:03.0".parse().unwrap(), "edu-plus").unwrap();
+    // edu-plus with the storm's own register file in BAR0.
+    let seq = Arc::new(AtomicU64::new(0));
+    let regs = Arc::new(RegModel::new(seq.clone()));
+    let mut spec = pci::catalogue::edu_plus();
+    spec.bars[0] = Some(pci::BarSpec::registers(REG_BAR_LEN, regs.clone()));
+    let vdev = VfioPciDevice::new(0, "0000:00:03.0".parse().unwrap(), spec).unwrap();
     let fd = vdev.open();
+    let (reg_slots, reg_pool) = setup_registers(&aspace, &fd, &regs);
     let mut stable = Vec::new();
     let mut pool = Vec::new();
 
@@ -395,9 +436,13 @@ pub fn setup(cycles: u64, seed: u64) -> Storm {
         aspace,
         vdev,
         fd,
-        seq: AtomicU64::new(0),
+        seq,
         slots,
         pool: Mutex::new(pool),
+        regs,
+        reg_slots,
+        reg_pool: Mutex::new(reg_pool),
+        reg_ledger: RegLedger::default(),
         stop: AtomicBool::new(false),
         abort: AtomicBool::new(false),
         counts: Counts::default(),
