@@ -26,7 +26,7 @@ impl Accessor<'_> {
         let mut n = 0u64;
         while !storm.stop.load(SeqCst) && !storm.aborted() {
             let slot = &storm.slots[self.rng.pick(storm.slots.len())];
-            match self.rng.below(13) {
+            match self.rng.below(14) {
                 0..=5 => self.locked_round(slot),
                 6..=8 => self.racy_read(slot),
                 9 => self.hole_probe(slot),

@@ -129,7 +129,7 @@ impl Exporter<'_> {
                     self.unmap_one()?;
                 }
             }
-            if c % 10 == 9 {
+            if c % 5 == 2 {
                 self.churn_registers()?;
             }
             self.me.steps.fetch_add(1, SeqCst);
@@ -315,8 +315,7 @@ pub fn revoker(storm: &Storm, me: &Progress) -> Result<(), String> {
                     storm.counts.add(C::PermRevokes);
                 }
             }
-            // Register buffers: one cycle in twenty.
-            6 if c % 20 == 6 => {
+            1 | 6 => {
                 me.doing("DMA_BUF_REVOKE of a register buffer");
                 revoke_registers(storm, &mut rng)?;
             }

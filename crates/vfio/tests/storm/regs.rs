@@ -12,8 +12,8 @@ use super::*;
 
 /// Device-fd offset of BAR0.
 pub const BAR0: u64 = 0;
-/// The model's BAR0: 256 register pages.
-pub const REG_BAR_LEN: u64 = 1 << 20;
+/// The model's BAR0: 4096 register pages.
+pub const REG_BAR_LEN: u64 = 16 << 20;
 pub const REG_PAGES: usize = (REG_BAR_LEN / PAGE) as usize;
 /// Pages 0..4 are mapped through the device fd, 4..8 by a stable buffer;
 /// every later buffer gets pages never used before.
@@ -21,6 +21,10 @@ pub const REG_DEV_PAGES: u64 = 4;
 pub const REG_CHURN_START: u64 = 8;
 pub const REG_SLOTS: usize = 6;
 const REG_POOL_CAP: usize = 6;
+/// One register access in this many is slow: it yields while it holds
+/// `memory_lock` (see [`RegModel::land`]).
+const SLOW_EVERY: u64 = 8;
+const SLOW_YIELDS: u32 = 32;
 
 thread_local! {
     /// Set by an accessor around the accesses of its register rounds. The
@@ -117,6 +121,15 @@ impl RegModel {
         if bad {
             let _ = self.first_bad.compare_exchange(0, offset + 1, SeqCst, SeqCst);
         }
+        // A slow register now and then, as real ones are: a revoke that
+        // comes meanwhile waits for `memory_lock`, and the accesses that
+        // passed their first status check queue behind it, so the check
+        // under the lock really has something to refuse.
+        if self.landed.load(SeqCst) % SLOW_EVERY == 0 {
+            for _ in 0..SLOW_YIELDS {
+                thread::yield_now();
+            }
+        }
         let in_page = offset % PAGE;
         if len != 8 || page >= REG_PAGES || in_page % WORD_STRIDE != 0 || in_page / WORD_STRIDE >= ACCESSORS as u64 {
             self.stray.fetch_add(1, SeqCst);
@@ -203,7 +216,9 @@ impl Accessor<'_> {
     /// Read, write, read back one of our register words, the slot held.
     pub fn register_round(&mut self) {
         let storm = self.storm;
-        let slot = &storm.reg_slots[self.rng.pick(storm.reg_slots.len())];
+        let target = storm.reg_target.load(SeqCst);
+        let i = if target > 0 && self.rng.below(4) != 0 { target - 1 } else { self.rng.pick(storm.reg_slots.len()) };
+        let slot = &storm.reg_slots[i];
         let guard = slot.read();
         let Some(m) = guard.as_ref() else { return };
         let page = self.rng.pick(m.pages.len());
@@ -245,7 +260,9 @@ impl Exporter<'_> {
     /// into a churn slot, unmapping a live one if none is free.
     pub fn churn_registers(&mut self) -> Result<(), String> {
         let storm = self.storm;
-        let pages = 1 + self.rng.below(2);
+        // Four pages, like every mapping of ours: the holes punched in RAM
+        // mappings must stay too small for one (see `hole_probe`).
+        let pages = 4;
         if self.reg_cursor + pages > REG_PAGES as u64 {
             return Ok(());
         }
@@ -259,15 +276,19 @@ impl Exporter<'_> {
         }
         let state = BufState::new(format!("regbuf{}", bfd.buffer().id()));
         let bars = buffer_pages(&ranges);
+        // A permanently revoked mapping goes first: live buffers keep the
+        // revoker's race with the accessors going.
         let live: Vec<usize> = (0..storm.reg_slots.len())
             .filter(|&i| storm.reg_slots[i].churn && storm.reg_slots[i].read().is_some())
             .collect();
+        let dead =
+            live.iter().copied().find(|&i| storm.reg_slots[i].read().as_ref().is_some_and(|m| m.buf.perm.load(SeqCst)));
         let free =
             (0..storm.reg_slots.len()).find(|&i| storm.reg_slots[i].churn && storm.reg_slots[i].read().is_none());
         let slot = match free {
             Some(i) => i,
             None => {
-                let i = live[self.rng.pick(live.len())];
+                let i = dead.unwrap_or_else(|| live[self.rng.pick(live.len())]);
                 self.me.doing("munmap a register mapping");
                 let mut guard = storm.reg_slots[i].write();
                 if let Some(m) = guard.take() {
@@ -302,19 +323,34 @@ impl Exporter<'_> {
     }
 }
 
-/// Permanently revokes a pooled register buffer not revoked yet.
+/// Permanently revokes a pooled register buffer not revoked yet, one the
+/// accessors are using if there is one.
 pub fn revoke_registers(storm: &Storm, rng: &mut Rng) -> Result<(), String> {
     let pool = storm.reg_pool();
-    let candidates: Vec<&PoolEntry> = pool.iter().filter(|e| !e.state.perm.load(SeqCst)).collect();
+    let mapped = |e: &PoolEntry| {
+        storm.reg_slots.iter().any(|s| s.read().as_ref().is_some_and(|m| Arc::ptr_eq(&m.buf, &e.state)))
+    };
+    let mut candidates: Vec<&PoolEntry> = pool.iter().filter(|e| !e.state.perm.load(SeqCst) && mapped(e)).collect();
+    if candidates.is_empty() {
+        candidates = pool.iter().filter(|e| !e.state.perm.load(SeqCst)).collect();
+    }
     if candidates.is_empty() {
         return Ok(());
     }
     let e = candidates[rng.pick(candidates.len())];
+    // Draw the accessors to the buffer about to be revoked, so that some of
+    // them are inside an access to it when the revoke comes.
+    let slot = storm.reg_slots.iter().position(|s| s.read().as_ref().is_some_and(|m| Arc::ptr_eq(&m.buf, &e.state)));
+    if let Some(i) = slot {
+        storm.reg_target.store(i + 1, SeqCst);
+        for _ in 0..rng.below(16) {
+            thread::yield_now();
+        }
+    }
     let begins = storm.tick();
-    storm
-        .fd
-        .feature_dma_buf_revoke(e.fd.raw_fd())
-        .map_err(|err| format!("permanent revoke of {}: {err}", e.state.label))?;
+    let r = storm.fd.feature_dma_buf_revoke(e.fd.raw_fd());
+    storm.reg_target.store(0, SeqCst);
+    r.map_err(|err| format!("permanent revoke of {}: {err}", e.state.label))?;
     storm.log_revoke("DMA_BUF_REVOKE", Some(e.fd.buffer().id()), begins, storm.tick());
     for &bar in &e.bars {
         storm.regs.mark_perm(bar / PAGE);
@@ -333,16 +369,15 @@ pub fn check_registers(storm: &Storm) -> usize {
         ("while memory was off", m.in_window.load(SeqCst)),
         ("after a permanent revoke returned", m.after_perm.load(SeqCst)),
         ("while the buffer's status was not Ok", m.while_revoked.load(SeqCst)),
-        ("at a byte nobody owns or at another width", m.stray.load(SeqCst)),
+        ("at a byte nobody owns, at another width or from outside a round", m.stray.load(SeqCst)),
     ];
-    for (when, n) in bad {
-        assert_eq!(
-            n,
-            0,
-            "{n} register accesses reached the device {when} (first at BAR0 {:#x})",
-            m.first_bad.load(SeqCst).wrapping_sub(1)
-        );
-    }
+    let report: Vec<String> = bad.iter().filter(|(_, n)| *n > 0).map(|(when, n)| format!("{n} {when}")).collect();
+    assert!(
+        report.is_empty(),
+        "register accesses reached the device: {} (first at BAR0 {:#x})",
+        report.join(", "),
+        m.first_bad.load(SeqCst).wrapping_sub(1)
+    );
     for w in 0..REG_PAGES * ACCESSORS {
         let (writes, value) = m.word(w);
         let acked = storm.reg_ledger.acked[w].load(SeqCst);

@@ -256,6 +256,8 @@ pub struct Storm {
     /// Open register buffer fds: the exporter adds, the revoker revokes.
     pub reg_pool: Mutex<Vec<PoolEntry>>,
     pub reg_ledger: RegLedger,
+    /// 1 + the register slot whose buffer the revoker is about to revoke.
+    pub reg_target: std::sync::atomic::AtomicUsize,
     /// Accessors stop when set (the drivers are done).
     pub stop: AtomicBool,
     /// Everyone stops when set (a violation or an error).
@@ -443,6 +445,7 @@ pub fn setup(cycles: u64, seed: u64) -> Storm {
         reg_slots,
         reg_pool: Mutex::new(reg_pool),
         reg_ledger: RegLedger::default(),
+        reg_target: std::sync::atomic::AtomicUsize::new(0),
         stop: AtomicBool::new(false),
         abort: AtomicBool::new(false),
         counts: Counts::default(),
