@@ -98,6 +98,34 @@
 //! reset and FLR must each leave every word not permanently revoked readable
 //! with its last value.
 //!
+//! # Register pages
+//!
+//! BAR0 is the storm's own register file ([`RegModel`]): every access
+//! through a register mapping traps and is emulated against it, under the
+//! buffer's status and `memory_lock` checks. Mappings: a stable device-fd
+//! mapping and a stable buffer (four pages each), and churn slots the
+//! exporter fills with new four-page buffers every fifth cycle, each over
+//! BAR0 pages never used before (so a page belongs to one buffer forever).
+//! Accessors spend two rounds in seven reading, writing and reading
+//! back their own word of a register page, with the slot held; the revoker
+//! permanently revokes a register buffer two cycles in ten, after drawing
+//! the accessors to it; every revoke of the drivers above applies too.
+//! Each access is judged by the accessor exactly as a RAM access (epochs,
+//! the `perm` flag) and, which is what makes the count exact, by the model
+//! itself on arrival, under `memory_lock`: an arrival with `seq` odd, on a
+//! page whose buffer's permanent revoke has returned, or while that
+//! buffer's status is not `Ok` is a violation (the revoking calls hold
+//! `memory_lock` for write, so an arrival cannot straddle one). After the
+//! storm the model's count of arrivals from register rounds must equal the
+//! accessors' count of successes, and for every word the writes that
+//! arrived and the last value must equal the accessor's acknowledged
+//! writes and last value: nothing landed that returned SIGBUS, nothing
+//! that returned success was lost. One access in eight holds `memory_lock`
+//! a little longer (a slow register), so revokes queue behind it while
+//! other accesses wait between their two status checks. The epilogue reads
+//! every register word back after each event, and a permanently revoked
+//! register buffer must raise SIGBUS throughout.
+//!
 //! # Importers
 //!
 //! Each importer cycle makes a fresh importer (the test keeps its `Arc`: a
