@@ -170,16 +170,7 @@ impl Exporter<'_> {
         let state = BufState::new(format!("buf{}", bfd.buffer().id()));
         let bars = buffer_pages(&ranges);
         let mapping = self.map_buffer(&bfd, &state, &bars)?;
-        let evicted = {
-            let mut pool = storm.pool();
-            let evicted = if pool.len() >= POOL_CAP { Some(pool.remove(0)) } else { None };
-            pool.push(PoolEntry { fd: bfd, state, bars });
-            evicted
-        };
-        if let Some(old) = evicted {
-            drop(old);
-            storm.counts.add(C::BufferFdCloses);
-        }
+        storm.pool_push(&storm.pool, POOL_CAP, PoolEntry { fd: bfd, state, bars });
         Ok(mapping)
     }
 

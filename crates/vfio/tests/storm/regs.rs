@@ -309,16 +309,7 @@ impl Exporter<'_> {
             Err(e) if e.errno() == Errno::NODEV => storm.counts.add(C::MmapRefused),
             Err(e) => return Err(format!("mmap of {}: {e}", state.label)),
         }
-        let evicted = {
-            let mut pool = storm.reg_pool();
-            let evicted = if pool.len() >= REG_POOL_CAP { Some(pool.remove(0)) } else { None };
-            pool.push(PoolEntry { fd: bfd, state, bars });
-            evicted
-        };
-        if let Some(old) = evicted {
-            drop(old);
-            storm.counts.add(C::BufferFdCloses);
-        }
+        storm.pool_push(&storm.reg_pool, REG_POOL_CAP, PoolEntry { fd: bfd, state, bars });
         Ok(())
     }
 }

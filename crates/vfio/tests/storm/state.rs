@@ -297,6 +297,21 @@ impl Storm {
         self.reg_pool.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Adds an entry to `pool`, closing its oldest fd first if it holds `cap`.
+    pub fn pool_push(&self, pool: &Mutex<Vec<PoolEntry>>, cap: usize, entry: PoolEntry) {
+        let evicted = {
+            let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
+            let evicted = if pool.len() >= cap { Some(pool.remove(0)) } else { None };
+            pool.push(entry);
+            evicted
+        };
+        // Closed outside the lock: the last close of a buffer takes `memory_lock`.
+        if let Some(old) = evicted {
+            drop(old);
+            self.counts.add(C::BufferFdCloses);
+        }
+    }
+
     pub fn tick(&self) -> u64 {
         self.clock.fetch_add(1, SeqCst)
     }
