@@ -19,11 +19,12 @@ use vfio::{mmap_dmabuf, DeviceFd, MmapArgs};
 const BAR0: u64 = 0;
 /// Device-fd offset of BAR2.
 const BAR2: u64 = 2 << 40;
-const EDU_ID: u64 = 0x00;
-const EDU_LIVENESS: u64 = 0x04;
-const EDU_FACTORIAL: u64 = 0x08;
-const EDU_STATUS: u64 = 0x20;
-const EDU_ID_MAGIC: u64 = 0x0100_00ed;
+// The edu register layout (edu-plus shares its ID and liveness registers).
+const EDU_ID: u64 = pci::catalogue::EDU_REG_ID;
+const EDU_LIVENESS: u64 = pci::catalogue::EDU_REG_LIVENESS;
+const EDU_FACTORIAL: u64 = pci::catalogue::EDU_REG_FACTORIAL;
+const EDU_STATUS: u64 = pci::catalogue::EDU_REG_STATUS;
+const EDU_ID_MAGIC: u64 = pci::catalogue::EDU_ID_MAGIC as u64;
 
 /// An open device with BAR0's first two pages mapped through the device fd
 /// and through an exported buffer.
