@@ -11,11 +11,6 @@ use mm::budget::check_budget;
 
 use super::parse::{Scenario, ScenarioError};
 
-/// Bytes of RAM BARs the device declares (register BARs hold no memory).
-fn ram_bytes(spec: &pci::DeviceSpec) -> u64 {
-    spec.bars().filter(|(_, bar)| bar.is_ram()).fold(0, |sum, (_, bar)| sum.saturating_add(bar.size))
-}
-
 /// Checks each device's RAM BARs, then the total of the devices so far,
 /// against `budget` (`mm::budget::memory_budget()`; `None` checks nothing).
 ///
@@ -27,7 +22,7 @@ fn ram_bytes(spec: &pci::DeviceSpec) -> u64 {
 pub(super) fn check_fits(sc: &Scenario, budget: Option<u64>) -> Result<(), ScenarioError> {
     let mut total = 0u64;
     for d in &sc.devices {
-        let own = ram_bytes(&d.spec);
+        let own = d.spec.ram_bytes();
         total = total.saturating_add(own);
         let refuse = |context: &str, e: mm::MmError| ScenarioError {
             file: sc.file.clone(),
@@ -72,7 +67,7 @@ mod tests {
     #[test]
     fn register_bars_and_an_absent_budget_ask_for_nothing() {
         let sc = parse("t.toml", "[devices.e]\ncatalogue = \"edu\"\n").unwrap();
-        assert_eq!(ram_bytes(&sc.devices[0].spec), 0);
+        assert_eq!(sc.devices[0].spec.ram_bytes(), 0);
         assert!(check_fits(&sc, Some(0)).is_ok());
         let sc = parse("t.toml", TWO_DEVICES).unwrap();
         assert!(check_fits(&sc, Some(4 << 30)).is_ok());

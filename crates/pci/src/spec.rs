@@ -208,6 +208,13 @@ impl DeviceSpec {
     pub fn bars(&self) -> impl Iterator<Item = (usize, &BarSpec)> {
         self.bars.iter().enumerate().filter_map(|(index, bar)| bar.as_ref().map(|bar| (index, bar)))
     }
+
+    /// Bytes of memory the RAM BARs need together (register BARs hold none);
+    /// saturates rather than wrapping for a description that cannot be real.
+    #[must_use]
+    pub fn ram_bytes(&self) -> u64 {
+        self.bars().filter(|(_, bar)| bar.is_ram()).fold(0, |sum, (_, bar)| sum.saturating_add(bar.size))
+    }
 }
 
 #[cfg(test)]

@@ -75,14 +75,14 @@ impl VfioPciDevice {
     /// memfd's errno when memory cannot be had.
     pub fn new(cdev_index: u32, bdf: Bdf, spec: DeviceSpec) -> Result<Arc<Self>, VfioError> {
         let cdev_name = format!("vfio{cdev_index}");
-        // Refuse a bad spec, and RAM BARs that cannot fit together, before the
-        // first BAR is allocated: a device is never left half-made, and a
-        // small BAR0 is not populated only to be freed when BAR2 is refused.
-        spec.validate()?;
-        let ram = spec.bars().filter(|(_, b)| b.is_ram()).fold(0u64, |sum, (_, b)| sum.saturating_add(b.size));
-        mm::budget::check_budget(ram, mm::budget::memory_budget())?;
+        // Refuse a bad spec (the function validates it), and RAM BARs that
+        // cannot fit together, before the first BAR is allocated: a device is
+        // never left half-made, and a small BAR0 is not populated only to be
+        // freed when BAR2 is refused.
+        let pci = PciFunction::new(bdf, spec)?;
+        mm::budget::check_budget(pci.spec().ram_bytes(), mm::budget::memory_budget())?;
         let mut bars: [Option<Bar>; 6] = Default::default();
-        for (i, bar) in spec.bars() {
+        for (i, bar) in pci.spec().bars() {
             let store = match &bar.backing {
                 BarBacking::Ram => {
                     let name = bar_name(&cdev_name, bdf, i as u32);
@@ -99,7 +99,6 @@ impl VfioPciDevice {
             };
             bars[i] = Some(Bar { len: bar.size, store });
         }
-        let pci = PciFunction::new(bdf, spec)?;
         Ok(Arc::new(Self {
             cdev_name,
             bdf,
