@@ -16,13 +16,11 @@
 //! emulated access through a mapping is one [`RegisterSection::emulated`]
 //! call, held to at most [`EMULATED_TARGET`] times the floor of its kind.
 
-use std::time::Instant;
-
 use pci::catalogue::{self, EDU_ID_MAGIC, EDU_REG_ID, EDU_REG_LIVENESS};
 use pci::Bdf;
 use vfio::{index_to_offset, DeviceFd, VfioPciDevice};
 
-use super::{ns_per, row, Options, Progress, Result, Row, Stat, Target};
+use super::{ns_per, row, timed, Options, Progress, Result, Row, Stat, Target};
 
 /// Section number in the suite.
 pub const SECTION: u32 = 7;
@@ -92,11 +90,7 @@ pub fn per_access(opts: &Options, mut access: impl FnMut() -> Result<()>) -> Res
     let n = opts.register_accesses.max(1);
     let mut samples = Vec::with_capacity(opts.runs);
     for _ in 0..opts.runs {
-        let t = Instant::now();
-        for _ in 0..n {
-            access()?;
-        }
-        samples.push(ns_per(t.elapsed(), n));
+        samples.push(ns_per(timed(|| (0..n).try_for_each(|_| access()))?, n));
     }
     Ok(Stat::new("ns/access", samples))
 }

@@ -180,15 +180,9 @@ pub fn write_u64(addr: u64, value: u64) -> Result<(), AccessFault> {
 ///
 /// As [`read`], at the first byte that could not be read.
 pub fn copy_from(src: u64, buf: &mut [u8]) -> Result<(), AccessFault> {
-    let mapped = mapped::lock_for_access();
-    let n = clip(mapped.reach(src), buf.len());
-    // SAFETY: `[src, src + n)` is ours and stays mapped while `mapped` is held.
-    unsafe { raw::copy_from(src, &mut buf[..n]) }?;
-    drop(mapped);
-    if n < buf.len() {
-        return Err(not_ours(src + n as u64));
-    }
-    Ok(())
+    // SAFETY: `with_mapped_prefix` runs the copy only on the first `n`
+    // bytes, which are ours and stay mapped while it holds the registry.
+    with_mapped_prefix(src, buf.len(), |n| unsafe { raw::copy_from(src, &mut buf[..n]) })
 }
 
 /// Copies `data` to `dst` with one `rep movsb`, reporting a SIGBUS/SIGSEGV
@@ -199,13 +193,24 @@ pub fn copy_from(src: u64, buf: &mut [u8]) -> Result<(), AccessFault> {
 ///
 /// As [`write()`], at the first byte that could not be written.
 pub fn copy_to(dst: u64, data: &[u8]) -> Result<(), AccessFault> {
+    // SAFETY: as in `copy_from`.
+    with_mapped_prefix(dst, data.len(), |n| unsafe { raw::copy_to(dst, &data[..n]) })
+}
+
+/// Runs `copy` on the first `n` bytes of `[addr, addr + len)` that are ours,
+/// with the registry held; a range that runs past our mappings then faults
+/// at its first byte outside, as `copy_from_user()` stops short.
+fn with_mapped_prefix(
+    addr: u64,
+    len: usize,
+    copy: impl FnOnce(usize) -> Result<(), AccessFault>,
+) -> Result<(), AccessFault> {
     let mapped = mapped::lock_for_access();
-    let n = clip(mapped.reach(dst), data.len());
-    // SAFETY: `[dst, dst + n)` is ours and stays mapped while `mapped` is held.
-    unsafe { raw::copy_to(dst, &data[..n]) }?;
+    let n = clip(mapped.reach(addr), len);
+    copy(n)?;
     drop(mapped);
-    if n < data.len() {
-        return Err(not_ours(dst + n as u64));
+    if n < len {
+        return Err(not_ours(addr + n as u64));
     }
     Ok(())
 }
