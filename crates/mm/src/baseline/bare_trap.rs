@@ -13,13 +13,14 @@
 //! may have held either at the moment of the fork.
 #![allow(unsafe_code)]
 
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use page::{PhysAddr, PAGE_SIZE};
 use rustix::io::Errno;
+use rustix::pipe::PipeFlags;
 use rustix::process::{waitpid, Pid, WaitOptions};
 
 use super::PlainMapping;
@@ -97,7 +98,7 @@ pub fn bare_trap_ns(iterations: u64, write: bool) -> Result<f64, MmError> {
     }
     let memory = Arc::new(PhysMemory::new("bench-bare-trap", PhysAddr(0), PAGE_SIZE)?);
     let map = PlainMapping::new(&memory, PhysAddr(0), PAGE_SIZE, true)?;
-    let (rx, tx) = pipe()?;
+    let (rx, tx) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(MmError::sys("pipe2"))?;
     // SAFETY: the child runs `child` only, which makes system calls and
     // never returns (it ends in `_exit`); the parent continues normally.
     let pid = unsafe { libc::fork() };
@@ -139,16 +140,6 @@ const CHILD_MISSED_TRAPS: u64 = u64::MAX;
 
 fn last_errno() -> i32 {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
-}
-
-fn pipe() -> Result<(OwnedFd, OwnedFd), MmError> {
-    let mut fds = [-1; 2];
-    // SAFETY: pipe2 writes two descriptors into the array on success.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(MmError::Sys { call: "pipe2", errno: Errno::from_raw_os_error(last_errno()) });
-    }
-    // SAFETY: both descriptors are fresh and owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// The child: poison the page, install the skipping handler, time the
