@@ -1,0 +1,216 @@
+//! How each ioctl's argument travels, by object kind and request number.
+//!
+//! The process reads the argument out of its own memory as the shape says
+//! (a value, a string, a struct whose first `u32` is its size) and attaches
+//! the fds the argument carries; the server decodes the same shape to put
+//! them back. Both sides use [`shape`] and [`fds_in`], so they agree on
+//! every offset. Kinds matter: the same number means different calls on
+//! a container and a device (0x3b70 is `VFIO_IOMMU_GET_INFO` on one and
+//! `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO` on the other).
+
+use crate::msg::ObjectKind;
+
+/// How to carry an ioctl's argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArgShape {
+    /// The argument value itself (an integer, or unused).
+    Value,
+    /// A pointer to a NUL-terminated string.
+    Str,
+    /// A pointer to `n` bytes.
+    Fixed(usize),
+    /// A pointer to a struct whose first `u32` is its size in bytes
+    /// (`argsz` of VFIO, `size` of iommufd): that many bytes travel, at
+    /// most [`crate::MAX_DATA`]; fewer if the memory ends sooner.
+    Sized,
+}
+
+/// Where an argument carries fds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FdsIn {
+    /// Nowhere.
+    None,
+    /// An `s32` at this byte offset of the argument.
+    At(usize),
+    /// `struct vfio_irq_set`: with `VFIO_IRQ_SET_DATA_EVENTFD`, `count`
+    /// `s32` eventfds from byte 20 (-1 means none).
+    IrqSet,
+    /// `struct vfio_pci_hot_reset`: `count` group fds from byte 12.
+    HotReset,
+    /// `struct vfio_device_feature`: for a SET of `DMA_BUF_REVOKE` or
+    /// `DMA_BUF_MEMATTR` (not a probe), the buffer fd at byte 8.
+    Feature,
+}
+
+/// The shape of one ioctl.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// How the argument travels.
+    pub arg: ArgShape,
+    /// Where it carries fds.
+    pub fds: FdsIn,
+}
+
+const fn sh(arg: ArgShape, fds: FdsIn) -> Option<Shape> {
+    Some(Shape { arg, fds })
+}
+
+const V: ArgShape = ArgShape::Value;
+const S: ArgShape = ArgShape::Sized;
+const N: FdsIn = FdsIn::None;
+
+/// `_IO(';', nr)`: every VFIO and iommufd request number.
+pub const fn vfio_io(nr: u64) -> u64 {
+    0x3b00 | nr
+}
+
+/// `VFIO_IRQ_SET_DATA_EVENTFD`.
+pub const VFIO_IRQ_SET_DATA_EVENTFD: u32 = 1 << 2;
+/// `VFIO_DEVICE_FEATURE_PROBE`.
+pub const VFIO_DEVICE_FEATURE_PROBE: u32 = 1 << 16;
+/// `VFIO_DEVICE_FEATURE_SET`.
+pub const VFIO_DEVICE_FEATURE_SET: u32 = 1 << 18;
+/// `DMA_BUF_IOCTL_SYNC`: `_IOW('b', 0, struct dma_buf_sync)`.
+pub const DMA_BUF_IOCTL_SYNC: u64 = 0x4008_6200;
+/// `DMA_BUF_SET_NAME_A`: `_IOW('b', 1, __u32)` (the pointer is the name).
+pub const DMA_BUF_SET_NAME_A: u64 = 0x4004_6201;
+/// `DMA_BUF_SET_NAME_B`: `_IOW('b', 1, __u64)`.
+pub const DMA_BUF_SET_NAME_B: u64 = 0x4008_6201;
+
+/// The legacy container calls, which `/dev/iommu` also answers.
+const fn container_shape(request: u64) -> Option<Shape> {
+    match request {
+        0x3b64 => sh(V, N),          // VFIO_GET_API_VERSION
+        0x3b65 | 0x3b66 => sh(V, N), // VFIO_CHECK_EXTENSION, VFIO_SET_IOMMU
+        0x3b70..=0x3b72 => sh(S, N), // VFIO_IOMMU_GET_INFO, _MAP_DMA, _UNMAP_DMA
+        0x3b73 | 0x3b74 => sh(V, N), // VFIO_IOMMU_ENABLE, _DISABLE (sPAPR)
+        _ => None,
+    }
+}
+
+/// The shape of `request` on an fd of `kind`, or `None` for a call we do
+/// not know (it travels as [`ArgShape::Value`] and the server answers it,
+/// `ENOTTY` in general).
+pub const fn shape(kind: ObjectKind, request: u64) -> Option<Shape> {
+    match kind {
+        ObjectKind::Container => container_shape(request),
+        ObjectKind::Iommufd => match request {
+            0x3b80..=0x3b9f => sh(S, N),
+            _ => container_shape(request),
+        },
+        ObjectKind::Group => match request {
+            0x3b67 => sh(S, N),                             // VFIO_GROUP_GET_STATUS
+            0x3b68 => sh(ArgShape::Fixed(4), FdsIn::At(0)), // VFIO_GROUP_SET_CONTAINER
+            0x3b69 => sh(V, N),                             // VFIO_GROUP_UNSET_CONTAINER
+            0x3b6a => sh(ArgShape::Str, N),                 // VFIO_GROUP_GET_DEVICE_FD
+            _ => None,
+        },
+        ObjectKind::Device => match request {
+            0x3b6b..=0x3b6d => sh(S, N),      // GET_INFO, GET_REGION_INFO, GET_IRQ_INFO
+            0x3b6e => sh(S, FdsIn::IrqSet),   // SET_IRQS
+            0x3b6f => sh(V, N),               // RESET
+            0x3b70 => sh(S, N),               // GET_PCI_HOT_RESET_INFO
+            0x3b71 => sh(S, FdsIn::HotReset), // PCI_HOT_RESET
+            0x3b75 => sh(S, FdsIn::Feature),  // FEATURE
+            0x3b76 => sh(S, FdsIn::At(8)),    // BIND_IOMMUFD
+            0x3b77 | 0x3b78 => sh(S, N),      // ATTACH_IOMMUFD_PT, DETACH_IOMMUFD_PT
+            _ => None,
+        },
+        ObjectKind::DmaBuf => match request {
+            DMA_BUF_IOCTL_SYNC => sh(ArgShape::Fixed(8), N),
+            DMA_BUF_SET_NAME_A | DMA_BUF_SET_NAME_B => sh(ArgShape::Str, N),
+            _ => None,
+        },
+    }
+}
+
+fn u32_at(bytes: &[u8], off: usize) -> Option<u32> {
+    let b = bytes.get(off..off + 4)?;
+    Some(u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+fn i32_at(bytes: &[u8], off: usize) -> Option<i32> {
+    u32_at(bytes, off).map(|v| v as i32)
+}
+
+/// The fds an argument carries: `(byte offset, fd number)` in attach
+/// order, non-negative numbers only (a -1 eventfd means "none" and travels
+/// as itself). Slots the bytes do not reach are left out; the server then
+/// fails the call on its own checks, as the kernel would on its short copy.
+pub fn fds_in(fds: FdsIn, bytes: &[u8]) -> Vec<(usize, i32)> {
+    let mut out = Vec::new();
+    let mut push = |off: usize| {
+        if let Some(fd) = i32_at(bytes, off) {
+            if fd >= 0 {
+                out.push((off, fd));
+            }
+        }
+    };
+    match fds {
+        FdsIn::None => {}
+        FdsIn::At(off) => push(off),
+        FdsIn::IrqSet => {
+            let flags = u32_at(bytes, 4).unwrap_or(0);
+            if flags & VFIO_IRQ_SET_DATA_EVENTFD != 0 {
+                let count = u32_at(bytes, 16).unwrap_or(0) as usize;
+                for i in 0..count.min(crate::MAX_FDS) {
+                    push(20 + 4 * i);
+                }
+            }
+        }
+        FdsIn::HotReset => {
+            let count = u32_at(bytes, 8).unwrap_or(0) as usize;
+            for i in 0..count.min(crate::MAX_FDS) {
+                push(12 + 4 * i);
+            }
+        }
+        FdsIn::Feature => {
+            let flags = u32_at(bytes, 4).unwrap_or(0);
+            let feature = flags & 0xffff;
+            let set = flags & VFIO_DEVICE_FEATURE_SET != 0 && flags & VFIO_DEVICE_FEATURE_PROBE == 0;
+            if set && (feature == 13 || feature == 14) {
+                push(8);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(w: &[u32]) -> Vec<u8> {
+        w.iter().flat_map(|v| v.to_ne_bytes()).collect()
+    }
+
+    #[test]
+    fn overlapping_numbers_are_told_apart_by_kind() {
+        assert_eq!(shape(ObjectKind::Container, 0x3b70), sh(S, N));
+        assert_eq!(shape(ObjectKind::Device, 0x3b71), sh(S, FdsIn::HotReset));
+        assert_eq!(shape(ObjectKind::Iommufd, 0x3b64), sh(V, N), "iommufd answers the container calls");
+        assert_eq!(shape(ObjectKind::Group, 0x3b6b), None);
+    }
+
+    #[test]
+    fn irq_set_eventfds_are_found_only_with_the_eventfd_flag() {
+        let with = words(&[28, 0x24, 0, 0, 2, 7, u32::MAX]);
+        assert_eq!(fds_in(FdsIn::IrqSet, &with), vec![(20, 7)]);
+        let without = words(&[28, 0x21, 0, 0, 2, 7, 8]);
+        assert!(fds_in(FdsIn::IrqSet, &without).is_empty());
+    }
+
+    #[test]
+    fn a_revoke_carries_its_buffer_fd_but_a_probe_does_not() {
+        let revoke = words(&[12, VFIO_DEVICE_FEATURE_SET | 13, 9]);
+        assert_eq!(fds_in(FdsIn::Feature, &revoke), vec![(8, 9)]);
+        let probe = words(&[12, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_PROBE | 13, 9]);
+        assert!(fds_in(FdsIn::Feature, &probe).is_empty());
+    }
+
+    #[test]
+    fn a_short_argument_carries_only_the_fds_it_reaches() {
+        let reset = words(&[20, 0, 3, 4, 5]);
+        assert_eq!(fds_in(FdsIn::HotReset, &reset), vec![(12, 4), (16, 5)]);
+    }
+}
