@@ -178,6 +178,7 @@ fn ram_device(cdev: u32, size: u64) -> Result<Arc<VfioPciDevice>> {
         revision: 0,
         class_code: 0xff00,
         bars: Default::default(),
+        interrupts: pci::InterruptSpec::NONE,
     };
     spec.bars[0] = Some(BarSpec::ram(size).with_64bit().with_prefetchable());
     let bdf = Bdf::new(0, 0, 4 + (cdev % 28) as u8, 0).map_err(|e| e.to_string())?;

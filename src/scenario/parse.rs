@@ -377,6 +377,7 @@ fn parse_device(cx: &Ctx<'_>, id: String, t: Table, line: usize, index: u32) -> 
                 revision: 0,
                 class_code: 0x00ff00,
                 bars: Default::default(),
+                interrupts: pci::InterruptSpec::NONE,
             };
             for b in list {
                 let Value::Table(bt) = b else { return Err(f.err("each of `bars` must be a table")) };

@@ -25,6 +25,7 @@
 mod bochs;
 mod edid;
 mod edu;
+mod edu_dma;
 mod edu_plus;
 mod mmio;
 
@@ -34,6 +35,7 @@ pub use self::bochs::*;
 pub use self::edid::{EDID_LEN, EDID_MONITOR_NAME, EDID_PREFERRED_HEIGHT, EDID_PREFERRED_WIDTH};
 pub use self::edu::*;
 pub use self::edu_plus::EduPlusRegisters;
+use crate::irq::InterruptSpec;
 use crate::spec::{BarSpec, DeviceSpec, RegisterBar, NUM_BARS};
 
 /// Vendor ID of QEMU's emulated devices, used by every device here.
@@ -74,14 +76,19 @@ pub fn by_name(name: &str) -> Option<DeviceSpec> {
     }
 }
 
-/// QEMU's edu: BAR0 is 1 MiB of registers ([`EduRegisters`]), 32-bit, non-prefetchable.
+/// QEMU's edu: BAR0 is 1 MiB of registers ([`EduRegisters`]), 32-bit, non-prefetchable; it
+/// interrupts on `INTA#` or through an MSI capability of one vector with a 64-bit address
+/// ([`EDU_INTERRUPTS`]).
 #[must_use]
 pub fn edu() -> DeviceSpec {
-    edu_with(Arc::new(EduRegisters::new()), "edu")
+    let mut spec = edu_with(Arc::new(EduRegisters::new()), "edu");
+    spec.interrupts = EDU_INTERRUPTS;
+    spec
 }
 
 /// edu-plus: BAR0 is the simplified edu ([`EduPlusRegisters`]), BAR1 64 MiB of RAM, 64-bit and
-/// prefetchable (it takes slots 1 and 2).
+/// prefetchable (it takes slots 1 and 2). Its registers never interrupt, so it declares no pin
+/// and no MSI.
 #[must_use]
 pub fn edu_plus() -> DeviceSpec {
     let mut spec = edu_with(Arc::new(EduPlusRegisters::new(EDU_BAR0_SIZE)), "edu-plus");
@@ -99,6 +106,7 @@ fn edu_with(registers: Arc<dyn RegisterBar>, name: &str) -> DeviceSpec {
         revision: EDU_REVISION,
         class_code: EDU_CLASS_CODE,
         bars,
+        interrupts: InterruptSpec::NONE,
     }
 }
 
@@ -121,6 +129,7 @@ pub fn multi_bar() -> DeviceSpec {
         revision: 0,
         class_code: MEMORY_CLASS_CODE,
         bars,
+        interrupts: InterruptSpec::NONE,
     }
 }
 
@@ -138,6 +147,7 @@ pub fn tiny_odd() -> DeviceSpec {
         revision: 0,
         class_code: MEMORY_CLASS_CODE,
         bars,
+        interrupts: InterruptSpec::NONE,
     }
 }
 

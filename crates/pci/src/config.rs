@@ -10,6 +10,7 @@
 use std::fmt;
 
 use crate::error::PciError;
+use crate::irq::InterruptSpec;
 use crate::regs;
 use crate::spec::{BarSpec, DeviceSpec};
 
@@ -47,7 +48,7 @@ impl ConfigSpace {
             space.init_bar(index, bar);
         }
 
-        // Capability list: PM at 0x40, then PCI Express at 0x50, which ends the list.
+        // Capability list: PM at 0x40, then PCI Express at 0x50, then MSI and MSI-X if declared.
         space.set_u8(regs::CAPABILITY_LIST, regs::PM_CAP as u8);
         space.set_u8(regs::PM_CAP, regs::CAP_ID_PM);
         space.set_u8(regs::PM_CAP + 1, regs::EXP_CAP as u8);
@@ -58,11 +59,53 @@ impl ConfigSpace {
         space.set_wmask_u16(regs::PM_CTRL, regs::PM_CTRL_STATE_MASK);
 
         space.set_u8(regs::EXP_CAP, regs::CAP_ID_EXP);
-        // The PCI Express capability is last: its next pointer stays 0. Port type 0 = endpoint.
+        // Port type 0 = endpoint.
         space.set_u16(regs::EXP_FLAGS, regs::EXP_FLAGS_VERS_2);
         space.set_u32(regs::EXP_DEVCAP, regs::EXP_DEVCAP_FLR);
         // DEVCTL keeps a zero write mask: Initiate FLR reads 0 and is acted on, not stored.
+
+        space.init_interrupts(&spec.interrupts);
         space
+    }
+
+    /// The Interrupt Pin and Line registers, then the MSI and MSI-X capabilities the spec
+    /// declares, chained after the PCI Express capability (which ends the list otherwise).
+    fn init_interrupts(&mut self, irq: &InterruptSpec) {
+        self.set_u8(regs::INTERRUPT_PIN, irq.pin);
+        self.wmask[index(regs::INTERRUPT_LINE)] = 0xff;
+        let mut next = regs::EXP_CAP + 1;
+        if let Some(msi) = &irq.msi {
+            let cap = regs::MSI_CAP;
+            self.set_u8(next, cap as u8);
+            next = cap + 1;
+            self.set_u8(cap, regs::CAP_ID_MSI);
+            self.set_u16(cap + regs::MSI_FLAGS, InterruptSpec::msi_flags(msi));
+            // Enable and Multiple Message Enable are written by software; the rest is fixed.
+            self.set_wmask_u16(cap + regs::MSI_FLAGS, regs::MSI_FLAGS_ENABLE | regs::MSI_FLAGS_QSIZE);
+            // Message Address (dword aligned), its upper half if 64-bit, then Message Data.
+            self.set_wmask_u32(cap + regs::MSI_ADDRESS_LO, !0x3);
+            let mut data = cap + regs::MSI_ADDRESS_LO + 4;
+            if msi.is_64bit {
+                self.set_wmask_u32(data, u32::MAX);
+                data += 4;
+            }
+            self.set_wmask_u16(data, u16::MAX);
+            if msi.per_vector_mask {
+                // Mask bits follow the data register and two reserved bytes, one per vector.
+                let vectors = u32::from(msi.vectors);
+                let mask = if vectors == 32 { u32::MAX } else { (1 << vectors) - 1 };
+                self.set_wmask_u32(data + 4, mask);
+            }
+        }
+        if let Some(msix) = &irq.msix {
+            let cap = regs::MSIX_CAP;
+            self.set_u8(next, cap as u8);
+            self.set_u8(cap, regs::CAP_ID_MSIX);
+            self.set_u16(cap + regs::MSIX_FLAGS, msix.table_size - 1);
+            self.set_wmask_u16(cap + regs::MSIX_FLAGS, regs::MSIX_FLAGS_ENABLE | regs::MSIX_FLAGS_MASKALL);
+            self.set_u32(cap + regs::MSIX_TABLE, msix.table_offset | u32::from(msix.table_bar));
+            self.set_u32(cap + regs::MSIX_PBA, msix.pba_offset | u32::from(msix.pba_bar));
+        }
     }
 
     /// Writes the flag bits of BAR `index` and the masks that make size probing work.

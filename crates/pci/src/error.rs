@@ -132,6 +132,13 @@ pub enum PciError {
         size: u64,
     },
 
+    /// An interrupt description PCI cannot express (see [`crate::InterruptSpec`]).
+    #[error("invalid interrupts: {reason}")]
+    InvalidInterrupts {
+        /// Which rule the description breaks.
+        reason: &'static str,
+    },
+
     /// A power-state name that is not one of `D0`, `D1`, `D2`, `D3hot`.
     #[error("unknown power state {input:?} (expected D0, D1, D2 or D3hot)")]
     InvalidPowerState {
@@ -163,6 +170,7 @@ impl PciError {
             | Self::ConfigAccessWidth { .. }
             | Self::ConfigAccessOutOfRange { .. }
             | Self::VgamemOutOfRange { .. }
+            | Self::InvalidInterrupts { .. }
             | Self::InvalidPowerState { .. } => Errno::INVAL,
         }
     }

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use crate::bdf::Bdf;
 use crate::config::{check_access, ConfigSpace};
+use crate::dma::BusMaster;
 use crate::error::PciError;
+use crate::irq::IrqLine;
 use crate::power::PowerState;
 use crate::regs;
 use crate::spec::{BarSpec, DeviceSpec, RegisterBar};
@@ -61,6 +63,11 @@ pub struct PciFunction {
     spec: DeviceSpec,
     /// The virtualised config space. Changed only through `&mut self`.
     config: ConfigSpace,
+    /// Immutable after creation (the line has its own lock): where the model's interrupts go.
+    irq: Arc<IrqLine>,
+    /// Immutable after creation (interior state): where the model's DMA goes. Its Bus Master
+    /// Enable follows COMMAND.MASTER after every change of COMMAND.
+    bus_master: Arc<BusMaster>,
 }
 
 impl PciFunction {
@@ -70,10 +77,29 @@ impl PciFunction {
     /// # Errors
     ///
     /// `EINVAL`: `spec` breaks a rule of [`DeviceSpec::validate`] (the error names which).
+    ///
+    /// Each register BAR is attached to the function's interrupt line and bus-master port
+    /// ([`RegisterBar::attach`]).
     pub fn new(bdf: Bdf, spec: DeviceSpec) -> Result<Self, PciError> {
         spec.validate()?;
         let config = ConfigSpace::new(&spec);
-        Ok(Self { bdf, spec, config })
+        let (irq, bus_master) = (Arc::new(IrqLine::new()), Arc::new(BusMaster::new()));
+        for (_, registers) in spec.bars().filter_map(|(i, bar)| Some((i, bar.register_bar()?))) {
+            registers.attach(&irq, &bus_master);
+        }
+        Ok(Self { bdf, spec, config, irq, bus_master })
+    }
+
+    /// The line the function's interrupts go out on.
+    #[must_use]
+    pub fn irq_line(&self) -> &Arc<IrqLine> {
+        &self.irq
+    }
+
+    /// The port the function's DMA goes through.
+    #[must_use]
+    pub fn bus_master(&self) -> &Arc<BusMaster> {
+        &self.bus_master
     }
 
     /// The function's address.
@@ -121,6 +147,13 @@ impl PciFunction {
     pub fn config_read(&self, offset: u64, data: &mut [u8]) -> Result<(), PciError> {
         let offset = check_access(offset, data.len())?;
         self.config.read(offset, data);
+        // STATUS.INTERRUPT is not stored: it shows the pin's level as the model drives it.
+        let status = regs::STATUS as usize;
+        if let Some(byte) = status.checked_sub(offset).and_then(|at| data.get_mut(at)) {
+            if self.irq.intx_asserted() {
+                *byte |= regs::STATUS_INTERRUPT as u8;
+            }
+        }
         Ok(())
     }
 
@@ -164,8 +197,9 @@ impl PciFunction {
     ///
     /// Writable: the COMMAND bits [`regs::COMMAND_IO`], [`regs::COMMAND_MEMORY`],
     /// [`regs::COMMAND_MASTER`] and [`regs::COMMAND_INTX_DISABLE`]; the address bits of
-    /// described BARs; the PMCSR power state. DEVCTL's Initiate FLR acts and reads back 0.
-    /// Everything else ignores writes.
+    /// described BARs; the PMCSR power state; Interrupt Line; the software-owned fields of the
+    /// MSI and MSI-X capabilities (enable, enabled vectors, address, data, masks). DEVCTL's
+    /// Initiate FLR acts and reads back 0. Everything else ignores writes.
     ///
     /// # Errors
     ///
@@ -174,6 +208,7 @@ impl PciFunction {
         let offset = check_access(offset, data.len())?;
         let effect = self.effect_of_write(offset, data);
         self.config.write(offset, data);
+        self.bus_master.set_enabled(self.command() & regs::COMMAND_MASTER != 0);
         if effect.flr {
             self.reset_function();
         }
@@ -225,6 +260,10 @@ impl PciFunction {
         // The power state is not restored: the reset leaves the function in D0.
         let pmcsr = regs::PM_CTRL as usize;
         self.config.restore_writable(&saved, pmcsr..pmcsr + 2);
+        // The reset deasserts the pin (QEMU's PCI core does it for every device); whatever the
+        // model keeps pending raises it again with its next interrupt.
+        self.irq.set_intx(false);
+        self.bus_master.set_enabled(self.command() & regs::COMMAND_MASTER != 0);
         tracing::debug!(bdf = %self.bdf, command = self.command(), "function reset");
     }
 }

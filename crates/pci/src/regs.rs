@@ -27,6 +27,9 @@ pub const COMMAND_INTX_DISABLE: u16 = 0x0400;
 
 /// Status register (16 bits).
 pub const STATUS: u64 = 0x06;
+/// STATUS: the function's `INTx` is asserted (read-only; set whatever COMMAND's `INTx` disable
+/// says).
+pub const STATUS_INTERRUPT: u16 = 0x0008;
 /// STATUS: a capability list starts at [`CAPABILITY_LIST`].
 pub const STATUS_CAP_LIST: u16 = 0x0010;
 
@@ -55,8 +58,17 @@ pub const ROM_ADDRESS: u64 = 0x30;
 /// Pointer to the first capability (8 bits).
 pub const CAPABILITY_LIST: u64 = 0x34;
 
+/// Interrupt Line (8 bits): a number for software's use only; nothing here reads it.
+pub const INTERRUPT_LINE: u64 = 0x3c;
+/// Interrupt Pin (8 bits, read-only): 0 for none, 1..=4 for `INTA#`..`INTD#`.
+pub const INTERRUPT_PIN: u64 = 0x3d;
+
 /// Capability ID of power management.
 pub const CAP_ID_PM: u8 = 0x01;
+/// Capability ID of Message Signalled Interrupts.
+pub const CAP_ID_MSI: u8 = 0x05;
+/// Capability ID of MSI-X.
+pub const CAP_ID_MSIX: u8 = 0x11;
 /// Capability ID of PCI Express.
 pub const CAP_ID_EXP: u8 = 0x10;
 
@@ -95,6 +107,40 @@ pub const EXP_DEVCTL: u64 = EXP_CAP + 8;
 pub const EXP_DEVCTL_BCR_FLR: u16 = 0x8000;
 /// Device Status (16 bits).
 pub const EXP_DEVSTA: u64 = EXP_CAP + 10;
+
+/// Offset of the MSI capability in this model, when the device has one.
+pub const MSI_CAP: u64 = 0x90;
+/// MSI Message Control (16 bits), relative to the MSI capability. Kernel: `PCI_MSI_FLAGS`.
+pub const MSI_FLAGS: u64 = 2;
+/// MSI Message Control: MSI enable.
+pub const MSI_FLAGS_ENABLE: u16 = 0x0001;
+/// MSI Message Control bits 3:1: log2 of the vectors the function can send (Multiple Message
+/// Capable). Kernel: `PCI_MSI_FLAGS_QMASK`.
+pub const MSI_FLAGS_QMASK: u16 = 0x000e;
+/// MSI Message Control bits 6:4: log2 of the vectors software enabled (Multiple Message Enable).
+/// Kernel: `PCI_MSI_FLAGS_QSIZE`.
+pub const MSI_FLAGS_QSIZE: u16 = 0x0070;
+/// MSI Message Control: 64-bit message address.
+pub const MSI_FLAGS_64BIT: u16 = 0x0080;
+/// MSI Message Control: per-vector masking.
+pub const MSI_FLAGS_MASKBIT: u16 = 0x0100;
+/// MSI Message Address (low 32 bits), relative to the MSI capability.
+pub const MSI_ADDRESS_LO: u64 = 4;
+
+/// Offset of the MSI-X capability in this model, when the device has one.
+pub const MSIX_CAP: u64 = 0xb0;
+/// MSI-X Message Control (16 bits), relative to the MSI-X capability. Kernel: `PCI_MSIX_FLAGS`.
+pub const MSIX_FLAGS: u64 = 2;
+/// MSI-X Message Control bits 10:0: table size minus one. Kernel: `PCI_MSIX_FLAGS_QSIZE`.
+pub const MSIX_FLAGS_QSIZE: u16 = 0x07ff;
+/// MSI-X Message Control: function mask.
+pub const MSIX_FLAGS_MASKALL: u16 = 0x4000;
+/// MSI-X Message Control: MSI-X enable.
+pub const MSIX_FLAGS_ENABLE: u16 = 0x8000;
+/// MSI-X Table Offset/BIR (32 bits), relative to the MSI-X capability.
+pub const MSIX_TABLE: u64 = 4;
+/// MSI-X Pending Bit Array Offset/BIR (32 bits), relative to the MSI-X capability.
+pub const MSIX_PBA: u64 = 8;
 
 /// Offset of BAR register `index` (0..=5).
 ///
@@ -138,6 +184,8 @@ pub const REGISTERS: &[NamedRegister] = &[
     NamedRegister { name: "BAR5", offset: base_address(5), width: 4 },
     NamedRegister { name: "ROM_ADDRESS", offset: ROM_ADDRESS, width: 4 },
     NamedRegister { name: "CAPABILITY_LIST", offset: CAPABILITY_LIST, width: 1 },
+    NamedRegister { name: "INTERRUPT_LINE", offset: INTERRUPT_LINE, width: 1 },
+    NamedRegister { name: "INTERRUPT_PIN", offset: INTERRUPT_PIN, width: 1 },
     NamedRegister { name: "PMC", offset: PM_PMC, width: 2 },
     NamedRegister { name: "PMCSR", offset: PM_CTRL, width: 2 },
     NamedRegister { name: "DEVCAP", offset: EXP_DEVCAP, width: 4 },

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use page::PAGE_SIZE;
 
+use crate::dma::BusMaster;
 use crate::error::PciError;
+use crate::irq::{InterruptSpec, IrqLine};
 
 /// Number of BAR slots in a type-0 header. Kernel: `PCI_STD_NUM_BARS`.
 pub const NUM_BARS: usize = 6;
@@ -47,6 +49,14 @@ pub trait RegisterBar: Send + Sync + fmt::Debug {
     /// Returns the device-internal state to its power-on value, as a function-level reset does.
     /// Stateless register sets need not override it.
     fn reset(&self) {}
+
+    /// Connects the registers to the function they serve: the line their interrupts go out on
+    /// and the bus-master port their DMA goes through. [`crate::PciFunction::new`] calls it once
+    /// per register BAR; a register set serves one function (attaching it again rewires it).
+    /// Devices that neither interrupt nor master the bus need not override it.
+    fn attach(&self, irq: &Arc<IrqLine>, dma: &Arc<BusMaster>) {
+        let _ = (irq, dma);
+    }
 }
 
 /// What serves a BAR's accesses.
@@ -164,6 +174,8 @@ pub struct DeviceSpec {
     pub class_code: u32,
     /// BAR slots 0..=5. The slot after a 64-bit BAR holds its upper half and must be `None`.
     pub bars: [Option<BarSpec>; NUM_BARS],
+    /// How the function interrupts: its pin and MSI/MSI-X capabilities.
+    pub interrupts: InterruptSpec,
 }
 
 impl DeviceSpec {
@@ -182,6 +194,8 @@ impl DeviceSpec {
     /// - [`PciError::BarTooLarge`]: a BAR above [`MAX_BAR_SIZE`].
     /// - [`PciError::Bar64InLastSlot`]: BAR5 marked 64-bit.
     /// - [`PciError::Bar64UpperSlotTaken`]: a 64-bit BAR whose next slot is described.
+    /// - [`PciError::InvalidInterrupts`]: a pin above 4, an MSI vector count that is not a power
+    ///   of two up to 32, or an MSI-X table outside the limits or outside its BAR.
     pub fn validate(&self) -> Result<(), PciError> {
         if self.class_code > 0x00ff_ffff {
             return Err(PciError::ClassCodeTooWide { class_code: self.class_code });
@@ -201,7 +215,7 @@ impl DeviceSpec {
                 }
             }
         }
-        Ok(())
+        self.interrupts.validate(&self.bars)
     }
 
     /// The described BARs with their indexes, in slot order.
@@ -239,6 +253,7 @@ mod tests {
             revision: 0,
             class_code: 0xff_0000,
             bars,
+            interrupts: InterruptSpec::NONE,
         }
     }
 

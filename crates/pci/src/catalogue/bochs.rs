@@ -27,6 +27,7 @@ use super::edid::{self, EDID_LEN};
 use super::mmio::{AccessRules, Block, BlockMap, LockedBlockMap};
 use super::{empty_bars, VENDOR_ID};
 use crate::error::PciError;
+use crate::irq::InterruptSpec;
 use crate::spec::{BarSpec, DeviceSpec};
 
 /// Device ID of QEMU's bochs-display (QEMU's `PCI_DEVICE_ID_QEMU_VGA`, shared with std VGA).
@@ -144,6 +145,8 @@ fn build(vram_size: u64) -> DeviceSpec {
         revision: BOCHS_REVISION,
         class_code: BOCHS_CLASS_CODE,
         bars,
+        // QEMU's bochs-display has no interrupt at all: pin 0, no MSI.
+        interrupts: InterruptSpec::NONE,
     }
 }
 
