@@ -1,5 +1,6 @@
 //! Config-space access with the virtualisation hooks that revoke and
-//! un-revoke BAR mappings (COMMAND.MEMORY, PM power state, FLR). Analogous
+//! un-revoke BAR mappings (COMMAND.MEMORY, PM power state, FLR) and emulate
+//! `INTx` disable (`COMMAND.INTX_DISABLE`). Analogous
 //! to Linux's `drivers/vfio/pci/vfio_pci_config.c` (spec §4.8).
 
 use std::sync::Arc;
@@ -69,6 +70,10 @@ fn config_write(vdev: &VfioPciDevice, pos: u64, data: &[u8]) -> Result<(), VfioE
     // register that leaves memory enabled, not only those that changed it:
     // that also restores what an interrupted revoke left behind.
     let unrevoked = if hooked && mem.pci.memory_enabled() { vdev.unrevoke_bars(&mut mem) } else { Ok(()) };
+    // Emulated INTx disable: a write reaching COMMAND masks or unmasks INTx as the bit says.
+    if overlaps(pos, data.len(), pci::regs::COMMAND, 2) {
+        vdev.irqs.set_virq_disabled(mem.pci.command() & pci::regs::COMMAND_INTX_DISABLE != 0);
+    }
     revoked.and(unrevoked)
 }
 

@@ -5,6 +5,7 @@
 //! 07/10); the fault handler the series shares between both kinds of
 //! mapping lives with `find_pfn` in `dmabuf/fault`.
 
+pub(crate) mod irq;
 pub(crate) mod mmap;
 
 use std::collections::HashMap;
@@ -54,6 +55,12 @@ pub struct VfioPciDevice {
     /// wait for this device's buffers; `None` waits forever (the kernel's
     /// behaviour), logging every few seconds while it waits.
     revoke_timeout: Mutex<Option<std::time::Duration>>,
+    /// Immutable; the state behind `SET_IRQS`, under its own `igate` (see `intrs`).
+    pub(crate) irqs: Arc<crate::intrs::Irqs>,
+    /// Immutable; the function's interrupt line, whose sink is `irqs`.
+    pub(crate) irq_line: Arc<pci::IrqLine>,
+    /// Immutable; the function's bus-master port, where the DMA port plugs in.
+    pub(crate) bus_master: Arc<pci::BusMaster>,
 }
 
 impl fmt::Debug for VfioPciDevice {
@@ -99,6 +106,10 @@ impl VfioPciDevice {
             };
             bars[i] = Some(Bar { len: bar.size, store });
         }
+        let irqs = crate::intrs::Irqs::new();
+        let irq_line = Arc::clone(pci.irq_line());
+        irq_line.set_sink(Some(irqs.clone()));
+        let bus_master = Arc::clone(pci.bus_master());
         Ok(Arc::new(Self {
             cdev_name,
             bdf,
@@ -114,6 +125,9 @@ impl VfioPciDevice {
             memory_lock_writer: AtomicU64::new(0),
             fault_around: std::sync::atomic::AtomicBool::new(true),
             revoke_timeout: Mutex::new(None),
+            irqs,
+            irq_line,
+            bus_master,
         }))
     }
 
@@ -297,13 +311,15 @@ impl VfioPciDevice {
 
     /// Last close of a device file (`vfio_pci_core_close_device`): clean up
     /// the buffers first (revoke, then sever each from the device), then
-    /// disable the function.
+    /// disable the function: interrupts off and their eventfds released,
+    /// reset, memory decoding and bus mastering off.
     fn close_device(&self) {
         vdmabuf::dma_buf_cleanup(self);
         let mut mem = self.lock_memory_write();
         crate::pm::runtime_pm_exit_locked(&mut mem);
+        self.irqs.close();
         mem.pci.reset_function();
-        let cmd = mem.pci.command() & !pci::regs::COMMAND_MEMORY;
+        let cmd = mem.pci.command() & !(pci::regs::COMMAND_MEMORY | pci::regs::COMMAND_MASTER);
         let _ = mem.pci.config_write(pci::regs::COMMAND, &cmd.to_le_bytes());
     }
 

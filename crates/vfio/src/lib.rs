@@ -8,7 +8,9 @@
 //!
 //! | module | kernel |
 //! |---|---|
-//! | `core` (`core/mmap`: device-fd mmap) | `vfio_pci_core.c` (`vfio_pci_core_mmap()`) |
+//! | `core` (`core/mmap`: device-fd mmap; `core/irq`: the interrupt ioctls, the DMA port) | `vfio_pci_core.c` (`vfio_pci_core_mmap()`, `vfio_pci_ioctl_set_irqs()`) |
+//! | `intrs` (what each `SET_IRQS` action does; the device's interrupts to eventfds) | `vfio_pci_intrs.c` |
+//! | `virqfd` (the `INTx` unmask eventfd) | `drivers/vfio/virqfd.c` |
 //! | `dmabuf` (`dmabuf/export`, `dmabuf/fault` with `find_pfn`, `dmabuf/mmap`, `dmabuf/invariants`) | `vfio_pci_dmabuf.c` |
 //! | `config` | `vfio_pci_config.c` |
 //! | `rdwr` | `vfio_pci_rdwr.c` |
@@ -29,12 +31,21 @@
 //!     resv (per buffer)                         status writes, importer list and counts
 //!       importer invalidate_mappings callbacks  (resv held)
 //!     vmas (per address space)                  zap of a revoked buffer's mappings
+//!     device model register lock                BAR register access (edu's state)
+//!       IrqLine (per function)                  an interrupt the model raises
+//!         igate (per device)                    SET_IRQS, INTx mask/unmask, eventfd signals
 //! mmap_lock (read, per address space)           one fault, held by the fault thread
 //!   resv                                        fault step 2: status check, pin the device
 //!   memory_lock (read)                          fault step 5, after resv is dropped
 //! ```
 //!
 //! Exceptions and rules:
+//! - `igate` is a leaf: taken under `memory_lock` (read for a BAR register
+//!   access, write for a COMMAND write's `INTx`-disable emulation, a reset or
+//!   the last close), under a device model's register lock or under the
+//!   function's `IrqLine`, it takes nothing itself. `SET_IRQS` reads the
+//!   interrupt counts under `memory_lock` (read) and releases it before
+//!   `igate`. edu's DMA engine holds no device lock while bytes move.
 //! - The fault path never nests resv and `memory_lock`: it takes resv,
 //!   drops it, then takes `memory_lock` (read). Revoke nests them the other
 //!   way round, so nesting them in the fault path would deadlock (ABBA).
@@ -85,11 +96,14 @@ mod dmabuf;
 mod do_mmap;
 mod error;
 mod feature;
+mod intrs;
 mod pm;
 mod private;
 mod rdwr;
 pub mod uapi;
+mod virqfd;
 
+pub use crate::core::irq::{IrqData, IRQ_SET_MINSZ};
 pub use crate::core::{hot_reset, DeviceFd, FeatureReply, VfioPciDevice};
 pub use crate::core_h::{bar_start, index_to_offset, offset_to_index, VFIO_PCI_OFFSET_MASK, VFIO_PCI_OFFSET_SHIFT};
 pub use crate::dmabuf::fault::{find_pfn, PfnLookup, RangeSpan, VmaGeometry, FAULT_AROUND_BYTES};

@@ -11,7 +11,7 @@
 //! leaves low power — without un-revoking, as the kernel's resume callback
 //! does (the next exit, or a memory enable, un-revokes).
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use rustix::io::Errno;
 
@@ -51,9 +51,7 @@ pub(crate) fn runtime_resume(vdev: &VfioPciDevice) {
     }
     let mut mem = vdev.lock_memory_write();
     if let Some(efd) = mem.pm_wake_eventfd.take() {
-        if let Err(e) = eventfd_signal(&efd) {
-            tracing::warn!(%e, "cannot signal the low-power wake-up eventfd");
-        }
+        crate::intrs::eventfd_signal(&efd);
         runtime_pm_exit_locked(&mut mem);
     }
 }
@@ -68,21 +66,7 @@ pub(crate) fn runtime_resume(vdev: &VfioPciDevice) {
 /// `EBADF` when `fd` is not an open descriptor, `EINVAL` when it is not an
 /// eventfd.
 fn eventfd_ctx_fdget(fd: i32) -> Result<OwnedFd, Errno> {
-    let file = mm::fd::fdget(fd)?;
-    let target = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd())).map_err(|_| Errno::BADF)?;
-    if target.as_os_str() != "anon_inode:[eventfd]" {
-        return Err(Errno::INVAL);
-    }
-    Ok(file)
-}
-
-/// `eventfd_signal()`: adds 1 to the eventfd's counter.
-///
-/// # Errors
-///
-/// The errno of `write` (`EAGAIN` only when the counter is saturated).
-fn eventfd_signal(efd: &OwnedFd) -> Result<(), Errno> {
-    rustix::io::write(efd, &1u64.to_ne_bytes()).map(|_| ())
+    crate::intrs::eventfd_ctx_fileget(mm::fd::fdget(fd)?)
 }
 
 /// `vfio_pci_runtime_pm_entry()`: lock, revoke, then refuse a second entry
