@@ -74,17 +74,17 @@ impl PciFunction {
     /// Creates the function at `bdf`, in its reset state: COMMAND 0 (memory decoding off), BAR
     /// addresses 0, power state D0.
     ///
+    /// Each register BAR is attached to the function's interrupt line and bus-master port
+    /// ([`RegisterBar::attach`]).
+    ///
     /// # Errors
     ///
     /// `EINVAL`: `spec` breaks a rule of [`DeviceSpec::validate`] (the error names which).
-    ///
-    /// Each register BAR is attached to the function's interrupt line and bus-master port
-    /// ([`RegisterBar::attach`]).
     pub fn new(bdf: Bdf, spec: DeviceSpec) -> Result<Self, PciError> {
         spec.validate()?;
         let config = ConfigSpace::new(&spec);
         let (irq, bus_master) = (Arc::new(IrqLine::new()), Arc::new(BusMaster::new()));
-        for (_, registers) in spec.bars().filter_map(|(i, bar)| Some((i, bar.register_bar()?))) {
+        for registers in spec.bars().filter_map(|(_, bar)| bar.register_bar()) {
             registers.attach(&irq, &bus_master);
         }
         Ok(Self { bdf, spec, config, irq, bus_master })

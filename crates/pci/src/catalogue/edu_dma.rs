@@ -2,8 +2,9 @@
 //! transfer, then completes it.
 //!
 //! QEMU arms a timer when a transfer starts and copies when it fires; a driver polls command
-//! bit 0 or waits for interrupt 0x100. Here the engine copies as soon as it wakes. It runs on a
-//! thread of its own rather than inside the command write because that write may be served
+//! bit 0 or waits for interrupt 0x100. Deviation: the engine copies as soon as it wakes, there
+//! being no guest clock to time it by. It runs on a thread of its own rather than inside the
+//! command write because that write may be served
 //! from a signal handler (the trap of a register page, which must not allocate or block on
 //! foreign locks) while the device layer holds `memory_lock`: the bus transfer reaches the
 //! IOMMU and process memory, and must hold none of the device's locks.
@@ -16,8 +17,8 @@
 //!
 //! Where QEMU has no error to give, neither do we; each case is logged and the transfer still
 //! completes:
-//! - a buffer range outside `EDU_DMA_START..EDU_DMA_START + EDU_DMA_SIZE` moves no byte (QEMU
-//!   v9.2 logs and copies out of bounds anyway; v7.2 aborts the whole emulator);
+//! - a buffer range outside `EDU_DMA_START..EDU_DMA_START + EDU_DMA_SIZE` moves no byte.
+//!   Deviation: QEMU v9.2 logs and copies out of bounds anyway; v7.2 aborts the whole emulator;
 //! - a bus address above the mask loses its high bits (QEMU: the same, with a log line);
 //! - a transfer the bus refuses (COMMAND.MASTER clear, no IOMMU mappings attached, an IOMMU
 //!   fault) writes nothing to memory, and a read from memory leaves zeros in the buffer range,
