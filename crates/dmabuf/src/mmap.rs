@@ -50,8 +50,14 @@ impl DmaBuf {
         Arc::clone(&self.ops).mmap(self, aspace, vma)
     }
 
-    /// The checks of [`DmaBuf::mmap`] before the exporter's.
-    fn mmap_checks(&self, vma: &VmArea) -> Result<(), Error> {
+    /// The checks of [`DmaBuf::mmap`] before the exporter's, for an exporter that maps a
+    /// buffer by another route than [`DmaBuf::mmap`] (into another process) and must
+    /// refuse exactly what it refuses.
+    ///
+    /// # Errors
+    ///
+    /// As [`DmaBuf::mmap`], before the exporter's errors.
+    pub fn mmap_checks(&self, vma: &VmArea) -> Result<(), Error> {
         // do_mmap(): a file must be readable to be mapped, and writable for a shared
         // writable mapping.
         if !self.mode.can_read() || (vma.shared && vma.writable && !self.mode.can_write()) {

@@ -520,7 +520,7 @@ impl DeviceFd {
     /// when `args.addr` is taken; `ENOMEM` when no address range is free.
     pub fn mmap(&self, aspace: &AddressSpace, args: MmapArgs) -> Result<u64, VfioError> {
         self.device().enter()?;
-        mmap::device_mmap(self, aspace, args)
+        Ok(mmap::device_mmap(self, crate::dmabuf::mmap::Local::new(aspace), args)?.0)
     }
 
     /// `VFIO_DEVICE_FEATURE` with the raw payload that follows the 8-byte
@@ -600,20 +600,31 @@ pub enum FeatureReply {
     DmaBuf(dmabuf::DmaBufFd),
 }
 
-/// `VFIO_DEVICE_PCI_HOT_RESET` across a set of devices (the `dev_set`): take
-/// every device's `memory_lock` by try-lock, unwinding on contention
-/// (locking several devices in a fixed order is prone to deadlock), revoke
-/// each, reset each, then un-revoke each device that is open and has memory
-/// enabled.
+/// `VFIO_DEVICE_PCI_HOT_RESET` across a set of open devices: as
+/// [`dev_set_hot_reset`] over their devices.
+///
+/// # Errors
+///
+/// As [`dev_set_hot_reset`].
+pub fn hot_reset(devices: &[&DeviceFd]) -> Result<(), VfioError> {
+    let vdevs: Vec<&VfioPciDevice> = devices.iter().map(|d| d.device().as_ref()).collect();
+    dev_set_hot_reset(&vdevs)
+}
+
+/// `vfio_pci_dev_set_hot_reset()`: reset every device of a set (the
+/// `dev_set`, open or not): take every device's `memory_lock` by try-lock,
+/// unwinding on contention (locking several devices in a fixed order is
+/// prone to deadlock), revoke each, reset each, then un-revoke each device
+/// that is open and has memory enabled. Which devices form the set, and
+/// whether the caller owns them all, is the caller's business.
 ///
 /// # Errors
 ///
 /// `EBUSY` when some device's `memory_lock` is contended (nothing was
 /// changed); `ETIMEDOUT` as for a single reset.
-pub fn hot_reset(devices: &[&DeviceFd]) -> Result<(), VfioError> {
+pub fn dev_set_hot_reset(devices: &[&VfioPciDevice]) -> Result<(), VfioError> {
     let mut guards = Vec::with_capacity(devices.len());
-    for d in devices {
-        let vdev = d.device();
+    for vdev in devices {
         match vdev.try_lock_memory_write() {
             Some(g) => guards.push((vdev, g)),
             None => return fail(Errno::BUSY, "a device of the set is busy"),

@@ -11,16 +11,18 @@
 mod export;
 pub(crate) mod fault;
 pub(crate) mod invariants;
-mod mmap;
+pub(crate) mod mmap;
 
 use std::any::Any;
 use std::fmt;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use dmabuf::{AccessMode, BufOffset, DmaBuf, DmaBufOps, ExportInfo, PhysVec, Status, Transition, VmArea};
 use mm::{AddressSpace, PhysMemory};
 use page::{PgOff, VirtAddr};
+
+use self::mmap::{Local, MapTarget};
 use rustix::io::Errno;
 
 pub(crate) use self::export::DMA_BUF;
@@ -53,6 +55,9 @@ pub struct VfioDmaBuf {
     memory: Arc<PhysMemory>,
     /// Attribute of future mmaps (NC or WC); a plain atomic, no lock, as in v4.
     memattr: AtomicU32,
+    /// Immutable. This object itself, so a mapping made outside the buffer
+    /// core's mmap (`crate::remote`) can hold it typed.
+    this: Weak<VfioDmaBuf>,
 }
 
 impl fmt::Debug for VfioDmaBuf {
@@ -74,15 +79,22 @@ impl VfioDmaBuf {
         vma_pgoff_adjust: PgOff,
         region_index: u32,
         memory: Arc<PhysMemory>,
-    ) -> Self {
-        Self {
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|this| Self {
             vdev: Mutex::new(Some(Arc::clone(vdev))),
             vfile: Mutex::new(vfile),
             vma_pgoff_adjust,
             region_index,
             memory,
             memattr: AtomicU32::new(VFIO_DEVICE_FEATURE_DMA_BUF_MEMATTR_NC),
-        }
+            this: this.clone(),
+        })
+    }
+
+    /// Our private object of `buf`, as the mappings hold it, or `None` for a
+    /// buffer of another exporter.
+    pub(crate) fn arc_of(buf: &DmaBuf) -> Option<Arc<VfioDmaBuf>> {
+        Self::of(buf).and_then(|d| d.this.upgrade())
     }
 
     /// Our private object of `buf`, or `None` for a buffer of another
@@ -153,7 +165,7 @@ impl DmaBufOps for VfioDmaBuf {
         aspace: &AddressSpace,
         vma: &VmArea,
     ) -> Result<VirtAddr, dmabuf::Error> {
-        mmap::dma_buf_mmap(self, buf, aspace, vma)
+        mmap::dma_buf_mmap(self, buf, Local::new(aspace), vma)
             .map_err(|e| dmabuf::Error::Exporter { errno: e.errno(), reason: e.message().to_owned() })
     }
 
@@ -184,20 +196,20 @@ fn dmabuf_export(
 
 /// `vfio_pci_core_mmap_prep_dmabuf()` (spec §4.2): the narrow per-mapping
 /// buffer over exactly the window `plan` describes, owning a reference on
-/// the device file, then its mapping.
-pub(crate) fn mmap_prep_dmabuf(
+/// the device file, then its mapping in `target`.
+pub(crate) fn mmap_prep_dmabuf<T: MapTarget>(
     fd: &DeviceFd,
-    aspace: &AddressSpace,
+    target: T,
     plan: &DeviceMmapPlan,
     args: MmapArgs,
-) -> Result<u64, VfioError> {
+) -> Result<T::Mapped, VfioError> {
     let vdev = fd.device();
     let Some(memory) = vdev.bar(plan.index).map(|b| b.memory()) else {
         return fail(Errno::INVAL, "no such BAR");
     };
     let name = bar_name(vdev.cdev_name(), vdev.bdf(), plan.index);
     // The mapping's reference on the device file moves into the buffer.
-    let dma_buf = Arc::new(VfioDmaBuf::new(vdev, Some(fd.dup()), plan.vm_pgoff, plan.index, memory.clone()));
+    let dma_buf = VfioDmaBuf::new(vdev, Some(fd.dup()), plan.vm_pgoff, plan.index, memory.clone());
     let buf = dmabuf_export(vdev, Arc::clone(&dma_buf), vec![plan.phys], Some(name), AccessMode::ReadWrite)?;
     // From here the buffer belongs to the VMA; on error dropping it releases it.
     let vma = VmArea {
@@ -207,7 +219,7 @@ pub(crate) fn mmap_prep_dmabuf(
         shared: true,
         writable: args.write,
     };
-    Ok(mmap::map_buffer(aspace, &buf, dma_buf, &vma, BufOffset(0))?.0)
+    mmap::map_buffer(target, &buf, dma_buf, &vma, BufOffset(0))
 }
 
 /// `vfio_pci_dma_buf_set_status()` (spec §4.7) for one buffer: the

@@ -37,14 +37,20 @@ impl MmapArgs {
     /// The checks mmap(2) makes before any driver sees the call
     /// ([`mmap_generic_checks`], `EEXIST` for an exact address that is taken,
     /// [`file_mmap_ok`]); returns `vm_pgoff` and the page-rounded length.
-    /// `file_limit` is the largest file offset the file type allows.
-    pub(crate) fn generic_checks(&self, aspace: &AddressSpace, file_limit: u64) -> Result<(PgOff, u64), VfioError> {
+    /// `file_limit` is the largest file offset the file type allows. With no
+    /// `aspace` (a mapping another process makes), that process checks the
+    /// exact address itself.
+    pub(crate) fn generic_checks(
+        &self,
+        aspace: Option<&AddressSpace>,
+        file_limit: u64,
+    ) -> Result<(PgOff, u64), VfioError> {
         if !page_aligned(self.offset) {
             return fail(Errno::INVAL, "mmap offset is not page aligned");
         }
         let len = mmap_generic_checks(self.offset, self.len, self.addr)
             .map_err(|e| VfioError::new(e, "mmap refused before the driver"))?;
-        if let Some(a) = self.addr {
+        if let (Some(a), Some(aspace)) = (self.addr, aspace) {
             aspace.check_free(a, len)?;
         }
         file_mmap_ok(self.offset, len, file_limit)
@@ -67,10 +73,14 @@ impl MmapArgs {
 /// a buffer whose exporter cannot be mapped.
 pub fn mmap_dmabuf(aspace: &AddressSpace, fd: &DmaBufFd, args: MmapArgs) -> Result<u64, VfioError> {
     // A buffer fd is a regular-mode file: offsets up to MAX_LFS_FILESIZE.
-    let (vm_pgoff, len) = args.generic_checks(aspace, i64::MAX as u64)?;
+    let (vm_pgoff, len) = args.generic_checks(Some(aspace), MAX_LFS_FILESIZE)?;
     let vma = VmArea { addr: args.addr.map(VirtAddr), len, vm_pgoff, shared: args.shared, writable: args.write };
     Ok(fd.buffer().mmap(aspace, &vma)?.0)
 }
+
+/// `MAX_LFS_FILESIZE`: the largest offset of a regular-mode file such as a
+/// buffer fd.
+pub(crate) const MAX_LFS_FILESIZE: u64 = i64::MAX as u64;
 
 /// Top of the user address space on x86-64 with 4-level paging
 /// (`TASK_SIZE`): no mapping may reach past it.

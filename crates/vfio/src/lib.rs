@@ -19,6 +19,7 @@
 //! | `core_h` (region offset encoding) | `include/linux/vfio_pci_core.h` |
 //! | `feature` (`vfio_check_feature()`, dispatch) | `include/linux/vfio.h`, `vfio_main.c` |
 //! | `do_mmap` (checks before the driver, mmap of a buffer fd) | `mm/mmap.c` (`do_mmap()`) |
+//! | `remote` (the two mmap paths for a mapping another process makes) | — |
 //!
 //! It follows the final (v3/v4) semantics of the series "vfio/pci: Add
 //! `mmap()` for DMABUFs" (see the specification in the repository docs).
@@ -100,13 +101,15 @@ mod intrs;
 mod pm;
 mod private;
 mod rdwr;
+mod remote;
 pub mod uapi;
 mod virqfd;
 
 pub use crate::core::irq::{IrqData, IRQ_SET_MINSZ};
-pub use crate::core::{hot_reset, DeviceFd, FeatureReply, VfioPciDevice};
+pub use crate::core::{dev_set_hot_reset, hot_reset, DeviceFd, FeatureReply, VfioPciDevice};
 pub use crate::core_h::{bar_start, index_to_offset, offset_to_index, VFIO_PCI_OFFSET_MASK, VFIO_PCI_OFFSET_SHIFT};
 pub use crate::dmabuf::fault::{find_pfn, PfnLookup, RangeSpan, VmaGeometry, FAULT_AROUND_BYTES};
 pub use crate::dmabuf::VfioDmaBuf;
 pub use crate::do_mmap::{mmap_dmabuf, MmapArgs};
 pub use crate::error::{errno_from_name, errno_name, VfioError};
+pub use crate::remote::{mmap_dmabuf_remote, RemoteVma};

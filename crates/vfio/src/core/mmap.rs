@@ -7,29 +7,30 @@
 //! `vfio_pci_dmabuf.c`. Series v4 04/10–05/10; spec §2.2, §4.1, §4.2.
 
 use dmabuf::PhysVec;
-use mm::AddressSpace;
 use page::{page_align, PgOff, PhysAddr, PAGE_SHIFT};
 use rustix::io::Errno;
 
 use crate::core::DeviceFd;
 use crate::core_h::{bar_start, pgoff_in_region, pgoff_to_index};
+use crate::dmabuf::mmap::MapTarget;
 use crate::do_mmap::{mmap_len_checks, MmapArgs};
 use crate::error::VfioError;
 use crate::uapi::{VFIO_PCI_NUM_REGIONS, VFIO_PCI_ROM_REGION_INDEX};
 
 /// `vfio_pci_core_mmap()`: validate, create the narrow per-mapping buffer
-/// over exactly the mapped window (owning the device file), then map it.
-pub(crate) fn device_mmap(fd: &DeviceFd, aspace: &AddressSpace, args: MmapArgs) -> Result<u64, VfioError> {
+/// over exactly the mapped window (owning the device file), then map it in
+/// `target`.
+pub(crate) fn device_mmap<T: MapTarget>(fd: &DeviceFd, target: T, args: MmapArgs) -> Result<T::Mapped, VfioError> {
     let vdev = fd.device();
     // A device fd takes any 64-bit offset (the region index lives in it).
-    let (vm_pgoff, _) = args.generic_checks(aspace, u64::MAX)?;
+    let (vm_pgoff, _) = args.generic_checks(target.aspace(), u64::MAX)?;
     let plan = plan_device_mmap(
         &DeviceMmapRequest { vm_pgoff, len: args.len, shared: args.shared },
         VFIO_PCI_NUM_REGIONS,
         |i| vdev.bar_mmap_len(i),
     )
     .map_err(|e| VfioError::new(e, "device mmap refused"))?;
-    crate::dmabuf::mmap_prep_dmabuf(fd, aspace, &plan, args)
+    crate::dmabuf::mmap_prep_dmabuf(fd, target, &plan, args)
 }
 
 /// One `mmap(len, offset)` request on the device fd.

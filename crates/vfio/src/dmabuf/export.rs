@@ -5,8 +5,6 @@
 //! `validate_dmabuf_input()` and `vfio_pci_core_fill_phys_vec()`
 //! (`vfio_pci_dmabuf.c`); spec §4.4.
 
-use std::sync::Arc;
-
 use dmabuf::{AccessMode, DmaBufFd, PhysVec};
 use page::{page_aligned, PgOff, PhysAddr};
 use rustix::io::Errno;
@@ -61,7 +59,7 @@ fn feature_dma_buf(fd: &DeviceFd, data: &[u8]) -> Result<FeatureReply, VfioError
     let phys = fill_phys_vec(bar_start(region_index), bar.len, &ranges)
         .map_err(|e| VfioError::new(e, "range outside the BAR"))?;
     let mode = AccessMode::from_open_flags(open_flags)?;
-    let dma_buf = Arc::new(VfioDmaBuf::new(vdev, None, PgOff(0), region_index, memory.clone()));
+    let dma_buf = VfioDmaBuf::new(vdev, None, PgOff(0), region_index, memory.clone());
     let buf = dmabuf_export(vdev, dma_buf, phys, None, mode)?;
     // dma_buf_fd(); on failure dropping `buf` releases it.
     Ok(FeatureReply::DmaBuf(DmaBufFd::new(buf)?))

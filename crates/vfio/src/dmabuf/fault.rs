@@ -25,17 +25,32 @@ use crate::private::MemoryReadGuard;
 /// and a mapping that can never take 2 MiB faults costs the same.
 pub const FAULT_AROUND_BYTES: u64 = 32 << 20;
 
+/// How the pages of one BAR mapping are zapped.
+///
+/// A revoke (and an un-revoke, which clears poison markers) reaches every
+/// mapping of a buffer through this, wherever the mapping lives.
+pub(crate) enum ZapHandle {
+    /// A mapping in an address space of this process: `MADV_DONTNEED` of
+    /// every VMA of the mapping (splits included).
+    Local(mm::MappingHandle),
+    /// A mapping another process made from a [`crate::RemoteVma`]: the
+    /// caller's target forwards the zap to that process and returns once it
+    /// is done there.
+    Remote(Arc<dyn dmabuf::CpuMapping>),
+}
+
 /// The VMA side of a BAR mapping, with the kernel's names for what it holds:
 /// the buffer as `vm_file` (the VMA keeps it alive), the exporter's object as
-/// `vm_private_data` (typed), and the zap handle of its address space.
+/// `vm_private_data` (typed), and the zap handle of the mapping.
 pub(crate) struct BarVma {
     /// Immutable. The buffer, kept alive by the mapping as a VMA keeps its
     /// file.
     vm_file: Arc<DmaBuf>,
     /// Immutable. The exporter's object of that buffer.
     vm_private_data: Arc<VfioDmaBuf>,
-    /// Immutable. Zaps every VMA of this mapping (splits included).
-    mapping: mm::MappingHandle,
+    /// Immutable. Zaps every VMA of this mapping (splits included), here
+    /// or in the process that made it.
+    mapping: ZapHandle,
     /// Whether a page may be mapped: set by a fault that mapped something,
     /// cleared by a zap. Written under `memory_lock` (read by faults, write
     /// by every revoke and un-revoke, which zap), read under it for write by
@@ -46,22 +61,43 @@ pub(crate) struct BarVma {
 
 impl BarVma {
     /// The operations of a new mapping of `vm_file`, with nothing mapped yet.
-    pub(crate) fn new(vm_file: Arc<DmaBuf>, vm_private_data: Arc<VfioDmaBuf>, mapping: mm::MappingHandle) -> Self {
+    pub(crate) fn new(vm_file: Arc<DmaBuf>, vm_private_data: Arc<VfioDmaBuf>, mapping: ZapHandle) -> Self {
         Self { vm_file, vm_private_data, mapping, has_entries: AtomicBool::new(false) }
+    }
+
+    /// The buffer this mapping shows (and keeps alive).
+    pub(crate) fn vm_file(&self) -> &Arc<DmaBuf> {
+        &self.vm_file
+    }
+
+    /// The `vm_pgoff` value that corresponds to buffer offset 0.
+    pub(crate) fn vma_pgoff_adjust(&self) -> PgOff {
+        self.vm_private_data.vma_pgoff_adjust
     }
 }
 
 impl fmt::Debug for BarVma {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BarVma").field("dmabuf", &self.vm_file.id()).field("mapping", &self.mapping.id()).finish()
+        let mut d = f.debug_struct("BarVma");
+        d.field("dmabuf", &self.vm_file.id());
+        match &self.mapping {
+            ZapHandle::Local(h) => d.field("mapping", &h.id()),
+            ZapHandle::Remote(target) => d.field("remote", target),
+        };
+        d.finish()
     }
 }
 
 impl dmabuf::CpuMapping for BarVma {
     fn zap(&self) {
+        let handle = match &self.mapping {
+            ZapHandle::Local(h) => h,
+            // The remote side keeps its own account of what it maps.
+            ZapHandle::Remote(target) => return target.zap(),
+        };
         // Cleared first: a page mapped while the zap runs sets it again.
         self.has_entries.store(false, Ordering::Relaxed);
-        if let Err(e) = self.mapping.zap() {
+        if let Err(e) = handle.zap() {
             // MADV_DONTNEED on our own mapping cannot fail; if it did, the
             // PTEs might survive a revoke, so say it loudly (and the
             // invariant check after the revoke will too).
@@ -71,7 +107,10 @@ impl dmabuf::CpuMapping for BarVma {
     }
 
     fn has_entries(&self) -> bool {
-        self.has_entries.load(Ordering::Relaxed)
+        match &self.mapping {
+            ZapHandle::Local(_) => self.has_entries.load(Ordering::Relaxed),
+            ZapHandle::Remote(target) => target.has_entries(),
+        }
     }
 }
 

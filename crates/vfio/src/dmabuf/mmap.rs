@@ -4,38 +4,127 @@
 //! Analogous to Linux's `vfio_pci_dma_buf_mmap()` (the `dma_buf_ops.mmap` of
 //! `vfio_pci_dmabuf.c`, series v4 08/10) and to the VMA set-up shared with
 //! `vfio_pci_core_mmap()`; spec §4.5.
+//!
+//! Where the mapping is finally made is a [`MapTarget`]: an address space of
+//! this process ([`Local`]), or another process that maps the window itself
+//! (`crate::remote`). Every check and the buffer come first, the same for
+//! both.
 
 use std::sync::Arc;
 
 use dmabuf::{BufOffset, DmaBuf, PhysVec, Status, VmArea};
-use mm::{AddressSpace, MapPiece, MapRequest, PhysMemory};
+use mm::{AddressSpace, MapPiece, MapRequest, MappingId, PhysMemory};
 use page::{PhysAddr, VirtAddr};
 use rustix::io::Errno;
 
-use super::fault::BarVma;
+use super::fault::{BarVma, ZapHandle};
 use super::VfioDmaBuf;
 use crate::error::VfioError;
 
+/// Where a BAR mapping is made, once every check has passed and the buffer
+/// exists: the last step of `mmap(2)`, after the driver's.
+pub(crate) trait MapTarget {
+    /// What a successful mapping gives back.
+    type Mapped;
+
+    /// The address space whose exact-address check (`MAP_FIXED_NOREPLACE`)
+    /// `mmap(2)` makes before the driver; `None` when the process that maps
+    /// makes it itself.
+    fn aspace(&self) -> Option<&AddressSpace>;
+
+    /// The handle a revoke zaps the new mapping through.
+    fn zap_handle(&mut self) -> ZapHandle;
+
+    /// Makes the mapping of `window`, whose operations `ops` are already
+    /// registered with the buffer.
+    ///
+    /// # Errors
+    ///
+    /// What creating the mapping returns (`EEXIST`, `ENOMEM`).
+    fn map(self, ops: Arc<BarVma>, window: Window) -> Result<Self::Mapped, VfioError>;
+}
+
+/// One window of a buffer, ready to be mapped.
+#[derive(Debug)]
+pub(crate) struct Window {
+    /// Length in bytes (whole pages).
+    pub(crate) len: u64,
+    /// The VMA as `mmap(2)` prepared it (exact address, `vm_pgoff`, flags).
+    pub(crate) vma: VmArea,
+    /// Backing pieces in VA order; their lengths add up to `len`.
+    pub(crate) pieces: Vec<MapPiece>,
+    /// Path column of the maps view.
+    pub(crate) path: String,
+    /// Inode column of the maps view: the buffer's id.
+    pub(crate) inode: u64,
+    /// A register BAR: every access traps into the operations.
+    pub(crate) traps: bool,
+}
+
+/// A mapping in an address space of this process.
+pub(crate) struct Local<'a> {
+    aspace: &'a AddressSpace,
+    mapping: Option<MappingId>,
+}
+
+impl<'a> Local<'a> {
+    pub(crate) fn new(aspace: &'a AddressSpace) -> Self {
+        Self { aspace, mapping: None }
+    }
+}
+
+impl MapTarget for Local<'_> {
+    type Mapped = VirtAddr;
+
+    fn aspace(&self) -> Option<&AddressSpace> {
+        Some(self.aspace)
+    }
+
+    fn zap_handle(&mut self) -> ZapHandle {
+        let mapping = *self.mapping.get_or_insert_with(|| self.aspace.new_mapping());
+        ZapHandle::Local(self.aspace.mapping_handle(mapping))
+    }
+
+    fn map(mut self, ops: Arc<BarVma>, window: Window) -> Result<VirtAddr, VfioError> {
+        let mapping = *self.mapping.get_or_insert_with(|| self.aspace.new_mapping());
+        // A register BAR's mapping traps every access into its operations.
+        let mmio = window.traps.then(|| Arc::clone(&ops) as Arc<dyn mm::VmMmio>);
+        Ok(self.aspace.mmap(MapRequest {
+            mapping,
+            len: window.len,
+            vm_pgoff: window.vma.vm_pgoff,
+            writable: window.vma.writable,
+            pieces: window.pieces,
+            ops,
+            path: window.path,
+            inode: window.inode,
+            addr: window.vma.addr,
+            mmio,
+        })?)
+    }
+}
+
 /// `vfio_pci_dma_buf_mmap()`: the exporter's checks of an mmap of an explicit
 /// buffer fd, then the mapping. The buffer core has already checked the
-/// access mode and that the window lies inside the buffer ([`DmaBuf::mmap`]).
+/// access mode and that the window lies inside the buffer ([`DmaBuf::mmap`],
+/// [`DmaBuf::mmap_checks`]).
 ///
 /// # Errors
 ///
 /// As [`dma_buf_mmap_checks`]; then what creating the mapping returns
 /// (`EEXIST`, `ENOMEM`).
-pub(super) fn dma_buf_mmap(
+pub(crate) fn dma_buf_mmap<T: MapTarget>(
     dma_buf: Arc<VfioDmaBuf>,
     buf: &Arc<DmaBuf>,
-    aspace: &AddressSpace,
+    target: T,
     vma: &VmArea,
-) -> Result<VirtAddr, VfioError> {
+) -> Result<T::Mapped, VfioError> {
     // Lockless status read: "belt-and-braces" early failure only.
     let offset = dma_buf_mmap_checks(buf.status(), vma).map_err(|e| VfioError::new(e, "buffer mmap refused"))?;
     let memattr = dma_buf.memattr();
-    let start = map_buffer(aspace, buf, dma_buf, vma, offset)?;
+    let mapped = map_buffer(target, buf, dma_buf, vma, offset)?;
     tracing::debug!(buffer = buf.id(), memattr, "buffer mapped");
-    Ok(start)
+    Ok(mapped)
 }
 
 /// The checks of `vfio_pci_dma_buf_mmap()`, in the kernel's order; returns
@@ -66,39 +155,25 @@ pub(super) fn dma_buf_mmap_checks(status: Status, vma: &VmArea) -> Result<BufOff
     vma.vm_pgoff.bytes().map(BufOffset).ok_or(Errno::INVAL)
 }
 
-/// Creates `vma`, showing `buf` from byte `offset` on: registers it with the
-/// buffer first (so a revoke finds it before its first fault can be served),
-/// then maps the buffer's pieces. The VMA holds the buffer (its `vm_file`)
-/// and the exporter's object, typed.
-pub(super) fn map_buffer(
-    aspace: &AddressSpace,
+/// Creates `vma`, showing `buf` from byte `offset` on, in `target`:
+/// registers it with the buffer first (so a revoke finds it before its first
+/// fault can be served), then maps the buffer's pieces. The mapping holds
+/// the buffer (its `vm_file`) and the exporter's object, typed.
+pub(super) fn map_buffer<T: MapTarget>(
+    mut target: T,
     buf: &Arc<DmaBuf>,
     dma_buf: Arc<VfioDmaBuf>,
     vma: &VmArea,
     offset: BufOffset,
-) -> Result<VirtAddr, VfioError> {
+) -> Result<T::Mapped, VfioError> {
     let pieces = window_pieces(buf.ranges(), &dma_buf.memory, offset, vma.len);
-    let mapping = aspace.new_mapping();
-    let ops = Arc::new(BarVma::new(Arc::clone(buf), dma_buf, aspace.mapping_handle(mapping)));
+    let ops = Arc::new(BarVma::new(Arc::clone(buf), dma_buf, target.zap_handle()));
     let as_cpu: Arc<dyn dmabuf::CpuMapping> = ops.clone();
-    // A register BAR's mapping traps every access into its operations.
-    let mmio = ops.traps().then(|| Arc::clone(&ops) as Arc<dyn mm::VmMmio>);
     buf.register_cpu_mapping(Arc::downgrade(&as_cpu));
+    let traps = ops.traps();
     // Linux shows `/dmabuf:<name>`, empty for an unnamed (explicit) buffer.
     let path = format!("/dmabuf:{}", buf.name().unwrap_or_default());
-    let start = aspace.mmap(MapRequest {
-        mapping,
-        len: vma.len,
-        vm_pgoff: vma.vm_pgoff,
-        writable: vma.writable,
-        pieces,
-        ops,
-        path,
-        inode: buf.id(),
-        addr: vma.addr,
-        mmio,
-    })?;
-    Ok(start)
+    target.map(ops, Window { len: vma.len, vma: *vma, pieces, path, inode: buf.id(), traps })
 }
 
 /// The physical pieces behind bytes `[offset, offset + len)` of a buffer
