@@ -25,6 +25,7 @@
 //! (memfd "physical memory"), [`probe`] (accesses that report SIGBUS, safe
 //! on our own mappings only), [`fd`] (descriptors handed in by number),
 //! [`maps`] (`/proc/<pid>/maps` lines), [`budget`] (whether memory fits),
+//! [`process_vm`] (another process's memory by address),
 //! [`baseline`] (the kernel's own paths, for benchmarks), [`trap`] (decode
 //! and emulation of an access that trapped on a register page), `sys` (raw
 //! syscalls and the userfaultfd UAPI).
@@ -47,6 +48,7 @@ pub mod maps;
 mod mmio;
 mod phys;
 pub mod probe;
+pub mod process_vm;
 mod sys;
 pub mod trap;
 mod vma;

@@ -1,5 +1,5 @@
-//! Raw system calls of the `mm` layer: mmap, munmap, madvise and the
-//! userfaultfd ioctls.
+//! Raw system calls of the `mm` layer: mmap, munmap, madvise, the
+//! userfaultfd ioctls, and `process_vm_readv`/`process_vm_writev`.
 //!
 //! # Safety
 //!
@@ -7,7 +7,9 @@
 //! other is `probe`). Every function here is safe to call: each one either
 //! works on memory that the caller proves it owns through the type it passes
 //! (a [`Reservation`] or a range inside one), or performs an ioctl whose
-//! argument is a plain struct on our own stack. `MAP_FIXED` is used only to
+//! argument is a plain struct on our own stack, or copies between a slice
+//! the caller borrows and another process's memory (which the kernel
+//! checks and which never aliases ours). `MAP_FIXED` is used only to
 //! place mappings inside a reservation this module created, never over memory
 //! that someone else might own.
 #![allow(unsafe_code)]
@@ -330,4 +332,32 @@ pub(crate) fn dup_raw_cloexec(raw: i32) -> Result<OwnedFd, Errno> {
     // SAFETY: `new` is a descriptor the kernel just created for us; nobody
     // else knows its number, so this is its only owner.
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(new) })
+}
+
+/// `process_vm_readv()` of one range of process `pid` into `buf`; returns
+/// the bytes copied (short at the first unreadable page).
+pub(crate) fn process_vm_readv(pid: i32, remote: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+    let local = libc::iovec { iov_base: buf.as_mut_ptr().cast::<c_void>(), iov_len: buf.len() };
+    let remote = libc::iovec { iov_base: remote as usize as *mut c_void, iov_len: buf.len() };
+    // SAFETY: the local iovec describes `buf`, which we borrow mutably for the
+    // call; the remote one names memory of another process, which the kernel
+    // checks and which never aliases ours.
+    let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    usize::try_from(n).map_err(|_| last_errno())
+}
+
+/// `process_vm_writev()` of `data` into one range of process `pid`; returns
+/// the bytes copied (short at the first unwritable page).
+pub(crate) fn process_vm_writev(pid: i32, remote: u64, data: &[u8]) -> Result<usize, Errno> {
+    let local = libc::iovec { iov_base: data.as_ptr().cast_mut().cast::<c_void>(), iov_len: data.len() };
+    let remote = libc::iovec { iov_base: remote as usize as *mut c_void, iov_len: data.len() };
+    // SAFETY: the local iovec describes `data`, which the kernel only reads;
+    // the remote one names memory of another process, which the kernel
+    // checks and which never aliases ours.
+    let n = unsafe { libc::process_vm_writev(pid, &local, 1, &remote, 1, 0) };
+    usize::try_from(n).map_err(|_| last_errno())
+}
+
+fn last_errno() -> Errno {
+    Errno::from_raw_os_error(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
 }
