@@ -169,6 +169,19 @@ pub enum Request {
     },
     /// The instruction is done: release the hold. No reply.
     MmioEnd,
+    /// `read(2)` on the attached fd at the file position of its open file
+    /// (kept by the server, shared by every dup and process), which then
+    /// advances. Reply: [`Reply::Data`].
+    Read {
+        /// Bytes wanted, at most [`crate::MAX_DATA`].
+        len: u32,
+    },
+    /// `write(2)` on the attached fd at the file position of its open
+    /// file, which then advances. Reply: [`Reply::Count`].
+    Write {
+        /// The bytes, at most [`crate::MAX_DATA`].
+        data: Vec<u8>,
+    },
 }
 
 /// The address of an emulated access and the geometry of the VMA holding
@@ -238,6 +251,17 @@ pub enum Reply {
     Value(u64),
     /// Answer to [`Request::Mmap`].
     Map(MapPlan),
+    /// Answer to [`Request::Ioctl`] for a call that fails after writing
+    /// back part of its argument (`VFIO_DEVICE_GET_PCI_HOT_RESET_INFO`'s
+    /// `ENOSPC` with the needed count, `IOMMU_IOAS_IOVA_RANGES`'s
+    /// `EMSGSIZE`): copy `out` over the start of the argument, then fail
+    /// with `errno`.
+    IoctlErr {
+        /// The errno the call returns (positive).
+        errno: i32,
+        /// Bytes to copy back over the argument first.
+        out: Vec<u8>,
+    },
 }
 
 /// What a served path is.

@@ -37,8 +37,9 @@ pub enum FdsIn {
     IrqSet,
     /// `struct vfio_pci_hot_reset`: `count` group fds from byte 12.
     HotReset,
-    /// `struct vfio_device_feature`: for a SET of `DMA_BUF_REVOKE` or
-    /// `DMA_BUF_MEMATTR` (not a probe), the buffer fd at byte 8.
+    /// `struct vfio_device_feature`: for a SET (not a probe) of
+    /// `DMA_BUF_REVOKE` or `DMA_BUF_MEMATTR`, the buffer fd at byte 8; of
+    /// `LOW_POWER_ENTRY_WITH_WAKEUP`, the wake-up eventfd at byte 8.
     Feature,
 }
 
@@ -168,7 +169,7 @@ pub fn fds_in(fds: FdsIn, bytes: &[u8]) -> Vec<(usize, i32)> {
             let flags = u32_at(bytes, 4).unwrap_or(0);
             let feature = flags & 0xffff;
             let set = flags & VFIO_DEVICE_FEATURE_SET != 0 && flags & VFIO_DEVICE_FEATURE_PROBE == 0;
-            if set && (feature == 13 || feature == 14) {
+            if set && (feature == 4 || feature == 13 || feature == 14) {
                 push(8);
             }
         }
@@ -206,6 +207,14 @@ mod tests {
         assert_eq!(fds_in(FdsIn::Feature, &revoke), vec![(8, 9)]);
         let probe = words(&[12, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_PROBE | 13, 9]);
         assert!(fds_in(FdsIn::Feature, &probe).is_empty());
+    }
+
+    #[test]
+    fn a_low_power_entry_with_wakeup_carries_its_eventfd() {
+        let entry = words(&[12, VFIO_DEVICE_FEATURE_SET | 4, 5]);
+        assert_eq!(fds_in(FdsIn::Feature, &entry), vec![(8, 5)]);
+        let plain = words(&[12, VFIO_DEVICE_FEATURE_SET | 3, 5]);
+        assert!(fds_in(FdsIn::Feature, &plain).is_empty());
     }
 
     #[test]
