@@ -205,6 +205,16 @@ impl VfioPciDevice {
         self.open_count.load(Ordering::Relaxed)
     }
 
+    /// Reads config space as the device's sysfs `config` file does: no
+    /// device file is opened and nothing is virtualised on the way.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a range past config space.
+    pub fn sysfs_config_read(&self, offset: u64, data: &mut [u8]) -> Result<(), VfioError> {
+        Ok(self.lock_memory_read().pci.config_read(offset, data)?)
+    }
+
     /// Whether memory decoding is enabled (D0..D2 and COMMAND.MEMORY set).
     pub fn memory_enabled(&self) -> bool {
         self.lock_memory_read().pci.memory_enabled()

@@ -1,0 +1,207 @@
+//! Mappings a process makes of device and buffer fds: the server runs every
+//! check and makes the buffer (`vfio`'s remote mmap paths), keeps the VMA's
+//! references (the mapped file, the buffer), and tells the process whenever
+//! the buffer's status changes, waiting for it to apply that before a
+//! revoke returns. The process maps the plan itself and serves its own
+//! faults.
+//!
+//! ```text
+//! process                                  server
+//! Mmap{mapping,len,offset,...} + fd  ───▶  checks, buffer, RemoteMapping registered on it
+//!                                  ◀───  Notify{seq,mapping,allowed}   (notify connection)
+//! Ack{seq}                           ───▶
+//!                                  ◀───  Map(plan) + new memfds
+//! ... revoke / un-revoke of the buffer (any thread of the server, memory_lock held):
+//!                                  ◀───  Notify{seq,mapping,allowed}
+//! zap own pages, Ack{seq}            ───▶  the revoke goes on
+//! Unmapped{mapping}                  ───▶  the VMA's references go
+//! ```
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use dmabuf::{DmaBuf, Status};
+use mm::PhysMemory;
+use rustix::io::Errno;
+use vfio::{MmapArgs, RemoteVma};
+use wire::{MapPlan, MemoryRef, Piece};
+
+use crate::args::vfio_errno;
+use crate::object::{Object, OpenFile};
+use crate::process::Process;
+
+/// The zap target of one remote mapping: a zap is a notification to the
+/// process that made it, acknowledged before the zap returns.
+#[derive(Debug)]
+pub(crate) struct RemoteMapping {
+    /// Immutable. The process (weak: a process that is gone counts as
+    /// having acknowledged).
+    process: Weak<Process>,
+    /// Immutable. The process's id of the mapping.
+    mapping: u64,
+    /// Set once the mapping exists. Weak: the VMA holds the buffer, and
+    /// every caller of a zap holds it too, so a zap never drops the last
+    /// reference under the device's locks.
+    buffer: OnceLock<Weak<DmaBuf>>,
+    /// Held while one notification of this mapping is sent and
+    /// acknowledged, with the status read under it: whichever notification
+    /// goes last carries the status that is current then.
+    notify_lock: Mutex<()>,
+}
+
+impl RemoteMapping {
+    /// Tells the process the buffer's current status and waits for its
+    /// ack. Before the mapping exists there is nothing to tell: the first
+    /// notification, sent when it does, reads the status then.
+    fn notify(&self) {
+        let Some(buf) = self.buffer.get().and_then(Weak::upgrade) else { return };
+        let Some(process) = self.process.upgrade() else { return };
+        let _serial = self.notify_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let allowed = buf.status() == Status::Ok;
+        process.notify_mapping(self.mapping, allowed);
+    }
+}
+
+impl dmabuf::CpuMapping for RemoteMapping {
+    fn zap(&self) {
+        self.notify();
+    }
+}
+
+/// One live mapping of a process: the VMA's references.
+#[derive(Debug)]
+pub(crate) struct MappingRecord {
+    /// The mapping, registered on its buffer; holds the buffer.
+    pub(crate) vma: RemoteVma,
+    /// The mapped file (`vm_file`): a device file keeps its device, group
+    /// and container as long as it is mapped.
+    _file: Arc<OpenFile>,
+}
+
+/// What the reply to an mmap carries: the plan and the memfds it attaches.
+#[derive(Debug)]
+pub(crate) struct Planned {
+    pub(crate) plan: MapPlan,
+    pub(crate) attach: Vec<Arc<PhysMemory>>,
+}
+
+/// The id of a memory: its address, stable while it lives (BAR memory
+/// lives as long as its device, which is as long as the server).
+fn memory_id(m: &Arc<PhysMemory>) -> u64 {
+    Arc::as_ptr(m) as usize as u64
+}
+
+/// `mmap(2)` of `file` by `process` as its mapping `mapping`.
+///
+/// # Errors
+///
+/// `EPROTO` when the process has no notify connection (it could not be told
+/// of a revoke); `EEXIST` for a mapping id in use; `ENODEV` for a file
+/// without mmap; `EACCES` when the file's open mode does not allow the
+/// mapping; else the device's or the buffer's mmap errors.
+pub(crate) fn mmap(
+    process: &Arc<Process>,
+    file: Arc<OpenFile>,
+    mapping: u64,
+    args: MmapArgs,
+) -> Result<Planned, Errno> {
+    if !process.has_notify() {
+        tracing::warn!(pid = process.pid, "mmap from a process without a notify connection");
+        return Err(Errno::PROTO);
+    }
+    if process.mappings.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&mapping) {
+        return Err(Errno::EXIST);
+    }
+    let target = Arc::new(RemoteMapping {
+        process: Arc::downgrade(process),
+        mapping,
+        buffer: OnceLock::new(),
+        notify_lock: Mutex::new(()),
+    });
+    let vma = match &file.object {
+        Object::Device(dev) => {
+            // do_mmap(): a file must be open for reading, and for writing
+            // to be mapped shared and writable.
+            if !file.access.read || (args.shared && args.write && !file.access.write) {
+                return Err(Errno::ACCESS);
+            }
+            dev.fd()?.mmap_remote(args, target.clone()).map_err(vfio_errno)?
+        }
+        Object::DmaBuf(b) => vfio::mmap_dmabuf_remote(b.handle(), args, target.clone()).map_err(vfio_errno)?,
+        _ => return Err(Errno::NODEV),
+    };
+    let _ = target.buffer.set(Arc::downgrade(vma.buffer()));
+    let planned = plan(process, &vma);
+    let record = Arc::new(MappingRecord { vma, _file: file });
+    process.mappings.lock().unwrap_or_else(|e| e.into_inner()).insert(mapping, record);
+    // The first notification: the status at this moment, applied before
+    // the process learns the mapping exists.
+    target.notify();
+    Ok(planned)
+}
+
+/// The plan of `vma` for `process`.
+fn plan(process: &Process, vma: &RemoteVma) -> Planned {
+    let sent = process.memories_sent.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut seen = HashSet::new();
+    let mut memories = Vec::new();
+    let mut attach = Vec::new();
+    for p in &vma.pieces {
+        let id = memory_id(&p.memory);
+        if seen.insert(id) {
+            let attached = !sent.contains(&id);
+            if attached {
+                attach.push(Arc::clone(&p.memory));
+            }
+            let m = &p.memory;
+            memories.push(MemoryRef { id, name: m.name().to_owned(), base: m.base().0, len: m.len(), attached });
+        }
+    }
+    let plan = MapPlan {
+        len: vma.len,
+        vm_pgoff: vma.vm_pgoff.0,
+        vma_pgoff_adjust: vma.vma_pgoff_adjust.0,
+        writable: vma.writable,
+        pieces: vma
+            .pieces
+            .iter()
+            .map(|p| Piece { memory: memory_id(&p.memory), paddr: p.paddr.0, len: p.len })
+            .collect(),
+        ranges: vma.ranges.iter().map(|r| (r.paddr.0, r.len)).collect(),
+        memories,
+        traps: vma.traps,
+        path: vma.path.clone(),
+        inode: vma.inode,
+    };
+    Planned { plan, attach }
+}
+
+/// The reply carrying `planned` went out: the process has those memfds.
+pub(crate) fn memories_delivered(process: &Process, planned: &Planned) {
+    let mut sent = process.memories_sent.lock().unwrap_or_else(|e| e.into_inner());
+    sent.extend(planned.attach.iter().map(memory_id));
+}
+
+/// The memfds to attach, borrowed from their memories.
+pub(crate) fn memfds(planned: &Planned) -> Vec<std::os::fd::BorrowedFd<'_>> {
+    planned.attach.iter().map(|m| m.locate(m.base()).0).collect()
+}
+
+/// `Request::Unmapped`: the last VMA of the mapping is gone from the
+/// process; its references go.
+///
+/// # Errors
+///
+/// `EINVAL` for a mapping the process does not have.
+pub(crate) fn unmapped(process: &Process, mapping: u64) -> Result<(), Errno> {
+    let record = process.mappings.lock().unwrap_or_else(|e| e.into_inner()).remove(&mapping);
+    match record {
+        // Dropped here, with no lock held: it may release the buffer and
+        // close the device.
+        Some(r) => {
+            drop(r);
+            Ok(())
+        }
+        None => Err(Errno::INVAL),
+    }
+}
