@@ -37,14 +37,24 @@ pub(crate) fn serve_connection(shared: &Arc<Shared>, conn: Arc<OwnedFd>) {
         }
     };
     let process = shared.registry.attach(token, pid);
-    let hello = Reply::Hello { server_pid: std::process::id(), bdfs: shared.bdfs() };
-    let hello_sent = transport::send(conn.as_ref(), &hello, &[]).is_ok();
-    if hello_sent {
+    // The notify connection is in place before the process hears back, so
+    // its first mmap finds it.
+    let hello = match role {
+        Role::Notify if process.set_notify(Arc::clone(&conn)).is_err() => {
+            tracing::warn!(pid, "a second notify connection; refused");
+            Reply::Err { errno: Errno::BUSY.raw_os_error() }
+        }
+        _ => Reply::Hello { server_pid: std::process::id(), bdfs: shared.bdfs() },
+    };
+    let accepted = matches!(hello, Reply::Hello { .. });
+    if transport::send(conn.as_ref(), &hello, &[]).is_ok() && accepted {
         tracing::debug!(pid, token, ?role, "connection");
         match role {
             Role::Notify => serve_notify(&process, &conn),
             Role::Control => serve_control(shared, &process, &conn),
         }
+    } else if role == Role::Notify && accepted {
+        process.notify_closed();
     }
     shared.registry.detach(&process);
     forget(shared, &conn);
@@ -58,10 +68,6 @@ fn forget(shared: &Shared, conn: &Arc<OwnedFd>) {
 /// The notify connection: the server sends on it (from revoking threads);
 /// this thread only collects the acks.
 fn serve_notify(process: &Arc<Process>, conn: &Arc<OwnedFd>) {
-    if process.set_notify(Arc::clone(conn)).is_err() {
-        tracing::warn!(pid = process.pid, "a second notify connection; closed");
-        return;
-    }
     loop {
         match transport::recv::<Request>(conn.as_ref()) {
             Ok((Request::Ack { seq }, _)) => process.ack(seq),

@@ -105,13 +105,6 @@ pub(crate) fn mmap(
     mapping: u64,
     args: MmapArgs,
 ) -> Result<Planned, Errno> {
-    if !process.has_notify() {
-        tracing::warn!(pid = process.pid, "mmap from a process without a notify connection");
-        return Err(Errno::PROTO);
-    }
-    if process.mappings.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&mapping) {
-        return Err(Errno::EXIST);
-    }
     let target = Arc::new(RemoteMapping {
         process: Arc::downgrade(process),
         mapping,
@@ -125,9 +118,14 @@ pub(crate) fn mmap(
             if !file.access.read || (args.shared && args.write && !file.access.write) {
                 return Err(Errno::ACCESS);
             }
-            dev.fd()?.mmap_remote(args, target.clone()).map_err(vfio_errno)?
+            let fd = dev.fd()?;
+            check_process(process, mapping)?;
+            fd.mmap_remote(args, target.clone()).map_err(vfio_errno)?
         }
-        Object::DmaBuf(b) => vfio::mmap_dmabuf_remote(b.handle(), args, target.clone()).map_err(vfio_errno)?,
+        Object::DmaBuf(b) => {
+            check_process(process, mapping)?;
+            vfio::mmap_dmabuf_remote(b.handle(), args, target.clone()).map_err(vfio_errno)?
+        }
         _ => return Err(Errno::NODEV),
     };
     let _ = target.buffer.set(Arc::downgrade(vma.buffer()));
@@ -138,6 +136,19 @@ pub(crate) fn mmap(
     // the process learns the mapping exists.
     target.notify();
     Ok(planned)
+}
+
+/// Whether `process` can hold mapping `mapping`: it must be able to hear
+/// of revokes, and the id must be free.
+fn check_process(process: &Process, mapping: u64) -> Result<(), Errno> {
+    if !process.has_notify() {
+        tracing::warn!(pid = process.pid, "mmap from a process without a notify connection");
+        return Err(Errno::PROTO);
+    }
+    if process.mappings.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&mapping) {
+        return Err(Errno::EXIST);
+    }
+    Ok(())
 }
 
 /// The plan of `vma` for `process`.

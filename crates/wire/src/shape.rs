@@ -68,9 +68,9 @@ pub const fn vfio_io(nr: u64) -> u64 {
 /// `VFIO_IRQ_SET_DATA_EVENTFD`.
 pub const VFIO_IRQ_SET_DATA_EVENTFD: u32 = 1 << 2;
 /// `VFIO_DEVICE_FEATURE_PROBE`.
-pub const VFIO_DEVICE_FEATURE_PROBE: u32 = 1 << 16;
+pub const VFIO_DEVICE_FEATURE_PROBE: u32 = 1 << 18;
 /// `VFIO_DEVICE_FEATURE_SET`.
-pub const VFIO_DEVICE_FEATURE_SET: u32 = 1 << 18;
+pub const VFIO_DEVICE_FEATURE_SET: u32 = 1 << 17;
 /// `DMA_BUF_IOCTL_SYNC`: `_IOW('b', 0, struct dma_buf_sync)`.
 pub const DMA_BUF_IOCTL_SYNC: u64 = 0x4008_6200;
 /// `DMA_BUF_SET_NAME_A`: `_IOW('b', 1, __u32)` (the pointer is the name).
@@ -207,6 +207,13 @@ mod tests {
         assert_eq!(fds_in(FdsIn::Feature, &revoke), vec![(8, 9)]);
         let probe = words(&[12, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_PROBE | 13, 9]);
         assert!(fds_in(FdsIn::Feature, &probe).is_empty());
+    }
+
+    #[test]
+    fn the_feature_flags_are_the_uapi_values() {
+        // VFIO_DEVICE_FEATURE_GET is 1 << 16; SET and PROBE follow it.
+        assert_eq!(VFIO_DEVICE_FEATURE_SET, 0x2_0000);
+        assert_eq!(VFIO_DEVICE_FEATURE_PROBE, 0x4_0000);
     }
 
     #[test]
