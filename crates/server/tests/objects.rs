@@ -95,7 +95,10 @@ fn the_sysfs_view_shows_the_device_its_group_and_its_cdev() {
         c.lookup("/sys/kernel/iommu_groups/5/devices/0000:00:04.0"),
         Node::Link("../../../../bus/pci/devices/0000:00:04.0".into())
     );
-    assert_eq!(c.lookup("/sys/class/vfio-dev/vfio1"), Node::Link("../../bus/pci/devices/0000:00:04.0/vfio-dev/vfio1".into()));
+    assert_eq!(
+        c.lookup("/sys/class/vfio-dev/vfio1"),
+        Node::Link("../../bus/pci/devices/0000:00:04.0/vfio-dev/vfio1".into())
+    );
     assert_eq!(c.lookup("/dev/vfio/vfio"), Node::CharDev { major: 10, minor: 196 });
     assert_eq!(c.lookup("/dev/iommu"), Node::CharDev { major: 10, minor: 123 });
     assert_eq!(c.lookup("/dev/vfio/5"), Node::CharDev { major: 243, minor: 5 });

@@ -277,7 +277,13 @@ impl Client {
     }
 
     /// `mmap` of `fd` as mapping `mapping`: the plan and the memfds.
-    pub fn mmap(&self, fd: &OwnedFd, mapping: u64, offset: u64, len: u64) -> Result<(wire::MapPlan, Vec<OwnedFd>), i32> {
+    pub fn mmap(
+        &self,
+        fd: &OwnedFd,
+        mapping: u64,
+        offset: u64,
+        len: u64,
+    ) -> Result<(wire::MapPlan, Vec<OwnedFd>), i32> {
         let req = Request::Mmap { mapping, len, offset, write: true, shared: true };
         match self.call(&req, &[fd.as_fd()]) {
             (Reply::Map(plan), fds) => Ok((plan, fds)),
@@ -313,7 +319,8 @@ impl Notifier {
         let (tx, seen) = mpsc::channel();
         let thread_conn = Arc::clone(&conn);
         let thread = std::thread::spawn(move || loop {
-            let Ok((Notify::Mapping { seq, mapping, allowed }, _)) = wire::transport::recv::<Notify>(thread_conn.as_ref())
+            let Ok((Notify::Mapping { seq, mapping, allowed }, _)) =
+                wire::transport::recv::<Notify>(thread_conn.as_ref())
             else {
                 return;
             };
