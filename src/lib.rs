@@ -8,9 +8,11 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod devices;
 pub mod inspect;
 pub mod report;
 pub mod scenario;
+pub mod serve;
 
 /// The built-in seed scenario (the demo).
 pub const SEED_SCENARIO: &str = include_str!("../scenarios/seed.toml");

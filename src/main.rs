@@ -69,6 +69,26 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve emulated devices to other processes over a socket, in the foreground, until Ctrl-C or SIGTERM.
+    #[command(
+        long_about = "Runs a server that owns emulated VFIO-PCI devices and answers the processes that \
+connect to its socket: the preload library of `vfio-dmabuf exec` makes their opens of /dev/vfio/..., \
+/dev/iommu and /sys/bus/pci/devices/<BDF>/..., their ioctls, reads, writes and mmaps reach it. Stops on \
+SIGINT or SIGTERM: every connection ends, every open file is released, the socket file is removed.\n\n\
+The devices file holds the scenario format's [devices.<id>] tables (catalogue or bars, bdf, cdev, ...) \
+plus `group = N`, the IOMMU group (/dev/vfio/N); by default each device gets its own group, numbered \
+from its position (0, 1, ...). Other contents of a scenario file are ignored. Without --devices, the \
+demo's device is served: an edu-plus at 0000:00:03.0 (cdev vfio0, group 0).",
+        after_help = "Example:\n  vfio-dmabuf serve --devices devices.toml --socket /tmp/vfio.sock\n  # devices.toml:\n  #   [devices.edu]\n  #   catalogue = \"edu-plus\"\n  #   bdf = \"0000:00:03.0\"\n  #   group = 3\n\nLog: VFIO_DMABUF_LOG=info (or debug) shows every device, connection and refused call."
+    )]
+    Serve {
+        /// Devices file (the scenario format's [devices.<id>] tables plus `group = N`); the demo's device without it.
+        #[arg(long)]
+        devices: Option<PathBuf>,
+        /// Path of the listening socket (a stale one left by a dead server is replaced).
+        #[arg(long)]
+        socket: PathBuf,
+    },
     /// Run a scenario (default: the built-in seed) and draw the state it leaves: BARs, buffers, VMAs.
     #[command(
         after_help = "Example:\n  vfio-dmabuf inspect scenarios/t14-two-range-buffer.toml\n  vfio-dmabuf inspect --json"
@@ -96,6 +116,8 @@ enum CliError {
     Failed(usize, usize),
     #[error("benchmark failed: {0}")]
     Bench(String),
+    #[error(transparent)]
+    Serve(#[from] vfio_dmabuf::serve::ServeError),
 }
 
 fn print_error_chain(e: &dyn std::error::Error) {
@@ -203,6 +225,7 @@ fn main() -> ExitCode {
             eprintln!("-i- measured in {:.1} s", started.elapsed().as_secs_f64());
             Ok(())
         })(),
+        Command::Serve { devices, socket } => vfio_dmabuf::serve::run(devices, socket).map_err(CliError::from),
         Command::Inspect { file, json } => (|| {
             let sc = match &file {
                 Some(f) => load(f)?,

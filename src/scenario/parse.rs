@@ -42,6 +42,24 @@ pub struct DeviceDecl {
     /// Bound on a revoke's wait for importers (`revoke-timeout-ms`; none
     /// by default: wait as long as it takes, as Linux does).
     pub revoke_timeout_ms: Option<u64>,
+    /// The IOMMU group number (`group`, default the device's position):
+    /// `/dev/vfio/<group>` when the device is served to other processes.
+    pub group: u32,
+}
+
+impl DeviceDecl {
+    /// The emulated device this declares, with its fault-around and
+    /// revoke-timeout settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`vfio::VfioPciDevice::new`].
+    pub fn create(&self) -> Result<std::sync::Arc<vfio::VfioPciDevice>, vfio::VfioError> {
+        let vdev = vfio::VfioPciDevice::new(self.cdev, self.bdf, self.spec.clone())?;
+        vdev.set_fault_around(self.fault_around);
+        vdev.set_revoke_timeout(self.revoke_timeout_ms.map(std::time::Duration::from_millis));
+        Ok(vdev)
+    }
 }
 
 /// What a step expects.
@@ -251,6 +269,8 @@ const REGION_IN_OFFSET: Bounds = Bounds::hex(0, u64::MAX >> vfio::VFIO_PCI_OFFSE
 const REGION_INDEX: Bounds = Bounds::U32;
 /// `cdev`: Linux numbers a VFIO cdev by its minor, below `MINORMASK` (20 bits).
 const CDEV: Bounds = Bounds::dec(0, (1 << 20) - 1);
+/// `group`: a group node's number is a non-negative C `int`.
+const GROUP: Bounds = Bounds::dec(0, 0x7fff_ffff);
 /// BAR `index`: the six slots of a type-0 header.
 const BAR_INDEX: Bounds = Bounds::dec(0, 5);
 /// `raw-fd`: an fd number is a non-negative C `int`.
@@ -353,6 +373,7 @@ fn parse_device(cx: &Ctx<'_>, id: String, t: Table, line: usize, index: u32) -> 
         }
     };
     let cdev = f.int_or("cdev", CDEV, index)?;
+    let group = f.int_or("group", GROUP, index)?;
     let fault_around = f.bool_or("fault-around", true)?;
     let revoke_timeout_ms = f.opt_num("revoke-timeout-ms")?;
     let catalogue = f.opt_str("catalogue")?;
@@ -412,7 +433,7 @@ fn parse_device(cx: &Ctx<'_>, id: String, t: Table, line: usize, index: u32) -> 
     };
     spec.validate().map_err(|e| f.err(e.to_string()))?;
     f.finish()?;
-    Ok(DeviceDecl { id, cdev, bdf, spec, line, fault_around, revoke_timeout_ms })
+    Ok(DeviceDecl { id, cdev, bdf, spec, line, fault_around, revoke_timeout_ms, group })
 }
 
 fn parse_step(cx: &Ctx<'_>, mut t: Table, line: usize) -> Result<StepAt, ScenarioError> {

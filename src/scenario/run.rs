@@ -234,10 +234,7 @@ pub fn build(sc: &Scenario) -> Result<World, ScenarioError> {
         AddressSpace::new().map_err(|e| err(sc, 1, format!("cannot set up the fault engine: {e} ({})", e.errno())))?;
     let mut devices = BTreeMap::new();
     for d in &sc.devices {
-        let vdev = VfioPciDevice::new(d.cdev, d.bdf, d.spec.clone())
-            .map_err(|e| err(sc, d.line, format!("device `{}`: {e}", d.id)))?;
-        vdev.set_fault_around(d.fault_around);
-        vdev.set_revoke_timeout(d.revoke_timeout_ms.map(Duration::from_millis));
+        let vdev = d.create().map_err(|e| err(sc, d.line, format!("device `{}`: {e}", d.id)))?;
         devices.insert(d.id.clone(), vdev);
     }
     Ok(World {

@@ -21,7 +21,10 @@ fn a_device_mapping_of_a_ram_bar_comes_as_a_plan_with_its_memfd_once() {
     let (plan, fds) = c.mmap(&dev, 1, region(1) + 0x4000, 0x2001).unwrap();
     // The first notification (allowed) was acknowledged before the reply.
     assert_eq!(notify.seen.try_recv().ok(), Some(Seen { mapping: 1, allowed: true }));
-    assert_eq!((plan.len, plan.vm_pgoff, plan.vma_pgoff_adjust), (0x3000, (region(1) + 0x4000) >> 12, (region(1) + 0x4000) >> 12));
+    assert_eq!(
+        (plan.len, plan.vm_pgoff, plan.vma_pgoff_adjust),
+        (0x3000, (region(1) + 0x4000) >> 12, (region(1) + 0x4000) >> 12)
+    );
     assert!(plan.writable && !plan.traps);
     assert_eq!(plan.ranges, vec![(region(1) + 0x4000, 0x3000)]);
     assert_eq!(plan.pieces.len(), 1);
@@ -78,7 +81,8 @@ fn a_buffer_mapping_hears_of_its_permanent_revoke() {
     // Closing the buffer fd leaves the mapping.
     c.close(buf.try_clone().unwrap());
     let arg = words(&[12, FEATURE_SET | FEATURE_DMA_BUF_REVOKE, 5]);
-    let r = c.ioctl_fds(&dev, DEVICE_FEATURE, wire::msg::IoctlArg::Bytes(arg), &[std::os::fd::AsFd::as_fd(&buf)], vec![]);
+    let r =
+        c.ioctl_fds(&dev, DEVICE_FEATURE, wire::msg::IoctlArg::Bytes(arg), &[std::os::fd::AsFd::as_fd(&buf)], vec![]);
     assert_eq!(r.map(|r| r.0).map_err(|e| e.0), Ok(0));
     assert_eq!(notify.next(), Seen { mapping: 3, allowed: false });
     // A revoked buffer cannot be mapped again.
