@@ -239,7 +239,7 @@ fn ioctl(
         Object::Container(c) => c.ioctl(shared, request, arg, process),
         Object::Iommufd(i) => i.ioctl(shared, request, arg, process),
         Object::Group(g) => g.ioctl(shared, request, arg, fds),
-        Object::Device(d) => d.ioctl(shared, request, arg, fds, process),
+        Object::Device(d) => d.ioctl(shared, request, arg, fds),
         Object::DmaBuf(b) => b.ioctl(shared, request, arg),
     }
 }

@@ -15,7 +15,7 @@ mod hot_reset;
 mod ioctl;
 mod irq;
 
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use rustix::io::Errno;
 use vfio::DeviceFd;
@@ -26,8 +26,8 @@ use wire::ObjectKind;
 use crate::args::{vfio_errno, ArgFds, IoctlResult};
 use crate::container::IommufdFile;
 use crate::group::{Group, GroupFile};
+use crate::lock;
 use crate::object::OpenFile;
-use crate::process::Process;
 use crate::server::{Served, Shared};
 
 pub(crate) use self::irq::device_irq_ioctl;
@@ -43,10 +43,6 @@ const VFIO_DEVICE_FEATURE: u64 = vfio_io(117);
 const VFIO_DEVICE_BIND_IOMMUFD: u64 = vfio_io(118);
 const VFIO_DEVICE_ATTACH_IOMMUFD_PT: u64 = vfio_io(119);
 const VFIO_DEVICE_DETACH_IOMMUFD_PT: u64 = vfio_io(120);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The cdev file of a device bound to an iommufd context.
 #[derive(Debug, Clone)]
@@ -133,7 +129,6 @@ impl DeviceFile {
         request: u64,
         arg: &IoctlArg,
         fds: &mut ArgFds,
-        caller: &Process,
     ) -> IoctlResult {
         // vfio_device_fops_unl_ioctl(): the bind first, then nothing but
         // EINVAL until the file is usable.
@@ -141,7 +136,6 @@ impl DeviceFile {
             return cdev::bind(self, shared, arg, fds);
         }
         let fd = self.fd()?;
-        let _ = caller;
         match request {
             VFIO_DEVICE_GET_INFO => ioctl::get_info(arg),
             VFIO_DEVICE_GET_REGION_INFO => ioctl::get_region_info(&fd, arg),

@@ -8,7 +8,7 @@
 //! file then holds the group file, so closing the group fd keeps the group
 //! (and its container) as long as a device file lives.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use rustix::io::Errno;
 use wire::msg::IoctlArg;
@@ -18,6 +18,7 @@ use wire::ObjectKind;
 use crate::args::{head, put_u32, sized, Answer, ArgFds, IoctlResult, Slot};
 use crate::container::{ContainerFile, IommufdFile};
 use crate::device::DeviceFile;
+use crate::lock;
 use crate::object::{Access, Object};
 use crate::server::{Served, Shared};
 
@@ -27,10 +28,6 @@ const VFIO_GROUP_UNSET_CONTAINER: u64 = vfio_io(105);
 const VFIO_GROUP_GET_DEVICE_FD: u64 = vfio_io(106);
 const VFIO_GROUP_FLAGS_VIABLE: u32 = 1 << 0;
 const VFIO_GROUP_FLAGS_CONTAINER_SET: u32 = 1 << 1;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Who opened the group, and how.
 #[derive(Debug, Default)]

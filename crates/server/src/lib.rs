@@ -62,4 +62,10 @@ mod procmem;
 mod server;
 
 pub use crate::procmem::PeerMemory;
+
+/// Locks `m`. A thread that panicked while holding one of the server's
+/// locks left no half-made state that matters more than going on.
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 pub use crate::server::{ServedDevice, Server, ServerError, ServerHandle};

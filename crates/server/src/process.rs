@@ -8,7 +8,9 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
+
+use crate::lock;
 use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
@@ -21,10 +23,6 @@ use crate::procmem::PeerMemory;
 /// before it goes on without it (and says so loudly). A process that never
 /// answers is cut off by the backstop of the sharing work, not here.
 pub(crate) const ACK_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Notification sequence numbers and the acks that came back.
 #[derive(Debug, Default)]

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use rustix::io::Errno;
 use wire::msg::IoctlArg;
 
-use super::{lock, CdevBinding, DeviceFile, DeviceState, VFIO_DEVICE_ATTACH_IOMMUFD_PT};
+use super::{CdevBinding, DeviceFile, DeviceState, VFIO_DEVICE_ATTACH_IOMMUFD_PT};
 use crate::args::{head, put_u32, sized, u32_at, Answer, ArgFds, IoctlResult, Slot};
+use crate::lock;
 use crate::object::Object;
 use crate::server::Shared;
 
