@@ -250,3 +250,28 @@ fn the_group_path_refuses_a_device_fd_until_an_iommu_is_set() {
     c.close(devfd);
     c.open("/dev/vfio/0").unwrap();
 }
+
+#[test]
+fn a_group_path_hot_reset_needs_the_group_fds_of_the_whole_set() {
+    use std::os::fd::AsFd;
+    let srv = TestServer::start(&["edu-plus"], &[4]);
+    let c = Client::new(&srv);
+    let group = c.open("/dev/vfio/4").unwrap();
+    let iommufd = c.open("/dev/iommu").unwrap();
+    c.ioctl_fds(&group, GROUP_SET_CONTAINER, bytes(&[5]), &[iommufd.as_fd()], vec![]).unwrap();
+    let (_, _, dev) = c.ioctl(&group, GROUP_GET_DEVICE_FD, IoctlArg::Str("0000:00:03.0".into())).unwrap();
+    let dev = dev.unwrap();
+    let (_, out, _) = c.ioctl(&dev, DEVICE_GET_PCI_HOT_RESET_INFO, bytes(&[20, 0, 0, 0, 0])).unwrap();
+    assert_eq!((u32_at(&out, 4), u32_at(&out, 8), u32_at(&out, 12)), (0, 1, 4), "one device, by group");
+    assert_eq!(out[18..20], [0, 3 << 3], "bus 0, devfn 00:03.0");
+    let reset = |count: u32, fds: &[&std::os::fd::OwnedFd], bad: Vec<u32>| {
+        let extra: Vec<_> = fds.iter().map(|f| f.as_fd()).collect();
+        let arg = bytes(&[12 + 4 * count, 0, count, 3, 3]);
+        c.ioctl_fds(&dev, DEVICE_PCI_HOT_RESET, arg, &extra, bad).map(|r| r.0).map_err(|e| e.0)
+    };
+    assert_eq!(reset(0, &[], vec![]), Err(EINVAL), "a group-path file must pass groups");
+    assert_eq!(reset(2, &[&group, &group], vec![]), Err(EINVAL), "more fds than devices");
+    assert_eq!(reset(1, &[], vec![12]), Err(libc::EBADF));
+    assert_eq!(reset(1, &[&iommufd], vec![]), Err(EINVAL), "not a group");
+    assert_eq!(reset(1, &[&group], vec![]), Ok(0));
+}

@@ -46,19 +46,10 @@ pub(super) fn bind(dev: &Arc<DeviceFile>, shared: &Shared, arg: &IoctlArg, fds: 
         return Err(Errno::INVAL.into());
     }
     let Some(group) = shared.groups.get(&dev.served.group) else { return Err(Errno::INVAL.into()) };
-    {
-        let state = lock(&dev.state);
-        match &*state {
-            // BIND_IOMMUFD is only for cdev files.
-            DeviceState::Group { .. } => return Err(Errno::INVAL.into()),
-            DeviceState::Bound { .. } => {
-                drop(state);
-                // Blocked by ourselves already; a second bind is EINVAL after
-                // the group check, which cannot fail for a bound device.
-                return Err(Errno::INVAL.into());
-            }
-            DeviceState::Unbound => {}
-        }
+    // BIND_IOMMUFD is only for cdev files, and only once; a bound file's
+    // group is blocked by itself, so the group check cannot come first.
+    if !matches!(&*lock(&dev.state), DeviceState::Unbound) {
+        return Err(Errno::INVAL.into());
     }
     group.block()?;
     let result = (|| {
