@@ -131,16 +131,25 @@ fn a_file_opened_read_only_cannot_be_written() {
 
 #[test]
 fn reset_and_the_interrupt_calls_answer_as_the_core_offers() {
-    let srv = TestServer::edu_plus();
+    // QEMU's edu: an INTx line (and MSI).
+    let srv = TestServer::start(&["edu"], &[0]);
     let c = Client::new(&srv);
     let (_iommufd, dev) = c.bound_device(0);
     assert_eq!(c.ioctl(&dev, DEVICE_RESET, IoctlArg::Value(0)).map(|r| r.0), Ok(0));
     let (_, out, _) = c.ioctl(&dev, DEVICE_GET_IRQ_INFO, bytes(&[16, 0, 0, 0])).unwrap();
-    assert_eq!((u32_at(&out, 4), u32_at(&out, 12)), (7, 0), "INTx: EVENTFD|MASKABLE|AUTOMASKED, no vector yet");
+    assert_eq!((u32_at(&out, 4), u32_at(&out, 12)), (7, 1), "INTx: EVENTFD|MASKABLE|AUTOMASKED, one line");
     assert_eq!(c.ioctl_errno(&dev, DEVICE_GET_IRQ_INFO, bytes(&[16, 0, 5, 0])), EINVAL);
     assert_eq!(c.ioctl_errno(&dev, DEVICE_GET_IRQ_INFO, bytes(&[8, 0])), EINVAL);
-    assert_eq!(c.ioctl_errno(&dev, DEVICE_SET_IRQS, bytes(&[20, 0x21, 0, 0, 0])), EINVAL);
-    assert_eq!(c.ioctl_errno(&dev, DEVICE_SET_IRQS, bytes(&[20, 0x100, 0, 0, 0])), EINVAL);
+    assert_eq!(c.ioctl_errno(&dev, DEVICE_SET_IRQS, bytes(&[20, 0x100, 0, 0, 0])), EINVAL, "unknown flags");
+    assert_eq!(c.ioctl_errno(&dev, DEVICE_SET_IRQS, bytes(&[16, 0x21, 0, 0])), EINVAL, "argsz below the header");
+    // An eventfd trigger for INTx travels attached; a closed one is EBADF.
+    let efd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
+    let arg = bytes(&[24, 0x24, 0, 0, 1, 3]);
+    let set = c.ioctl_fds(&dev, DEVICE_SET_IRQS, arg.clone(), &[std::os::fd::AsFd::as_fd(&efd)], vec![]);
+    assert_eq!(set.map(|r| r.0).map_err(|e| e.0), Ok(0));
+    let bad = c.ioctl_fds(&dev, DEVICE_SET_IRQS, arg, &[], vec![20]);
+    assert_eq!(bad.map(|r| r.0).map_err(|e| e.0), Err(libc::EBADF));
+    assert_eq!(c.ioctl(&dev, DEVICE_SET_IRQS, bytes(&[20, 0x21, 0, 0, 0])).map(|r| r.0), Ok(0), "disable");
 }
 
 #[test]

@@ -18,7 +18,7 @@ const VFIO_DEVICE_FLAGS_PCI: u32 = 1 << 1;
 /// `VFIO_PCI_NUM_REGIONS`: BAR0..5, ROM, config, VGA; no device regions.
 const NUM_REGIONS: u32 = 9;
 /// `VFIO_PCI_NUM_IRQS`: `INTx`, MSI, MSI-X, ERR, REQ.
-pub(super) const NUM_IRQS: u32 = 5;
+const NUM_IRQS: u32 = 5;
 
 /// `VFIO_DEVICE_GET_INFO`: a PCI device that can be reset, 9 regions and 5
 /// interrupt indexes, no capabilities. The kernel copies back
