@@ -4,9 +4,10 @@
 //! `IOMMU_VFIO_IOAS` named one). Where they differ from Type1: unmapping
 //! nothing or cutting through a mapping is `ENOENT` (Type1 `v2`: `EINVAL`
 //! or success with size 0), `VFIO_SET_IOMMU` needs no group of its own and
-//! may repeat, `VFIO_UPDATE_VADDR` is not offered, `DMA_AVAIL` reports
-//! `U32_MAX`, BAR mmaps cannot be mapped, and pages are pinned only once a
-//! device is attached.
+//! may repeat, `VFIO_UPDATE_VADDR` is not offered while `VFIO_NOIOMMU_IOMMU`
+//! is (it is built in), `DMA_AVAIL` reports `U32_MAX`, BAR mmaps cannot be
+//! mapped, and pages are pinned only once a device is attached. No-IOMMU
+//! devices are not modelled, so `VFIO_SET_IOMMU` never accepts that type.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use wire::msg::IoctlArg;
 
 use super::arg::{value, Raw, UserStruct};
 use super::dma::Prot;
-use super::host::CACHE_COHERENT;
+use super::host::{CACHE_COHERENT, NOIOMMU_BUILT};
 use super::iommufd::{Ctx, Ioas};
 use super::uapi::*;
 use super::{IoctlOut, ProcessMemory};
@@ -24,6 +25,7 @@ const TYPE1: u64 = VFIO_TYPE1_IOMMU as u64;
 const TYPE1V2: u64 = VFIO_TYPE1v2_IOMMU as u64;
 const UNMAP_ALL: u64 = VFIO_UNMAP_ALL as u64;
 const DMA_CC: u64 = VFIO_DMA_CC_IOMMU as u64;
+const NOIOMMU: u64 = VFIO_NOIOMMU_IOMMU as u64;
 
 impl Ctx {
     /// `iommufd_vfio_ioctl`.
@@ -59,6 +61,7 @@ impl Ctx {
     fn compat_check_extension(&mut self, ext: u64) -> Result<i64, Errno> {
         match ext {
             TYPE1 | TYPE1V2 | UNMAP_ALL => Ok(1),
+            NOIOMMU => Ok(i64::from(NOIOMMU_BUILT)),
             // Every HWPT on the IOAS enforces coherency.
             DMA_CC => self.compat_ioas().map(|_| i64::from(CACHE_COHERENT)),
             // Nesting is obsolete; UPDATE_VADDR is not offered.
@@ -128,9 +131,9 @@ impl Ctx {
     }
 
     /// `iommufd_vfio_iommu_get_info`: the capabilities (`DMA_AVAIL`, then
-    /// `IOVA_RANGE`) are laid back to back without padding, and each is
-    /// written only where it fits whole; `argsz` always comes back as the
-    /// size they need.
+    /// `IOVA_RANGE`) each start 8-byte aligned and are written only as far
+    /// as they fit (each range, then the header, whole); `argsz` always
+    /// comes back as the size they need.
     fn compat_get_info(&mut self, arg: &IoctlArg) -> Result<IoctlOut, Errno> {
         let user = UserStruct::new(arg);
         let argsz = user.vfio_copy_in(INFO_MINSZ)?.u32(0) as usize;
@@ -141,8 +144,9 @@ impl Ctx {
         let iopt = &self.compat_ioas()?.iopt;
         let ranges = iopt.iova_ranges();
 
+        // Each capability starts 8-byte aligned; the padding is not written.
         let dma_at = INFO_SIZE;
-        let iova_at = dma_at + DMA_AVAIL_SIZE;
+        let iova_at = dma_at + DMA_AVAIL_SIZE.next_multiple_of(8);
         let iova_size = IOVA_CAP_SIZE + ranges.len() * IOVA_RANGE_SIZE;
         let total = iova_at + iova_size;
         let mut out = user.head(argsz.min(total));

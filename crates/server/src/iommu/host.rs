@@ -23,6 +23,10 @@ pub(crate) const DMA_ENTRY_LIMIT: u32 = u16::MAX as u32;
 /// every domain, so `VFIO_DMA_CC_IOMMU` answers 1).
 pub(crate) const CACHE_COHERENT: bool = true;
 
+/// The kernel is built with `CONFIG_VFIO_NOIOMMU` (as distribution
+/// kernels are) but runs with no-IOMMU mode off.
+pub(crate) const NOIOMMU_BUILT: bool = true;
+
 /// The IOVA ranges a Type1 container offers once a group is attached: the
 /// aperture minus the reserved regions (`vfio_iommu_aper_resize`,
 /// `vfio_iommu_resv_exclude`).

@@ -184,8 +184,8 @@ impl IoPageTable {
     ///
     /// # Errors
     ///
-    /// As [`IoPageTable::map_pages`]; `EINVAL` for a length of 0 or one
-    /// near the top of the space, `EOVERFLOW` when the user range wraps.
+    /// As [`IoPageTable::map_pages`]; `EOVERFLOW` when the user range
+    /// wraps, then `EINVAL` for a length of 0 or within a page of 2^64.
     pub fn map_user(
         &mut self,
         mm: &Arc<dyn ProcessMemory>,
@@ -194,11 +194,11 @@ impl IoPageTable {
         iova: Option<u64>,
         prot: Prot,
     ) -> Result<u64, Errno> {
-        // iopt_alloc_pages.
+        // iopt_alloc_user_pages, then iopt_alloc_pages.
+        uptr.checked_add(length).ok_or(Errno::OVERFLOW)?;
         if length == 0 || length > u64::MAX - PAGE_SIZE {
             return Err(Errno::INVAL);
         }
-        uptr.checked_add(length).ok_or(Errno::OVERFLOW)?;
         let pages = Pages { mm: Arc::clone(mm), vaddr: uptr, len: length, writable: prot.write };
         self.map_pages(vec![pages], length, iova, prot)
     }

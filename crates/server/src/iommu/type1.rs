@@ -27,10 +27,6 @@ const UNMAP_ALL: u64 = VFIO_UNMAP_ALL as u64;
 const UPDATE_VADDR: u64 = VFIO_UPDATE_VADDR as u64;
 const DMA_CC: u64 = VFIO_DMA_CC_IOMMU as u64;
 
-/// `offsetofend(struct vfio_iommu_type1_info, cap_offset)`: programs that
-/// know capabilities pass at least this much.
-const INFO_CAPSZ: usize = INFO_CAP_OFFSET + 4;
-
 /// A container (`struct vfio_container`).
 #[derive(Debug, Default)]
 pub(crate) struct ContainerState {
@@ -195,11 +191,11 @@ impl Type1 {
         if argsz < INFO_MINSZ {
             return Err(Errno::INVAL);
         }
-        // Programs from before capabilities pass 16 bytes; they get no
-        // cap_offset, which is only written (0 for now) when it fits.
-        let minsz = if argsz >= INFO_CAPSZ { INFO_CAPSZ } else { INFO_MINSZ };
+        // The whole (zeroed) struct goes back, cut to argsz: programs from
+        // before capabilities pass 16 bytes and get no cap_offset.
+        let minsz = argsz.min(INFO_SIZE);
         let caps = self.caps();
-        let mut info = Raw::zeroed(minsz);
+        let mut info = Raw::zeroed(INFO_SIZE);
         info.put_u32(0, argsz as u32);
         info.put_u32(FLAGS, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS);
         info.put_u64(INFO_PGSIZES, DOMAIN_PGSIZES);
@@ -216,6 +212,7 @@ impl Type1 {
             out.put(INFO_SIZE, &chain.into_vec());
             out
         };
+        info.truncate(minsz);
         out.put(0, &info.into_vec());
         user.copy_out(out)
     }

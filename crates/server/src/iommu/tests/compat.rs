@@ -64,8 +64,9 @@ impl Ctx {
 fn before_a_group_joins_only_version_and_extensions_answer() {
     let c = Ctx::new();
     assert_eq!(c.value(VFIO_GET_API_VERSION, 0), Ok(0));
-    let ext: Vec<_> = [1, 3, 9, 6, 10, 8, 2, 0].iter().map(|&e| c.value(VFIO_CHECK_EXTENSION, e)).collect();
-    assert_eq!(ext, [Ok(1), Ok(1), Ok(1), Ok(0), Ok(0), Ok(0), Ok(0), Ok(0)]);
+    // NOIOMMU is built in, UPDATE_VADDR and nesting are not offered.
+    let ext: Vec<_> = [1, 3, 9, 8, 6, 10, 2, 0].iter().map(|&e| c.value(VFIO_CHECK_EXTENSION, e)).collect();
+    assert_eq!(ext, [Ok(1), Ok(1), Ok(1), Ok(1), Ok(0), Ok(0), Ok(0), Ok(0)]);
     assert_eq!(c.value(VFIO_CHECK_EXTENSION, VFIO_DMA_CC_IOMMU.into()), Err(Errno::NODEV));
     assert_eq!(c.value(VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU.into()), Err(Errno::NODEV));
     assert_eq!(c.value(VFIO_SET_IOMMU, VFIO_UNMAP_ALL.into()), Err(Errno::INVAL), "not a type");
@@ -84,43 +85,46 @@ fn with_a_group_set_iommu_may_repeat_and_cc_is_reported() {
 }
 
 #[test]
-fn get_info_packs_the_capabilities_without_padding() {
+fn get_info_aligns_each_capability_to_8_bytes() {
     let c = Ctx::with_group();
     let out = c.info(200);
     // No domain yet: every page size, one range over the whole space.
-    assert_eq!(out.len(), 68, "info 24 + dma_avail 12 + iova_range 16 + 16");
-    assert_eq!((u32_at(&out, 0), u32_at(&out, 4)), (68, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS));
+    assert_eq!(out.len(), 72, "info 24 + dma_avail 12 (+4) + iova_range 16 + 16");
+    assert_eq!((u32_at(&out, 0), u32_at(&out, 4)), (72, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS));
     assert_eq!((u64_at(&out, 8), u32_at(&out, 16)), (0xffff_ffff_ffff_f000, 24));
-    assert_eq!((u16_at(&out, 24), u16_at(&out, 26), u32_at(&out, 28), u32_at(&out, 32)), (3, 1, 36, u32::MAX));
-    assert_eq!((u16_at(&out, 36), u16_at(&out, 38), u32_at(&out, 40), u32_at(&out, 44)), (1, 1, 0, 1));
-    assert_eq!((u64_at(&out, 52), u64_at(&out, 60)), (0, u64::MAX));
+    assert_eq!((u16_at(&out, 24), u16_at(&out, 26), u32_at(&out, 28), u32_at(&out, 32)), (3, 1, 40, u32::MAX));
+    assert_eq!((u16_at(&out, 40), u16_at(&out, 42), u32_at(&out, 44), u32_at(&out, 48)), (1, 1, 0, 1));
+    assert_eq!((u64_at(&out, 56), u64_at(&out, 64)), (0, u64::MAX));
     // A device narrows the ranges and fixes the page sizes.
     c.open_device();
     let out = c.info(200);
-    assert_eq!((out.len(), u32_at(&out, 0), u64_at(&out, 8)), (84, 84, 0x4020_1000));
-    assert_eq!(u32_at(&out, 44), 2);
-    assert_eq!((u64_at(&out, 52), u64_at(&out, 60)), (0, 0xfedf_ffff));
-    assert_eq!((u64_at(&out, 68), u64_at(&out, 76)), (0xfef0_0000, 0xffff_ffff_ffff));
+    assert_eq!((out.len(), u32_at(&out, 0), u64_at(&out, 8)), (88, 88, 0x4020_1000));
+    assert_eq!(u32_at(&out, 48), 2);
+    assert_eq!((u64_at(&out, 56), u64_at(&out, 64)), (0, 0xfedf_ffff));
+    assert_eq!((u64_at(&out, 72), u64_at(&out, 80)), (0xfef0_0000, 0xffff_ffff_ffff));
 }
 
 #[test]
 fn get_info_writes_what_fits_and_always_the_size_needed() {
     let c = Ctx::with_group();
     c.open_device();
-    // Room for DMA_AVAIL only: it is written, linked to where IOVA_RANGE
-    // would be, and cap_offset stays 0.
-    let out = c.info(36);
-    assert_eq!(out.len(), 36);
-    assert_eq!((u32_at(&out, 0), u32_at(&out, 16)), (84, 0));
-    assert_eq!((u16_at(&out, 24), u32_at(&out, 28)), (3, 36));
+    // Room for DMA_AVAIL only: it is written and linked to where
+    // IOVA_RANGE would be; cap_offset stays 0.
+    let out = c.info(40);
+    assert_eq!(out.len(), 40);
+    assert_eq!((u32_at(&out, 0), u32_at(&out, 16)), (88, 0));
+    assert_eq!((u16_at(&out, 24), u32_at(&out, 28)), (3, 40));
+    // One byte short of the link: DMA_AVAIL without it.
+    let out = c.info(39);
+    assert_eq!((u16_at(&out, 24), u32_at(&out, 28)), (3, 0));
     // Room for one of two ranges: that range, but no header.
-    let out = c.info(68);
-    assert_eq!((u32_at(&out, 0), u32_at(&out, 16)), (84, 0));
-    assert_eq!((u16_at(&out, 36), u64_at(&out, 60)), (0, 0xfedf_ffff));
+    let out = c.info(72);
+    assert_eq!((u32_at(&out, 0), u32_at(&out, 16)), (88, 0));
+    assert_eq!((u16_at(&out, 40), u64_at(&out, 64)), (0, 0xfedf_ffff));
     let out = c.info(20);
-    assert_eq!((out.len(), u32_at(&out, 0), u32_at(&out, 16)), (20, 84, 0));
+    assert_eq!((out.len(), u32_at(&out, 0), u32_at(&out, 16)), (20, 88, 0));
     assert_eq!(errno(c.call(VFIO_IOMMU_GET_INFO, &Buf::new(16).u32(0, 8).arg())), Errno::INVAL);
-    assert_eq!(errno(c.call(VFIO_IOMMU_GET_INFO, &Buf::new(8).u32(0, 84).arg())), Errno::FAULT);
+    assert_eq!(errno(c.call(VFIO_IOMMU_GET_INFO, &Buf::new(8).u32(0, 88).arg())), Errno::FAULT);
 }
 
 #[test]

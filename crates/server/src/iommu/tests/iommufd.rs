@@ -150,6 +150,8 @@ fn ioas_map_checks_in_kernel_order() {
     assert_eq!(m(FIXED | RW, 99, BASE, PAGE, IOVA), Errno::NOENT, "no such IOAS");
     assert_eq!(m(FIXED | RW, ioas, BASE, 0, IOVA), Errno::INVAL, "length 0");
     assert_eq!(m(FIXED | RW, ioas, u64::MAX - PAGE, 2 * PAGE, IOVA), Errno::OVERFLOW, "user range wraps");
+    assert_eq!(m(FIXED | RW, ioas, 0x2000, u64::MAX - 0x10, IOVA), Errno::OVERFLOW, "wraps before too long");
+    assert_eq!(m(FIXED | RW, ioas, 0, u64::MAX - 0x10, IOVA), Errno::INVAL, "too long");
     assert_eq!(m(FIXED | RW, ioas, BASE, 2 * PAGE, LAST_PAGE), Errno::OVERFLOW, "IOVA range wraps");
     c.map(FIXED | RW, ioas, BASE, 2 * PAGE, IOVA).unwrap();
     assert_eq!(m(FIXED | RW, ioas, BASE, PAGE, IOVA + PAGE), Errno::EXIST, "FIXED_IOVA never replaces");

@@ -127,10 +127,12 @@ fn get_info_lays_out_dma_avail_then_iova_ranges() {
 #[test]
 fn get_info_too_small_for_the_chain_says_how_much_is_needed() {
     let (c, mem) = setup(true, 1);
-    let out = call(&c, &mem, VFIO_IOMMU_GET_INFO, &info_arg(24)).unwrap().out;
-    // Up to cap_offset (20 bytes), which is 0; the pad is not written.
-    assert_eq!(out.len(), 20);
-    assert_eq!((u32_at(&out, 0), u32_at(&out, 4), u32_at(&out, 16)), (88, 3, 0));
+    let out = call(&c, &mem, VFIO_IOMMU_GET_INFO, &Buf::new(24).u32(0, 24).u64(16, !0).arg()).unwrap().out;
+    // The whole zeroed struct: cap_offset 0 and the pad cleared.
+    assert_eq!(out.len(), 24);
+    assert_eq!((u32_at(&out, 0), u32_at(&out, 4), u32_at(&out, 16), u32_at(&out, 20)), (88, 3, 0, 0));
+    let out = call(&c, &mem, VFIO_IOMMU_GET_INFO, &info_arg(20)).unwrap().out;
+    assert_eq!(out.len(), 20, "cut to argsz");
     let old = call(&c, &mem, VFIO_IOMMU_GET_INFO, &info_arg(16)).unwrap().out;
     assert_eq!(old.len(), 16, "a pre-capability caller gets no cap_offset");
     assert_eq!((u32_at(&old, 0), u64_at(&old, 8)), (88, 0x4020_1000));
