@@ -36,6 +36,9 @@ pub(crate) struct Ctx {
     pub(super) vfio_ioas: Option<u32>,
     /// `IOMMU_OPTION_RLIMIT_MODE` is 1 (per-process accounting).
     account_mm: bool,
+    /// Bindings made so far: tells a device object from a later one that
+    /// reuses its id, so a stale [`DeviceDma`] does not reach the new one.
+    binds: u64,
 }
 
 /// One object of the context.
@@ -50,8 +53,10 @@ pub(super) enum Object {
 }
 
 /// `struct iommufd_device`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Device {
+    /// Which binding this is (`Ctx::binds` when it was made).
+    bind: u64,
     /// The HWPT it is attached to.
     hwpt: Option<u32>,
 }
@@ -127,11 +132,6 @@ impl Ctx {
         if request & 0xff < 0x80 {
             return self.compat_ioctl(request, arg, caller);
         }
-        let user = UserStruct::new(arg);
-        // get_user(size) comes before the number is checked.
-        if !user.readable(4) {
-            return Err(Errno::FAULT);
-        }
         let cmd = match request {
             IOMMU_DESTROY => DESTROY,
             IOMMU_IOAS_ALLOC => IOAS_ALLOC,
@@ -144,6 +144,11 @@ impl Ctx {
             IOMMU_VFIO_IOAS => VFIO_IOAS,
             _ => return Err(Errno::NOTTY),
         };
+        let user = UserStruct::new(arg);
+        // get_user(size).
+        if !user.readable(4) {
+            return Err(Errno::FAULT);
+        }
         let (raw, size) = user.iommufd_copy_in(cmd.min, cmd.size)?;
         match request {
             IOMMU_DESTROY => self.destroy(raw.u32(4)).map(|()| IoctlOut::default()),
@@ -400,7 +405,8 @@ impl Ctx {
     pub(crate) fn bind_device(&mut self) -> u32 {
         match self.alloc_id() {
             Ok(id) => {
-                self.objects.insert(id, Object::Device(Device::default()));
+                self.binds += 1;
+                self.objects.insert(id, Object::Device(Device { bind: self.binds, hwpt: None }));
                 id
             }
             Err(e) => {
@@ -418,9 +424,9 @@ impl Ctx {
         }
     }
 
-    /// Whether device `devid` is attached.
-    pub(crate) fn attached(&mut self, devid: u32) -> bool {
-        self.device_mut(devid).is_some_and(|d| d.hwpt.is_some())
+    /// The binding of device `devid`, when it is attached.
+    pub(crate) fn attached(&mut self, devid: u32) -> Option<u64> {
+        self.device_mut(devid).filter(|d| d.hwpt.is_some()).map(|d| d.bind)
     }
 
     /// `vfio_iommufd_physical_attach_ioas`: attach, or replace.
@@ -517,8 +523,18 @@ impl Ctx {
         self.switch(devid, None, old, true);
     }
 
-    /// Translates a DMA of device `devid`.
-    fn translate(&mut self, devid: u32, iova: u64, len: usize, dir: Dir) -> Result<Vec<dma::Segment>, Errno> {
+    /// Translates a DMA of device `devid` as bound by `bind`.
+    fn translate(
+        &mut self,
+        devid: u32,
+        bind: u64,
+        iova: u64,
+        len: usize,
+        dir: Dir,
+    ) -> Result<Vec<dma::Segment>, Errno> {
+        if self.device_mut(devid).map(|d| d.bind) != Some(bind) {
+            return Err(Errno::FAULT);
+        }
         let ioas = self.current_ioas(devid).ok_or(Errno::FAULT)?;
         let iopt = &self.ioas_mut(ioas).map_err(|_| Errno::FAULT)?.iopt;
         dma::translate(iova, len, dir, |i| iopt.target(i))
@@ -588,16 +604,18 @@ pub(crate) struct DeviceDma {
     pub(crate) ctx: Arc<Mutex<Ctx>>,
     /// The device's object id.
     pub(crate) devid: u32,
+    /// Its binding: once unbound, the id may name another device.
+    pub(crate) bind: u64,
 }
 
 impl DmaSpace for DeviceDma {
     fn dma_read(&self, iova: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        let segs = lock(&self.ctx).translate(self.devid, iova, buf.len(), Dir::Read)?;
+        let segs = lock(&self.ctx).translate(self.devid, self.bind, iova, buf.len(), Dir::Read)?;
         dma::read_segments(&segs, buf)
     }
 
     fn dma_write(&self, iova: u64, data: &[u8]) -> Result<(), Errno> {
-        let segs = lock(&self.ctx).translate(self.devid, iova, data.len(), Dir::Write)?;
+        let segs = lock(&self.ctx).translate(self.devid, self.bind, iova, data.len(), Dir::Write)?;
         dma::write_segments(&segs, data)
     }
 }

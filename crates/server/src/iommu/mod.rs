@@ -273,12 +273,11 @@ impl Iommufd {
 
     /// The DMA view of device `devid` (none while detached). It follows the
     /// device: after a detach or replace, DMA faults or goes to the new
-    /// page table.
+    /// page table; after unbind it faults for good, even when a later
+    /// device gets the same id.
     pub fn dma_space(&self, devid: u32) -> Option<Arc<dyn DmaSpace>> {
-        if !lock(&self.ctx).attached(devid) {
-            return None;
-        }
-        Some(Arc::new(iommufd::DeviceDma { ctx: Arc::clone(&self.ctx), devid }))
+        let bind = lock(&self.ctx).attached(devid)?;
+        Some(Arc::new(iommufd::DeviceDma { ctx: Arc::clone(&self.ctx), devid, bind }))
     }
 
     /// A group joined this context as its container

@@ -204,8 +204,7 @@ impl Type1 {
             info.put_u32(0, (INFO_SIZE + caps.len()) as u32);
             user.head(minsz)
         } else {
-            let mut chain = Raw::zeroed(0);
-            chain.put(0, &caps);
+            let mut chain = Raw::from_slice(&caps);
             shift_chain(&mut chain, INFO_SIZE);
             info.put_u32(INFO_CAP_OFFSET, INFO_SIZE as u32);
             let mut out = user.head(INFO_SIZE + caps.len());

@@ -87,3 +87,23 @@ fn device_dma_follows_attach_detach_and_copies() {
     assert_eq!(space.dma_read(0x9000_0008, &mut b), Err(Errno::FAULT), "detached");
     assert!(fd.dma_space(dev).is_none());
 }
+
+#[test]
+fn a_handle_of_an_unbound_device_does_not_reach_the_next_one_with_its_id() {
+    let fd = Iommufd::new();
+    let mem = FakeMem::new(BASE, PAGE as usize);
+    let out = fd.ioctl(IOMMU_IOAS_ALLOC, &Buf::new(12).u32(0, 12).arg(), caller(&mem)).unwrap().out;
+    let ioas = super::u32_at(&out, 8);
+    let rw = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_READABLE | IOMMU_IOAS_MAP_WRITEABLE;
+    let map = Buf::new(40).u32(0, 40).u32(4, rw).u32(8, ioas).u64(16, BASE).u64(24, PAGE).u64(32, IOVA);
+    fd.ioctl(IOMMU_IOAS_MAP, &map.arg(), caller(&mem)).unwrap();
+    let old = fd.bind_device();
+    fd.attach(old, ioas).unwrap();
+    let stale = fd.dma_space(old).unwrap();
+    fd.unbind_device(old);
+    let new = fd.bind_device();
+    assert_eq!(new, old, "the id is reused");
+    fd.attach(new, ioas).unwrap();
+    assert_eq!(stale.dma_read(IOVA, &mut [0; 4]), Err(Errno::FAULT));
+    fd.dma_space(new).unwrap().dma_read(IOVA, &mut [0; 4]).unwrap();
+}

@@ -97,6 +97,8 @@ fn calls_it_does_not_know_are_enotty() {
     for req in [0x3b89, 0x3b8a, 0x3b8f, 0x3b9f, 0x4b81, 0x3b60, 0x3b75] {
         assert_eq!(errno(c.call(req, Buf::new(64).u32(0, 64))), Errno::NOTTY, "{req:#x}");
     }
+    // Past the iommufd numbers the argument travels as a value.
+    assert_eq!(c.fd.ioctl(0x3ba0, &IoctlArg::Value(0), caller(&c.mem)), Err(Errno::NOTTY));
 }
 
 #[test]
