@@ -376,7 +376,7 @@ impl Ctx {
     /// # Errors
     ///
     /// `ENODEV` when there is none.
-    pub(super) fn compat_ioas_id(&self) -> Result<u32, Errno> {
+    pub(crate) fn compat_ioas_id(&self) -> Result<u32, Errno> {
         match self.vfio_ioas {
             Some(id) if matches!(self.objects.get(&id), Some(Object::Ioas(_))) => Ok(id),
             _ => Err(Errno::NODEV),

@@ -288,4 +288,15 @@ impl Iommufd {
     pub fn compat_ioas_create(&self) -> u32 {
         lock(&self.ctx).compat_ioas_create()
     }
+
+    /// The compatibility IOAS a group-path device attaches to when it is
+    /// opened (`iommufd_vfio_compat_ioas_get_id`).
+    ///
+    /// # Errors
+    ///
+    /// `ENODEV` when there is none (the program destroyed it, or cleared
+    /// it with `IOMMU_VFIO_IOAS`): the device open fails with it.
+    pub fn compat_ioas_id(&self) -> Result<u32, Errno> {
+        lock(&self.ctx).compat_ioas_id()
+    }
 }

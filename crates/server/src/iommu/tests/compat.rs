@@ -195,6 +195,8 @@ fn a_bar_mmap_maps_through_type1_but_not_through_iommufd() {
 fn destroying_the_compatibility_ioas_takes_the_container_calls_with_it() {
     let c = Ctx::with_group();
     let id = c.fd.compat_ioas_create();
+    assert_eq!(c.fd.compat_ioas_id(), Ok(id));
     c.call(IOMMU_DESTROY, &Buf::new(8).u32(0, 8).u32(4, id).arg()).unwrap();
     assert_eq!(errno(c.map(RW, BASE, IOVA, PAGE)), Errno::NODEV);
+    assert_eq!(c.fd.compat_ioas_id(), Err(Errno::NODEV), "a device opened now fails");
 }
