@@ -53,6 +53,27 @@ impl PhysMemory {
         Ok(Self { fd, name: name.to_owned(), base, len })
     }
 
+    /// Adopts a memfd that another process created and populated (received
+    /// with `SCM_RIGHTS`): `[base, base + len)` are its pages. Nothing is
+    /// allocated or populated here; the creator did that.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` if `base` or `len` is not page aligned, `len` is 0, the end
+    /// overflows, or the file is shorter than `base + len` (`fstat`'s
+    /// errno if it cannot be asked).
+    pub fn from_fd(fd: OwnedFd, name: &str, base: PhysAddr, len: u64) -> Result<Self, MmError> {
+        let end = base.0.checked_add(len).ok_or(MmError::Invalid("physical range overflows"))?;
+        if len == 0 || !base.is_page_aligned() || len % PAGE_SIZE != 0 {
+            return Err(MmError::Invalid("physical memory must be non-empty and page aligned"));
+        }
+        let size = rustix::fs::fstat(&fd).map_err(MmError::sys("fstat"))?.st_size;
+        if u64::try_from(size).map_or(true, |s| s < end) {
+            return Err(MmError::Invalid("memory file is shorter than the range it holds"));
+        }
+        Ok(Self { fd, name: name.to_owned(), base, len })
+    }
+
     /// The memfd's name (shown as `/memfd:<name>` in `/proc/self/maps`).
     pub fn name(&self) -> &str {
         &self.name

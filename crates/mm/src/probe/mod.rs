@@ -27,13 +27,16 @@
 //! until the access is over: what the raw probes' `# Safety` sections ask.
 #![allow(unsafe_code)]
 
+mod chain;
 mod emulate;
 mod mapped;
 pub(crate) mod raw;
 pub(crate) mod traps;
 
+pub use chain::{program_sigaction, use_sigaction, SigactionFn};
 pub(crate) use mapped::lock_for_update;
-pub(crate) use raw::{install_fault_handler, reassert_sigbus_handler};
+pub use raw::install_fault_handler;
+pub(crate) use raw::reassert_sigbus_handler;
 pub use traps::trap_geometry;
 
 /// `si_code` of a SIGSEGV for an address with no mapping.

@@ -6,12 +6,12 @@
 //! each access is one instruction at a known address. The handler, installed
 //! once, checks whether the faulting instruction is one of ours; if so it
 //! resumes at the instruction after it, with the signal's number, code and
-//! address in the return registers. Any other SIGBUS or SIGSEGV is passed to
-//! the handler installed before ours (Rust's own stack-overflow handler, or
-//! the default action), so real crashes still crash. A SIGBUS it does not
-//! take first goes to the emulation of register accesses (`emulate`); a
-//! program's SIGBUS handler installed after ours is put behind it by
-//! [`reassert_sigbus_handler`] before each register mapping.
+//! address in the return registers. Any other SIGBUS or SIGSEGV goes to the
+//! program's recorded action (`chain`: the handler installed before ours,
+//! such as Rust's own stack-overflow handler, those the program installs
+//! afterwards, or the default action), so real crashes still crash. A
+//! SIGBUS it does not take first goes to the emulation of register accesses
+//! (`emulate`).
 //!
 //! # Safety
 //!
@@ -24,8 +24,7 @@
 //! Rust reference to the target memory (STYLE §4.6).
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::{Mutex, Once};
+use std::sync::Once;
 
 use super::{AccessFault, Width};
 
@@ -110,22 +109,7 @@ extern "sysv64" {
     static vfio_dmabuf_probe_table: [usize; 18];
 }
 
-/// The action each signal had before ours, null until ours is installed.
-/// Each is leaked, never freed: a handler may be reading an older one while
-/// [`reassert_sigbus_handler`] replaces it.
-static PREV_BUS: AtomicPtr<libc::sigaction> = AtomicPtr::new(std::ptr::null_mut());
-static PREV_SEGV: AtomicPtr<libc::sigaction> = AtomicPtr::new(std::ptr::null_mut());
 static INSTALL: Once = Once::new();
-/// Serialises the re-installs of the SIGBUS handler.
-static REASSERT: Mutex<()> = Mutex::new(());
-
-fn previous(signo: libc::c_int) -> &'static AtomicPtr<libc::sigaction> {
-    if signo == libc::SIGBUS {
-        &PREV_BUS
-    } else {
-        &PREV_SEGV
-    }
-}
 
 /// Looks up the resume address for a faulting instruction pointer.
 fn fixup_for(rip: usize) -> Option<usize> {
@@ -161,91 +145,56 @@ extern "C" fn on_fault(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut
             gregs[libc::REG_RDX as usize] = (1 | (code << 8) | ((signo as u64) << 24)) as i64;
             return;
         }
-        // (c) Not ours: whoever handled the signal before us.
-        chain(signo, info, ctx);
+        // (c) Not ours: the program's own action (or whoever handled the
+        // signal before us), as the kernel would have run it.
+        super::chain::deliver(signo, info, ctx);
     }
 }
 
-/// Passes a signal that is not ours to whoever handled it before us.
-///
-/// # Safety
-///
-/// Must be called from the signal handler with the arguments it received.
-unsafe fn chain(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    let prev = previous(signo).load(Ordering::Acquire);
-    if prev.is_null() {
-        return;
-    }
-    // SAFETY: a non-null pointer is a leaked `sigaction`, never freed.
-    let prev = unsafe { &*prev };
-    let handler = prev.sa_sigaction;
-    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
-        // Restore the default action and return: the instruction faults
-        // again and the process dies with the right signal, as it would have.
-        // SAFETY: signal(2) is async-signal-safe.
-        unsafe { libc::signal(signo, libc::SIG_DFL) };
-    } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
-        // SAFETY: the previous handler was registered with SA_SIGINFO, so it
-        // has this signature.
-        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-            unsafe { std::mem::transmute(handler) };
-        f(signo, info, ctx);
-    } else {
-        // SAFETY: a handler registered without SA_SIGINFO takes the signal number.
-        let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(handler) };
-        f(signo);
-    }
-}
-
-/// Installs ours for `signo`, recording the action it replaces as the one
-/// to chain to (unless that is ours already: chaining to ourselves would
-/// recurse).
-fn install(signo: libc::c_int) {
-    // SAFETY: sigaction(2) with a zeroed struct then filled fields; the
-    // handler is async-signal-safe (see `on_fault` and `emulate`).
+/// Our action for `signo`.
+fn ours(signo: libc::c_int) -> libc::sigaction {
+    // SAFETY: a zeroed sigaction then filled fields; the handler is
+    // async-signal-safe (see `on_fault` and `emulate`).
     unsafe {
         let mut act: libc::sigaction = std::mem::zeroed();
         act.sa_sigaction = on_fault as *const () as usize;
         // SIGBUS runs on the thread's own stack: emulating a register
         // access needs more stack than an alternate signal stack (sized for
-        // reporting a stack overflow, which is a SIGSEGV) offers.
+        // reporting a stack overflow, which is a SIGSEGV) offers. A
+        // program's handler that asked for its alternate stack is moved
+        // there when it is called (`chain`).
         act.sa_flags = libc::SA_SIGINFO | libc::SA_NODEFER;
         if signo == libc::SIGSEGV {
             act.sa_flags |= libc::SA_ONSTACK;
         }
         libc::sigemptyset(&mut act.sa_mask);
-        let mut old: libc::sigaction = std::mem::zeroed();
-        if libc::sigaction(signo, &act, &mut old) == 0 && old.sa_sigaction != on_fault as *const () as usize {
-            previous(signo).store(Box::into_raw(Box::new(old)), Ordering::Release);
-        }
+        act
     }
 }
 
-/// Installs the process-wide handler once (idempotent, thread-safe).
-pub(crate) fn install_fault_handler() {
+/// Installs the process-wide handler once (idempotent, thread-safe). The
+/// actions it replaces become the program's recorded ones (`chain`).
+pub fn install_fault_handler() {
     INSTALL.call_once(|| {
         // Before the first trap can reach the handler: building the
         // decoder allocates.
         super::emulate::prepare();
-        install(libc::SIGSEGV);
-        install(libc::SIGBUS);
+        for signo in [libc::SIGSEGV, libc::SIGBUS] {
+            if let Err(e) = super::chain::install(signo, &ours(signo)) {
+                tracing::error!(signo, %e, "cannot install the fault handler");
+            }
+        }
     });
 }
 
-/// Puts our SIGBUS handler back in front when the program installed its own
-/// after ours (register mappings need it: their accesses trap), chaining to
-/// the program's from now on. Called before each register mapping is made.
+/// Puts our SIGBUS handler back in front when something installed another
+/// without going through [`super::program_sigaction`] (register mappings
+/// need it: their accesses trap), chaining to that one from now on. Called
+/// before each register mapping is made.
 pub(crate) fn reassert_sigbus_handler() {
     install_fault_handler();
-    let _one = REASSERT.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: sigaction(2) reading the current action into a zeroed struct.
-    let current = unsafe {
-        let mut cur: libc::sigaction = std::mem::zeroed();
-        libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut cur);
-        cur.sa_sigaction
-    };
-    if current != on_fault as *const () as usize {
-        install(libc::SIGBUS);
+    if let Err(e) = super::chain::reassert(libc::SIGBUS, &ours(libc::SIGBUS)) {
+        tracing::error!(%e, "cannot reinstall the SIGBUS handler");
     }
 }
 
