@@ -79,7 +79,7 @@ pub(crate) fn open(path: &[u8]) -> Option<Result<Stream, Errno>> {
         let dir_ino = stat::ino(&dir);
         let mut entries = vec![
             Entry { name: b".".to_vec(), d_type: libc::DT_DIR, ino: dir_ino },
-            Entry { name: b"..".to_vec(), d_type: libc::DT_DIR, ino: stat::ino(paths_parent(&dir)) },
+            Entry { name: b"..".to_vec(), d_type: libc::DT_DIR, ino: stat::ino(paths::parent(&dir)) },
         ];
         for (name, node) in nodes {
             let ino = stat::ino(&format!("{}/{name}", dir.trim_end_matches('/')));
@@ -88,11 +88,4 @@ pub(crate) fn open(path: &[u8]) -> Option<Result<Stream, Errno>> {
         let stand_in = rustix::fs::open("/", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
         Ok(Stream { entries, pos: 0, stand_in: pool::move_high(stand_in) })
     }))
-}
-
-fn paths_parent(dir: &str) -> &str {
-    match dir.rfind('/') {
-        Some(0) | None => "/",
-        Some(i) => &dir[..i],
-    }
 }

@@ -166,14 +166,8 @@ fn place(
         aspace.mmap(req(None))
     }
     .map_err(|e| e.errno())?;
-    let _ = mapping.placed.set(Placed {
-        vm_pgoff: plan.vm_pgoff,
-        pieces,
-        ops,
-        mmio,
-        path: plan.path,
-        inode: plan.inode,
-    });
+    let _ =
+        mapping.placed.set(Placed { vm_pgoff: plan.vm_pgoff, pieces, ops, mmio, path: plan.path, inode: plan.inode });
     tracing::debug!(va = format_args!("{:#x}", va.0), len = plan.len, mapping = mapping.id, "mapped");
     Ok(va.0)
 }

@@ -84,7 +84,8 @@ fn lookup(p: &Process, path: &str) -> Result<Node, Errno> {
     }
 }
 
-fn parent(path: &str) -> &str {
+/// The directory holding `path` (`/` for a top-level entry).
+pub(crate) fn parent(path: &str) -> &str {
     match path.rfind('/') {
         Some(0) | None => "/",
         Some(i) => &path[..i],
@@ -177,13 +178,16 @@ pub(crate) fn realpath(path: &[u8]) -> Option<Result<String, Errno>> {
     Some(resolve(p, &path, true).map(|(c, _)| c))
 }
 
+/// A directory's canonical path and its entries' names and nodes.
+pub(crate) type Listing = (String, Vec<(String, Node)>);
+
 /// The entries of a served directory: its canonical path and, for each
 /// entry, its name and node (links not followed).
 ///
 /// # Errors
 ///
 /// `ENOTDIR` when the path is not a directory; as [`resolve`] otherwise.
-pub(crate) fn list(path: &[u8]) -> Option<Result<(String, Vec<(String, Node)>), Errno>> {
+pub(crate) fn list(path: &[u8]) -> Option<Result<Listing, Errno>> {
     let (p, path) = served(libc::AT_FDCWD, path)?;
     Some(resolve(p, &path, true).and_then(|(dir, node)| {
         let Node::Dir(names) = node else { return Err(Errno::NOTDIR) };
@@ -287,7 +291,10 @@ mod tests {
     #[test]
     fn dots_and_slashes_fold_and_relative_paths_are_not_ours() {
         assert_eq!(normalize(b"/dev//vfio/./3").as_deref(), Some("/dev/vfio/3"));
-        assert_eq!(normalize(b"/sys/bus/pci/devices/0000:00:03.0/../0000:00:04.0/").as_deref(), Some("/sys/bus/pci/devices/0000:00:04.0"));
+        assert_eq!(
+            normalize(b"/sys/bus/pci/devices/0000:00:03.0/../0000:00:04.0/").as_deref(),
+            Some("/sys/bus/pci/devices/0000:00:04.0")
+        );
         assert_eq!(normalize(b"/..").as_deref(), Some("/"));
         assert_eq!(normalize(b"dev/vfio"), None);
     }

@@ -77,20 +77,21 @@ pub(crate) fn move_high(fd: OwnedFd) -> OwnedFd {
 }
 
 /// A connected, not yet greeted, socket to the server. Raw system calls
-/// only: async-signal-safe.
+/// only, and no log (the caller logs where it may): async-signal-safe.
+///
+/// # Errors
+///
+/// The errno of `socket` or `connect` (`ENOENT`, `ECONNREFUSED` when the
+/// server is gone).
 pub(crate) fn connect(addr: &SocketAddrUnix) -> Result<OwnedFd, Errno> {
     let sock = rustix::net::socket_with(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)?;
     loop {
         match rustix::net::connect(&sock, addr) {
-            Ok(()) => break,
+            Ok(()) => return Ok(move_high(sock)),
             Err(Errno::INTR) => continue,
-            Err(e) => {
-                tracing::warn!(%e, "cannot connect to the server");
-                return Err(Errno::IO);
-            }
+            Err(e) => return Err(e),
         }
     }
-    Ok(move_high(sock))
 }
 
 /// A greeted control connection opened from a signal handler: no
@@ -99,7 +100,7 @@ pub(crate) fn connect(addr: &SocketAddrUnix) -> Result<OwnedFd, Errno> {
 /// allows).
 pub(crate) fn connect_small(addr: &SocketAddrUnix, token: u64) -> Result<OwnedFd, Errno> {
     let conn = connect(addr)?;
-    wire::transport::send_small(conn.as_fd(), &Request::Hello { token, role: Role::Control }).map_err(wire_errno)?;
+    wire::transport::send_small(conn.as_fd(), &Request::Hello { token, role: Role::Control }).map_err(|_| Errno::IO)?;
     let mut buf = [0u8; 16];
     loop {
         match rustix::net::recv(&conn, &mut buf, RecvFlags::empty()) {

@@ -67,7 +67,9 @@ pub(crate) fn init() {
         let filter = tracing_subscriber::EnvFilter::try_from_env("VFIO_DMABUF_LOG")
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
         // Another subscriber of this library's own copy cannot exist yet.
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let _ =
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).try_init();
     }
 }
 
@@ -175,7 +177,11 @@ impl Process {
     ///
     /// The server's errno; `EIO` when the server cannot be reached or
     /// answers something that does not decode.
-    pub(crate) fn call(&self, req: &Request, fds: &[std::os::fd::BorrowedFd<'_>]) -> Result<(Reply, Vec<OwnedFd>), Errno> {
+    pub(crate) fn call(
+        &self,
+        req: &Request,
+        fds: &[std::os::fd::BorrowedFd<'_>],
+    ) -> Result<(Reply, Vec<OwnedFd>), Errno> {
         let conn = match self.pool.take() {
             Some(c) => c,
             None => self.connect(Role::Control)?,
@@ -199,7 +205,10 @@ impl Process {
 
     /// A new connection of `role`, greeted.
     pub(crate) fn connect(&self, role: Role) -> Result<OwnedFd, Errno> {
-        let conn = pool::connect(&self.config.socket)?;
+        let conn = pool::connect(&self.config.socket).map_err(|e| {
+            tracing::warn!(%e, "cannot connect to the server");
+            Errno::IO
+        })?;
         wire::transport::send(&conn, &Request::Hello { token: self.token, role }, &[]).map_err(pool::wire_errno)?;
         match wire::transport::recv::<Reply>(&conn).map_err(pool::wire_errno)?.0 {
             Reply::Hello { bdfs, .. } => {

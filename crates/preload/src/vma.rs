@@ -16,7 +16,7 @@
 //! notification that revokes takes the write lock, which waits for the
 //! faults in flight, then zaps what they mapped. So once the process has
 //! acknowledged a revoke, no page of the mapping is mapped and every later
-//! fault sees `allowed == false` (spec §6.2's "no access after revoke", as
+//! fault sees `allowed == false` (spec §6.2.3, "no PTE outlives a revoke", as
 //! the in-process `BarVma` keeps it with `memory_lock`). An un-revoke zaps
 //! too, clearing the poison markers earlier faults left.
 //!
@@ -79,7 +79,11 @@ impl Placed {
         for p in &self.pieces {
             let (s, e) = (at.max(from), (at + p.len).min(to));
             if s < e {
-                out.push(MapPiece { memory: p.memory.clone(), paddr: page::PhysAddr(p.paddr.0 + (s - at)), len: e - s });
+                out.push(MapPiece {
+                    memory: p.memory.clone(),
+                    paddr: page::PhysAddr(p.paddr.0 + (s - at)),
+                    len: e - s,
+                });
             }
             at += p.len;
         }

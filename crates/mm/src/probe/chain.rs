@@ -14,7 +14,7 @@
 //!   action becomes `SIG_DFL` and the handler returns; a fault then happens
 //!   again and kills the process with the right signal (the kernel forces
 //!   the default action for an ignored synchronous fault, too). A signal
-//!   sent by `kill` (si_code ≤ 0) is raised again instead, or dropped when
+//!   sent by `kill` (`si_code` ≤ 0) is raised again instead, or dropped when
 //!   ignored.
 //! - A handler: called with the signal mask the kernel would have set
 //!   (its `sa_mask`, plus the signal itself unless `SA_NODEFER`), on the
@@ -54,8 +54,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering}
 use rustix::io::Errno;
 
 /// The signature of `sigaction(2)`.
-pub type SigactionFn =
-    unsafe extern "C" fn(libc::c_int, *const libc::sigaction, *mut libc::sigaction) -> libc::c_int;
+pub type SigactionFn = unsafe extern "C" fn(libc::c_int, *const libc::sigaction, *mut libc::sigaction) -> libc::c_int;
 
 /// The `sigaction` to reach the kernel with (0: the C library's, as linked).
 static KERNEL_SIGACTION: AtomicUsize = AtomicUsize::new(0);
@@ -150,7 +149,11 @@ impl Recorded {
     const fn new() -> Self {
         Recorded {
             slots: [const {
-                Slot { handler: AtomicUsize::new(0), flags: AtomicI32::new(0), mask: [const { AtomicU64::new(0) }; MASK_WORDS] }
+                Slot {
+                    handler: AtomicUsize::new(0),
+                    flags: AtomicI32::new(0),
+                    mask: [const { AtomicU64::new(0) }; MASK_WORDS],
+                }
             }; SLOTS],
             current: AtomicUsize::new(0),
             writing: AtomicBool::new(false),
