@@ -9,6 +9,7 @@
 
 pub mod bench;
 pub mod devices;
+pub mod exec;
 pub mod inspect;
 pub mod report;
 pub mod scenario;

@@ -89,6 +89,21 @@ demo's device is served: an edu-plus at 0000:00:03.0 (cdev vfio0, group 0).",
         #[arg(long)]
         socket: PathBuf,
     },
+    /// Run an unmodified, dynamically linked program against emulated devices (a private server and the
+    /// preload library).
+    #[command(
+        after_help = "Examples:\n  vfio-dmabuf exec -- ./my-driver 0000:00:03.0      # the demo's edu-plus, group 0\n  vfio-dmabuf exec --devices devices.toml -- qemu-system-x86_64 -M q35 -device vfio-pci,host=0000:00:03.0 ...\n\ndevices.toml holds [devices.<id>] tables as in scenario files, each with an optional `group = N`. \
+The program's exit status is exec's (128 + N when signal N killed it). VFIO_DMABUF_LOG=debug logs the server and \
+the preload library to stderr; VFIO_DMABUF_PRELOAD names the library if it is not next to this binary. See docs/exec.md."
+    )]
+    Exec {
+        /// Devices file; the demo's device (edu-plus at 0000:00:03.0, group 0) when absent.
+        #[arg(long)]
+        devices: Option<PathBuf>,
+        /// The program and its arguments (after `--`).
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        program: Vec<std::ffi::OsString>,
+    },
     /// Run a scenario (default: the built-in seed) and draw the state it leaves: BARs, buffers, VMAs.
     #[command(
         after_help = "Example:\n  vfio-dmabuf inspect scenarios/t14-two-range-buffer.toml\n  vfio-dmabuf inspect --json"
@@ -186,6 +201,15 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Demo { json: false }) {
+        Command::Exec { devices, program } => {
+            return match vfio_dmabuf::exec::run(devices.as_deref(), &program) {
+                Ok(status) => ExitCode::from(status),
+                Err(e) => {
+                    print_error_chain(&e);
+                    ExitCode::from(if e.is_unsupported() { EXIT_SKIP } else { 1 })
+                }
+            }
+        }
         Command::Run { files, json, narrate } => (|| {
             let mut failed = 0;
             for f in &files {
