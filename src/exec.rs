@@ -197,7 +197,7 @@ pub fn elf_has_interpreter(bytes: &[u8]) -> Option<bool> {
     Some(types.contains(&PT_INTERP) && types.contains(&PT_DYNAMIC))
 }
 
-/// Refuses a kernel without userfaultfd MINOR_SHMEM and POISON (what every
+/// Refuses a kernel without userfaultfd `MINOR_SHMEM` and `POISON` (what every
 /// mapping of the program needs), by making the address space the preload
 /// library will make.
 fn check_kernel() -> Result<(), ExecError> {
