@@ -24,6 +24,11 @@
 //!
 //! A panic behind the boundary cannot unwind into C: it is caught and the
 //! call fails with `EIO`.
+//!
+//! This module is the crate's only `unsafe`, split by area: this file (the
+//! C library's definitions, entering, the program's memory, descriptor
+//! slots, start and fork), `files` (paths and directory streams) and
+//! `memory` (object fds, mappings, signals).
 #![allow(unsafe_code)]
 // Unit tests build the module but export nothing (no interposition).
 #![cfg_attr(test, allow(dead_code))]
