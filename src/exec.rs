@@ -15,8 +15,9 @@
 //!
 //! The preload library is `libvfio_dmabuf_preload.so` next to the running
 //! executable, or the file `VFIO_DMABUF_PRELOAD` names. Under `cargo run`
-//! (`CARGO` set) a missing library is built first with the same profile,
-//! so `cargo run -- exec -- ./prog` works from a clean checkout.
+//! (`CARGO` set) the library is built (or brought up to date) first with
+//! the same profile, so `cargo run -- exec -- ./prog` works from a clean
+//! checkout.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
@@ -214,10 +215,10 @@ fn preload_library() -> Result<PathBuf, ExecError> {
         std::env::current_exe().map_err(|source| ExecError::Read { path: "the running executable".into(), source })?;
     let dir = exe.parent().unwrap_or(Path::new("."));
     let lib = dir.join(PRELOAD_FILE);
-    if !lib.is_file() {
-        if let Some(cargo) = std::env::var_os("CARGO") {
-            build_preload(&cargo, dir)?;
-        }
+    // Under cargo the library is brought up to date first: it is no
+    // dependency of this binary, so `cargo run` alone builds none.
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        build_preload(&cargo, dir, !lib.is_file())?;
     }
     if lib.is_file() {
         // An absolute path: the program may change its working directory.
@@ -228,18 +229,24 @@ fn preload_library() -> Result<PathBuf, ExecError> {
 }
 
 /// `$CARGO build -p vfio-dmabuf-preload` into the target directory holding
-/// `dir` (`<target>/<profile dir>`), with that profile.
-fn build_preload(cargo: &OsStr, dir: &Path) -> Result<(), ExecError> {
+/// `dir` (`<target>/<profile dir>`), with that profile; with progress when
+/// the library is `missing`, quietly when it is only brought up to date.
+fn build_preload(cargo: &OsStr, dir: &Path, missing: bool) -> Result<(), ExecError> {
     let profile = match dir.file_name().and_then(OsStr::to_str) {
         Some("debug") | None => "dev",
         Some(p) => p,
     };
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "-p", "vfio-dmabuf-preload", "--profile", profile]);
+    if !missing {
+        cmd.arg("--quiet");
+    }
     if let Some(target) = dir.parent() {
         cmd.arg("--target-dir").arg(target);
     }
-    eprintln!("-i- building the preload library (cargo build -p vfio-dmabuf-preload --profile {profile})");
+    if missing {
+        eprintln!("-i- building the preload library (cargo build -p vfio-dmabuf-preload --profile {profile})");
+    }
     let status = cmd.status().map_err(|e| ExecError::Build(e.to_string()))?;
     if status.success() {
         Ok(())

@@ -23,28 +23,27 @@ pub fn exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_vfio-dmabuf"))
 }
 
-/// The preload library next to the binary, built once by this test
-/// process when `cargo test` did not build it (it is no dependency of the
-/// binary: linking it into anything but a preload would interpose there).
+/// The preload library next to the binary, built (or brought up to date)
+/// once per test process: it is no dependency of the binary (linking it
+/// into anything but a preload would interpose there), so `cargo test`
+/// alone may leave none, or an old one.
 pub fn preload() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
         .get_or_init(|| {
             let dir = exe().parent().expect("the binary has a directory").to_owned();
+            let target = dir.parent().expect("the profile directory has a parent");
+            let profile = match dir.file_name().and_then(|n| n.to_str()) {
+                Some("debug") | None => "dev",
+                Some(p) => p,
+            };
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-q", "-p", "vfio-dmabuf-preload", "--profile", profile, "--target-dir"])
+                .arg(target)
+                .status()
+                .unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
+            assert!(status.success(), "cargo build -p vfio-dmabuf-preload: {status}");
             let lib = dir.join(vfio_dmabuf::exec::PRELOAD_FILE);
-            if !lib.is_file() {
-                let target = dir.parent().expect("the profile directory has a parent");
-                let profile = match dir.file_name().and_then(|n| n.to_str()) {
-                    Some("debug") | None => "dev",
-                    Some(p) => p,
-                };
-                let status = Command::new(env!("CARGO"))
-                    .args(["build", "-p", "vfio-dmabuf-preload", "--profile", profile, "--target-dir"])
-                    .arg(target)
-                    .status()
-                    .unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
-                assert!(status.success(), "cargo build -p vfio-dmabuf-preload: {status}");
-            }
             assert!(lib.is_file(), "{} is missing after building it", lib.display());
             lib
         })

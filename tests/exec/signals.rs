@@ -58,3 +58,14 @@ fn with_no_handler_a_revoked_access_kills_the_process_with_sigbus() {
 fn a_sigsegv_handler_is_chained_behind_the_library_s() {
     case("segv");
 }
+
+#[test]
+fn register_accesses_are_emulated_in_a_thread_that_blocks_sigbus() {
+    case("blocked-registers");
+}
+
+#[test]
+fn a_revoked_access_in_a_thread_that_blocks_sigbus_kills_the_process_as_the_kernel_does() {
+    let out = exec(&program("signals"), &["blocked-revoked"]);
+    assert_eq!(out.status.code(), Some(KILLED_BY_SIGBUS), "{out:?}");
+}

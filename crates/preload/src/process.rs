@@ -60,6 +60,11 @@ fn config() -> Option<&'static Config> {
         .as_ref()
 }
 
+/// Whether the library is active (a server is named in the environment).
+pub(crate) fn active() -> bool {
+    config().is_some()
+}
+
 /// Called from the library's constructor: reads the environment and starts
 /// logging (to stderr, filtered by `VFIO_DMABUF_LOG`, default `warn`).
 pub(crate) fn init() {

@@ -3,6 +3,8 @@
  * RAM BAR mapping (COMMAND.MEMORY cleared) gives the real SIGBUS. */
 #include "util.h"
 
+#include <pthread.h>
+
 static struct vdev dev;
 static volatile uint64_t *page;
 
@@ -189,6 +191,39 @@ static void segv(void)
 	printf("ok segv\n");
 }
 
+/* A program that blocks SIGBUS (QEMU does, in its main thread): register
+ * accesses are still emulated, and the mask it reads back says blocked. */
+static void block_sigbus(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGBUS);
+	CHECK(pthread_sigmask(SIG_BLOCK, &set, NULL) == 0, "pthread_sigmask");
+}
+
+static void blocked_registers(void)
+{
+	block_sigbus();
+	map_page();
+	volatile uint32_t *r = map_region(dev.device, 0, 0, 0x1000, PROT_READ | PROT_WRITE);
+	CHECK(r[0] == 0x010000ed, "ID register %#x with SIGBUS blocked", r[0]);
+	sigset_t now;
+	CHECK(sigprocmask(SIG_BLOCK, NULL, &now) == 0 && sigismember(&now, SIGBUS) == 1, "SIGBUS reported blocked");
+	printf("ok blocked-registers\n");
+}
+
+/* A revoked access while the program blocks SIGBUS: the kernel's answer to
+ * a blocked fault, the default action (even with a handler). */
+static void blocked_revoked(void)
+{
+	install(SIGBUS, on_bus, 0);
+	block_sigbus();
+	map_page();
+	memory_enable(dev.device, 0);
+	(void)*page;
+	printf("ok blocked-revoked (unexpected)\n");
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IONBF, 0);
@@ -212,6 +247,10 @@ int main(int argc, char **argv)
 		dflt();
 	else if (!strcmp(c, "segv"))
 		segv();
+	else if (!strcmp(c, "blocked-registers"))
+		blocked_registers();
+	else if (!strcmp(c, "blocked-revoked"))
+		blocked_revoked();
 	else
 		CHECK(0, "unknown case %s", c);
 	return 0;

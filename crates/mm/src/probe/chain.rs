@@ -26,7 +26,10 @@
 //!   below it holds nothing (no lock, no allocation).
 //!
 //! `sigaction` reports the recorded action as the old one, so a program
-//! that saves and restores its handler never sees ours.
+//! that saves and restores its handler never sees ours. A program's wish
+//! to block SIGBUS can be kept out of the kernel's mask and recorded per
+//! thread instead ([`set_program_blocks`]), so that register accesses still
+//! trap into us from a thread that blocks it.
 //!
 //! # Storage and signal safety
 //!
@@ -43,7 +46,7 @@
 //!
 //! # Safety
 //!
-//! `unsafe` here calls `sigaction`, `pthread_sigmask`, `sigaltstack` and
+//! `unsafe` here calls `sigaction`, `rt_sigprocmask`, `sigaltstack` and
 //! `tgkill` with structs on our stack, calls the program's handler through
 //! the address it registered (with the arguments the kernel gave ours),
 //! and switches stacks with a small assembly trampoline.
@@ -203,6 +206,53 @@ impl Drop for Writer<'_> {
     }
 }
 
+thread_local! {
+    /// Signals (bit `signo - 1`) this thread's program believes blocked
+    /// while the kernel keeps them deliverable (see [`set_program_blocks`]).
+    static PROGRAM_BLOCKED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Records whether the program believes `signo` blocked in the calling
+/// thread, while the kernel's mask keeps it deliverable.
+///
+/// A preload library keeps SIGBUS deliverable whatever the program asks of
+/// `sigprocmask`/`pthread_sigmask`: a trapped register access raises a
+/// synchronous SIGBUS, and one that finds SIGBUS blocked makes the kernel
+/// kill the process (QEMU blocks SIGBUS in its main thread and reads it from
+/// a signalfd). Our handler still emulates such an access; any other SIGBUS
+/// the program believes blocked gets what the kernel gives a blocked fault,
+/// the default action (see [`deliver`]).
+pub fn set_program_blocks(signo: libc::c_int, blocked: bool) {
+    let Some(bit) = signal_bit(signo) else { return };
+    PROGRAM_BLOCKED.with(|b| b.set(if blocked { b.get() | bit } else { b.get() & !bit }));
+}
+
+/// Whether the program believes `signo` blocked in the calling thread
+/// (see [`set_program_blocks`]).
+pub fn program_blocks(signo: libc::c_int) -> bool {
+    signal_bit(signo).is_some_and(|bit| PROGRAM_BLOCKED.with(|b| b.get() & bit != 0))
+}
+
+fn signal_bit(signo: libc::c_int) -> Option<u64> {
+    (1..=64).contains(&signo).then(|| 1u64 << (signo - 1))
+}
+
+/// `rt_sigprocmask(2)` itself: the C library's may be a preload library's
+/// interposer, which must not see the masks of our own delivery.
+fn sigprocmask_raw(how: libc::c_int, set: &libc::sigset_t) {
+    // SAFETY: the kernel reads 8 bytes (its signal set) of `set`, which is
+    // a valid `sigset_t` on our stack; no old set is asked for.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            how,
+            set as *const libc::sigset_t,
+            std::ptr::null_mut::<libc::sigset_t>(),
+            8usize,
+        )
+    };
+}
+
 static BUS: Recorded = Recorded::new();
 static SEGV: Recorded = Recorded::new();
 
@@ -342,7 +392,10 @@ pub(crate) unsafe fn deliver(signo: libc::c_int, info: *mut libc::siginfo_t, ctx
     if act.handler == libc::SIG_IGN && sent {
         return;
     }
-    if act.handler == libc::SIG_DFL || act.handler == libc::SIG_IGN {
+    // A fault the program believes blocked: the kernel forces the default
+    // action on a blocked synchronous signal.
+    let blocked_fault = !sent && program_blocks(signo);
+    if act.handler == libc::SIG_DFL || act.handler == libc::SIG_IGN || blocked_fault {
         default_action(signo, r, sent);
         return;
     }
@@ -358,10 +411,9 @@ pub(crate) unsafe fn deliver(signo: libc::c_int, info: *mut libc::siginfo_t, ctx
         // SAFETY: adds a valid signal number to a set on our stack.
         unsafe { libc::sigaddset(&mut block, signo) };
     }
-    // SAFETY: pthread_sigmask(2) with a set on our stack. The mask the
-    // interrupted code had is restored by sigreturn from the context (or
-    // by siglongjmp, if the handler leaves that way).
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &block, std::ptr::null_mut()) };
+    // The mask the interrupted code had is restored by sigreturn from the
+    // context (or by siglongjmp, if the handler leaves that way).
+    sigprocmask_raw(libc::SIG_BLOCK, &block);
     let stack = if flags & libc::SA_ONSTACK != 0 { free_altstack_top() } else { None };
     // SAFETY: `handler` is the address the program registered for this
     // signal, with the signature its flags declare (three arguments with
@@ -396,14 +448,15 @@ fn default_action(signo: libc::c_int, r: &Recorded, sent: bool) {
         return;
     }
     if sent {
-        // SAFETY: unblocks and re-sends the signal to this thread; both
-        // calls take plain values or a set on our stack.
-        unsafe {
+        // SAFETY: a set on our stack, filled by sigemptyset/sigaddset.
+        let set = unsafe {
             let mut set: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut set);
             libc::sigaddset(&mut set, signo);
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-            libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::syscall(libc::SYS_gettid), signo);
-        }
+            set
+        };
+        sigprocmask_raw(libc::SIG_UNBLOCK, &set);
+        // SAFETY: re-sends the signal to this thread; plain values.
+        unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), libc::syscall(libc::SYS_gettid), signo) };
     }
 }

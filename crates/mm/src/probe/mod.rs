@@ -33,7 +33,7 @@ mod mapped;
 pub(crate) mod raw;
 pub(crate) mod traps;
 
-pub use chain::{program_sigaction, use_sigaction, SigactionFn};
+pub use chain::{program_blocks, program_sigaction, set_program_blocks, use_sigaction, SigactionFn};
 pub(crate) use mapped::lock_for_update;
 pub use raw::install_fault_handler;
 pub(crate) use raw::reassert_sigbus_handler;

@@ -7,7 +7,7 @@ use std::ffi::{c_int, c_ulong, c_void};
 use libc::{off_t, size_t, ssize_t};
 use rustix::io::Errno;
 
-use super::{answer, borrowed, enter, guarded, next, set_errno, UserPtr};
+use super::{answer, borrowed, enter, errno, guarded, next, set_errno, UserPtr};
 use crate::{fds, ioctl, maps, rw};
 
 // ---------------------------------------------------------------------------
@@ -292,4 +292,100 @@ pub unsafe extern "C" fn sysv_signal(signo: c_int, handler: libc::sighandler_t) 
         return unsafe { next::sysv_signal(signo, handler) };
     }
     fault_signal(signo, handler, libc::SA_RESETHAND | libc::SA_NODEFER, false)
+}
+
+/// `pthread_sigmask`/`sigprocmask` with SIGBUS kept deliverable: a register
+/// access traps with a synchronous SIGBUS, which the kernel would turn into
+/// a kill in a thread that blocks it. The program's wish is recorded per
+/// thread instead (`mm::probe::set_program_blocks`) and reported back in
+/// the old set; mm's delivery gives a SIGBUS the program believes blocked
+/// the default action, as the kernel does. `real` and the result give 0 or
+/// an error number.
+fn keep_sigbus(
+    how: c_int,
+    set: *const libc::sigset_t,
+    old: *mut libc::sigset_t,
+    real: impl FnOnce(c_int, *const libc::sigset_t, *mut libc::sigset_t) -> c_int,
+) -> c_int {
+    let mut local: Option<libc::sigset_t> = None;
+    let mut wants = None;
+    if !set.is_null() {
+        let mut bytes = [0u8; std::mem::size_of::<libc::sigset_t>()];
+        // SAFETY: the program passed `set` for the call to read.
+        if unsafe { UserPtr::new(set) }.read_exact(&mut bytes).is_ok() {
+            // SAFETY: a sigset_t is plain bits: any pattern is valid.
+            let mut copy = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<libc::sigset_t>()) };
+            // SAFETY: `copy` is a valid set on our stack.
+            wants = Some(unsafe { libc::sigismember(&copy, libc::SIGBUS) } == 1);
+            if how != libc::SIG_UNBLOCK {
+                // SAFETY: as above.
+                unsafe { libc::sigdelset(&mut copy, libc::SIGBUS) };
+            }
+            local = Some(copy);
+        }
+    }
+    // An unreadable set goes to the C library as it is (EFAULT).
+    let set_ptr = local.as_ref().map_or(set, |l| l as *const libc::sigset_t);
+    let was = mm::probe::program_blocks(libc::SIGBUS);
+    // SAFETY: as above.
+    let mut prev: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let r = real(how, set_ptr, if old.is_null() { std::ptr::null_mut() } else { &mut prev });
+    if r != 0 {
+        return r;
+    }
+    if !old.is_null() {
+        if was {
+            // SAFETY: `prev` is a valid set on our stack.
+            unsafe { libc::sigaddset(&mut prev, libc::SIGBUS) };
+        }
+        // SAFETY: `prev` is plain bits of its size.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&prev as *const libc::sigset_t).cast::<u8>(),
+                std::mem::size_of::<libc::sigset_t>(),
+            )
+        };
+        // SAFETY: the program passed `old` for the call to fill.
+        if unsafe { UserPtr::new(old) }.write(bytes).is_err() {
+            return libc::EFAULT;
+        }
+    }
+    if let Some(wants) = wants {
+        let blocked = match how {
+            libc::SIG_BLOCK => was || wants,
+            libc::SIG_UNBLOCK => was && !wants,
+            _ => wants,
+        };
+        mm::probe::set_program_blocks(libc::SIGBUS, blocked);
+    }
+    0
+}
+
+/// Interposed: `pthread_sigmask`, SIGBUS kept deliverable (see `keep_sigbus`).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn pthread_sigmask(how: c_int, set: *const libc::sigset_t, old: *mut libc::sigset_t) -> c_int {
+    if !crate::process::active() {
+        // SAFETY: the program's arguments, unchanged.
+        return unsafe { next::pthread_sigmask(how, set, old) };
+    }
+    // SAFETY: `keep_sigbus` passes valid sets (ours or the program's);
+    // pthread_sigmask returns the error number itself.
+    keep_sigbus(how, set, old, |h, s, o| unsafe { next::pthread_sigmask(h, s, o) })
+}
+
+/// Interposed: `sigprocmask`, SIGBUS kept deliverable (see `keep_sigbus`).
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn sigprocmask(how: c_int, set: *const libc::sigset_t, old: *mut libc::sigset_t) -> c_int {
+    if !crate::process::active() {
+        // SAFETY: the program's arguments, unchanged.
+        return unsafe { next::sigprocmask(how, set, old) };
+    }
+    // SAFETY: `keep_sigbus` passes valid sets (ours or the program's).
+    let e = keep_sigbus(how, set, old, |h, s, o| if unsafe { next::sigprocmask(h, s, o) } == 0 { 0 } else { errno() });
+    if e == 0 {
+        0
+    } else {
+        set_errno(e);
+        -1
+    }
 }

@@ -165,6 +165,8 @@ next_fns! {
     fn mremap(old: *mut c_void, old_len: size_t, new_len: size_t, flags: c_int, new: *mut c_void) -> *mut c_void;
     fn mprotect(addr: *mut c_void, len: size_t, prot: c_int) -> c_int;
     fn fork() -> pid_t;
+    fn pthread_sigmask(how: c_int, set: *const libc::sigset_t, old: *mut libc::sigset_t) -> c_int;
+    fn sigprocmask(how: c_int, set: *const libc::sigset_t, old: *mut libc::sigset_t) -> c_int;
     fn sigaction(signo: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int;
     fn signal(signo: c_int, handler: libc::sighandler_t) -> libc::sighandler_t;
     fn bsd_signal(signo: c_int, handler: libc::sighandler_t) -> libc::sighandler_t;
