@@ -22,6 +22,7 @@
 //! | `read`, `__read_chk`, `write`, `lseek`, `lseek64` | object fds we handed out (`fds`) |
 //! | `mmap`, `mmap64`, `munmap`, `mremap`, `mprotect` | object fds and our mappings (`maps`) |
 //! | `sigaction`, `signal`, `bsd_signal`, `sysv_signal` | SIGBUS and SIGSEGV (`mm::probe::program_sigaction`) |
+//! | `pthread_sigmask`, `sigprocmask` | SIGBUS stays deliverable (a register access traps with it); the program's wish is recorded per thread and reported back (`mm::probe::set_program_blocks`) |
 //! | `vfork` | runs as `fork` |
 //!
 //! # Not interposed, and why
