@@ -13,7 +13,7 @@ pub static SEEN_ADDR: AtomicU64 = AtomicU64::new(0);
 pub static SKIP: AtomicU64 = AtomicU64::new(2);
 
 /// The program's own handler: records the signal and skips the instruction.
-extern "C" fn program_handler(_signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+pub extern "C" fn program_handler(_signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes valid siginfo and ucontext to an SA_SIGINFO
     // handler; only the instruction pointer is changed.
     unsafe {
