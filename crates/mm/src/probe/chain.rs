@@ -221,7 +221,7 @@ thread_local! {
 /// kill the process (QEMU blocks SIGBUS in its main thread and reads it from
 /// a signalfd). Our handler still emulates such an access; any other SIGBUS
 /// the program believes blocked gets what the kernel gives a blocked fault,
-/// the default action (see [`deliver`]).
+/// the default action (see the module doc).
 pub fn set_program_blocks(signo: libc::c_int, blocked: bool) {
     let Some(bit) = signal_bit(signo) else { return };
     PROGRAM_BLOCKED.with(|b| b.set(if blocked { b.get() | bit } else { b.get() & !bit }));
