@@ -36,3 +36,8 @@ fn munmap_mmap_mremap_and_mprotect_treat_our_mappings_as_the_kernel_treats_pfn_m
 fn a_fork_child_gets_its_own_connections_and_an_exec_keeps_the_library() {
     check("fork");
 }
+
+#[test]
+fn an_exported_buffer_maps_through_its_fd_is_revoked_with_the_device_and_outlives_its_fd() {
+    check("dmabuf");
+}
