@@ -71,10 +71,15 @@ static const char *code_name(int signo, int code)
 	return code == SI_USER ? "SI_USER" : "another si_code";
 }
 
-void tests_init(const char *name)
+void tests_init_without_catcher(const char *name)
 {
 	prog = name;
 	setvbuf(stdout, NULL, _IOLBF, 0);
+}
+
+void tests_init(const char *name)
+{
+	tests_init_without_catcher(name);
 	install_fault_catcher();
 }
 

@@ -61,6 +61,9 @@
 /* Names the program in messages and installs the fault catcher; call first,
  * before any mapping exists. */
 void tests_init(const char *name);
+/* The same without the fault catcher, for a program that installs its own
+ * handlers (LOAD, STORE and the EXPECT_ checks need the catcher). */
+void tests_init_without_catcher(const char *name);
 /* Prints the summary line the harness looks for; returns the exit status. */
 int tests_done(void);
 

@@ -98,8 +98,9 @@ static void sysfs_of(const char *bdf, uint16_t device_id)
 	CHECK(S_ISDIR(st.st_mode), "%s is a directory (Cloud Hypervisor requires it)", path);
 	snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/vfio-dev/%s/dev", bdf, cdev);
 	read_text(path, text, sizeof(text));
-	unsigned maj, min;
-	CHECK(sscanf(text, "%u:%u", &maj, &min) == 2, "%s reads MAJOR:MINOR (%u:%u)", path, maj, min);
+	unsigned maj = 0, min = 0;
+	int fields = sscanf(text, "%u:%u", &maj, &min);
+	CHECK(fields == 2, "%s reads MAJOR:MINOR (%u:%u)", path, maj, min);
 	snprintf(path, sizeof(path), "/dev/vfio/devices/%s", cdev);
 	MUST(stat(path, &st), "stat %s", path);
 	CHECK(S_ISCHR(st.st_mode) && major(st.st_rdev) == maj && minor(st.st_rdev) == min,
