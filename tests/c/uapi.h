@@ -29,7 +29,10 @@ int cdev_open_attached(const char *bdf, int *iommufd, uint32_t *ioas, uint32_t *
 /* /dev/vfio/devices/<the vfioN of bdf> into path. */
 void cdev_path(const char *bdf, char *path, size_t len);
 
-/* An ioctl number no VFIO or iommufd file knows. */
+/* An ioctl number no VFIO or iommufd file knows, and a zeroed argument
+ * for it (the kernel never reads it; the argument is valid memory so that
+ * only the number decides the answer). */
 #define UNKNOWN_IOCTL _IO(VFIO_TYPE, VFIO_BASE + 60)
+extern uint64_t unknown_ioctl_arg[8];
 
 #endif /* VFIO_TESTS_UAPI_H */

@@ -166,7 +166,7 @@ void section_cdev(const struct uapi_args *a)
 {
 	char path[128];
 	int ifd = (int)MUST(open("/dev/iommu", O_RDWR | O_CLOEXEC), "open /dev/iommu");
-	CHECK_ERR(ioctl(ifd, _IO(IOMMUFD_TYPE, 0xff)), ENOTTY, "an unknown iommufd ioctl");
+	CHECK_ERR(ioctl(ifd, _IO(IOMMUFD_TYPE, 0xff), unknown_ioctl_arg), ENOTTY, "an unknown iommufd ioctl");
 	CHECK_EQ(ioctl(ifd, VFIO_GET_API_VERSION), VFIO_API_VERSION, "VFIO_GET_API_VERSION on /dev/iommu (the compat layer)");
 	CHECK_EQ(ioctl(ifd, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU), 1, "CHECK_EXTENSION(TYPE1v2) on /dev/iommu");
 

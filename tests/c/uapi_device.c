@@ -240,7 +240,7 @@ void section_device(const struct uapi_args *a)
 	features(d);
 	revoking_events(d, &p);
 
-	CHECK_ERR(ioctl(d, UNKNOWN_IOCTL), ENOTTY, "an unknown device ioctl");
+	CHECK_ERR(ioctl(d, UNKNOWN_IOCTL, unknown_ioctl_arg), ENOTTY, "an unknown device ioctl");
 	struct termios t;
 	CHECK_ERR(ioctl(d, TCGETS, &t), ENOTTY, "a terminal ioctl on the device fd (isatty's)");
 	close(d);

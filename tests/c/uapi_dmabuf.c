@@ -91,7 +91,7 @@ static void aliasing(int d, int buf, volatile uint32_t *bm, volatile uint32_t *d
 	CHECK_SUCCEEDS(ioctl(buf, DMA_BUF_IOCTL_SYNC, &sync), "DMA_BUF_IOCTL_SYNC end");
 	sync.flags = DMA_BUF_SYNC_START;
 	CHECK_ERR(ioctl(buf, DMA_BUF_IOCTL_SYNC, &sync), EINVAL, "DMA_BUF_IOCTL_SYNC with neither read nor write");
-	CHECK_ERR(ioctl(buf, UNKNOWN_IOCTL), ENOTTY, "an unknown ioctl on a buffer fd");
+	CHECK_ERR(ioctl(buf, UNKNOWN_IOCTL, unknown_ioctl_arg), ENOTTY, "an unknown ioctl on a buffer fd");
 }
 
 static void read_only_export(int d, volatile uint32_t *bm)

@@ -309,7 +309,7 @@ void section_legacy(const struct uapi_args *a)
 	CHECK_ERR(ioctl(c, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU), EINVAL, "SET_IOMMU before any group joined");
 	struct vfio_iommu_type1_info info = { .argsz = sizeof(info) };
 	CHECK_ERR(ioctl(c, VFIO_IOMMU_GET_INFO, &info), EINVAL, "IOMMU_GET_INFO before SET_IOMMU");
-	CHECK_ERR(ioctl(c, UNKNOWN_IOCTL), EINVAL, "an unknown container ioctl before SET_IOMMU");
+	CHECK_ERR(ioctl(c, UNKNOWN_IOCTL, unknown_ioctl_arg), EINVAL, "an unknown container ioctl before SET_IOMMU");
 
 	int groupno;
 	int g = group_open(a->ram, &groupno);
@@ -320,7 +320,7 @@ void section_legacy(const struct uapi_args *a)
 	CHECK_ERR(ioctl(g, VFIO_GROUP_GET_STATUS, &s4), EINVAL, "GET_STATUS with argsz 4");
 	CHECK_ERR(open(path, O_RDWR | O_CLOEXEC), EBUSY, "a second open of %s", path);
 	CHECK_ERR(ioctl(g, VFIO_GROUP_GET_DEVICE_FD, a->ram), EINVAL, "GET_DEVICE_FD before SET_CONTAINER");
-	CHECK_ERR(ioctl(g, UNKNOWN_IOCTL), ENOTTY, "an unknown group ioctl");
+	CHECK_ERR(ioctl(g, UNKNOWN_IOCTL, unknown_ioctl_arg), ENOTTY, "an unknown group ioctl");
 	CHECK_ERR(ioctl(g, VFIO_GROUP_UNSET_CONTAINER), EINVAL, "UNSET_CONTAINER with no container");
 	int bad = -1;
 	CHECK_ERR(ioctl(g, VFIO_GROUP_SET_CONTAINER, &bad), EBADF, "SET_CONTAINER with fd -1");
@@ -334,7 +334,7 @@ void section_legacy(const struct uapi_args *a)
 	CHECK_SUCCEEDS(ioctl(c, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU), "SET_IOMMU(TYPE1v2)");
 	CHECK_ERR(ioctl(c, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU), EINVAL, "SET_IOMMU a second time");
 	CHECK_EQ(ioctl(c, VFIO_CHECK_EXTENSION, VFIO_TYPE1v2_IOMMU), 1, "CHECK_EXTENSION(TYPE1v2) of the set IOMMU");
-	CHECK_ERR(ioctl(c, UNKNOWN_IOCTL), ENOTTY, "an unknown container ioctl once the IOMMU is set");
+	CHECK_ERR(ioctl(c, UNKNOWN_IOCTL, unknown_ioctl_arg), ENOTTY, "an unknown container ioctl once the IOMMU is set");
 	struct iova_window win = iommu_info(c);
 
 	/* A second group joins the same container, and leaves it again. */

@@ -13,6 +13,8 @@
 
 #include <unistd.h>
 
+uint64_t unknown_ioctl_arg[8];
+
 static const struct {
 	const char *name;
 	void (*run)(const struct uapi_args *a);
