@@ -124,7 +124,11 @@ fn run_under_exec(program: &str, devices: &str, args: &[&str]) {
         !hung && out.status.success() && stdout.lines().any(|l| l.starts_with(&summary)),
         "{program} {args:?} under `vfio-dmabuf exec --devices tests/c/devices/{devices}` {}:\n\
          --- stdout\n{stdout}\n--- stderr\n{stderr}",
-        if hung { format!("was still running after the {WATCHDOG:?} watchdog") } else { format!("ended with {}", out.status) },
+        if hung {
+            format!("was still running after the {WATCHDOG:?} watchdog")
+        } else {
+            format!("ended with {}", out.status)
+        },
     );
     let checks = stdout.lines().filter(|l| l.starts_with("ok ")).count();
     assert!(checks > 0, "{program} passed without a single check:\n{stdout}");
