@@ -169,16 +169,32 @@ void check_eq_at(uint64_t got, uint64_t want, const char *file, int line, const 
 	va_end(ap);
 }
 
+/*
+ * The errno checks. `failed` says whether the call failed (ret -1, or
+ * MAP_FAILED), e is the errno it left, want the errno wanted (0: success).
+ */
+static void vcheck_errno(bool failed, long ret, int e, int want, const char *file, int line, const char *fmt,
+			 va_list ap)
+{
+	char detail[160];
+	if (failed == (want != 0) && (!failed || e == want))
+		return;
+	if (!failed)
+		snprintf(detail, sizeof(detail), "succeeded (returned %#lx), want %s", ret, errno_name(want));
+	else if (!want)
+		snprintf(detail, sizeof(detail), "failed with %s (%s)", errno_name(e), strerror(e));
+	else
+		snprintf(detail, sizeof(detail), "failed with %s, want %s", errno_name(e), errno_name(want));
+	vfail(file, line, fmt, ap, detail);
+}
+
 long check_ok_at(long ret, const char *file, int line, const char *fmt, ...)
 {
 	int e = errno;
-	if (ret < 0) {
-		char detail[128];
-		va_list ap;
-		snprintf(detail, sizeof(detail), "failed with %s (%s)", errno_name(e), strerror(e));
-		va_start(ap, fmt);
-		vfail(file, line, fmt, ap, detail);
-	}
+	va_list ap;
+	va_start(ap, fmt);
+	vcheck_errno(ret < 0, ret, e, 0, file, line, fmt, ap);
+	va_end(ap);
 	return ret;
 }
 
@@ -187,14 +203,7 @@ void check_err_at(long ret, int want, const char *file, int line, const char *fm
 	int e = errno;
 	va_list ap;
 	va_start(ap, fmt);
-	if (ret != -1 || e != want) {
-		char detail[160];
-		if (ret >= 0)
-			snprintf(detail, sizeof(detail), "succeeded (returned %ld), want %s", ret, errno_name(want));
-		else
-			snprintf(detail, sizeof(detail), "failed with %s, want %s", errno_name(e), errno_name(want));
-		vfail(file, line, fmt, ap, detail);
-	}
+	vcheck_errno(ret == -1, ret, e, want, file, line, fmt, ap);
 	vpass(fmt, ap);
 	va_end(ap);
 }
@@ -202,13 +211,10 @@ void check_err_at(long ret, int want, const char *file, int line, const char *fm
 void *check_map_at(void *p, const char *file, int line, const char *fmt, ...)
 {
 	int e = errno;
-	if (p == MAP_FAILED) {
-		char detail[128];
-		va_list ap;
-		snprintf(detail, sizeof(detail), "mmap failed with %s (%s)", errno_name(e), strerror(e));
-		va_start(ap, fmt);
-		vfail(file, line, fmt, ap, detail);
-	}
+	va_list ap;
+	va_start(ap, fmt);
+	vcheck_errno(p == MAP_FAILED, (long)(intptr_t)p, e, 0, file, line, fmt, ap);
+	va_end(ap);
 	return p;
 }
 
@@ -217,14 +223,7 @@ void check_map_err_at(void *p, int want, const char *file, int line, const char 
 	int e = errno;
 	va_list ap;
 	va_start(ap, fmt);
-	if (p != MAP_FAILED || e != want) {
-		char detail[160];
-		if (p != MAP_FAILED)
-			snprintf(detail, sizeof(detail), "mmap succeeded (at %p), want %s", p, errno_name(want));
-		else
-			snprintf(detail, sizeof(detail), "mmap failed with %s, want %s", errno_name(e), errno_name(want));
-		vfail(file, line, fmt, ap, detail);
-	}
+	vcheck_errno(p == MAP_FAILED, (long)(intptr_t)p, e, want, file, line, fmt, ap);
 	vpass(fmt, ap);
 	va_end(ap);
 }
