@@ -96,23 +96,27 @@ static void vmessage(const char *prefix, const char *fmt, va_list ap)
 	printf("%s%s\n", prefix, text);
 }
 
-void pass(const char *fmt, ...)
+/* One passed check: "ok N - message". */
+static void vpass(const char *fmt, va_list ap)
 {
 	char prefix[32];
-	va_list ap;
 	snprintf(prefix, sizeof(prefix), "ok %lu - ", ++checks);
-	va_start(ap, fmt);
 	vmessage(prefix, fmt, ap);
+}
+
+void pass(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vpass(fmt, ap);
 	va_end(ap);
 }
 
 long pass_after(long ret, const char *fmt, ...)
 {
-	char prefix[32];
 	va_list ap;
-	snprintf(prefix, sizeof(prefix), "ok %lu - ", ++checks);
 	va_start(ap, fmt);
-	vmessage(prefix, fmt, ap);
+	vpass(fmt, ap);
 	va_end(ap);
 	return ret;
 }
@@ -134,13 +138,6 @@ static _Noreturn void vfail(const char *file, int line, const char *fmt, va_list
 	char text[1024];
 	vsnprintf(text, sizeof(text), fmt, ap);
 	fail_at(file, line, "%s: %s", text, detail);
-}
-
-static void vpass(const char *fmt, va_list ap)
-{
-	char prefix[32];
-	snprintf(prefix, sizeof(prefix), "ok %lu - ", ++checks);
-	vmessage(prefix, fmt, ap);
 }
 
 void check_at(int ok, const char *expr, const char *file, int line, const char *fmt, ...)

@@ -302,7 +302,8 @@ static int hot_reset(int d, uint32_t flags, const int32_t *fds, uint32_t count)
 	r->argsz = (uint32_t)(sizeof(*r) + count * sizeof(int32_t));
 	r->flags = flags;
 	r->count = count;
-	memcpy(r->group_fds, fds, count * sizeof(int32_t));
+	if (count)
+		memcpy(r->group_fds, fds, count * sizeof(int32_t));
 	return ioctl(d, VFIO_DEVICE_PCI_HOT_RESET, r);
 }
 

@@ -24,7 +24,8 @@ static int set_irqs(int d, uint32_t index, uint32_t flags, uint32_t start, uint3
 	s->index = index;
 	s->start = start;
 	s->count = count;
-	memcpy(s->data, fds, nfds * sizeof(int32_t));
+	if (nfds)
+		memcpy(s->data, fds, nfds * sizeof(int32_t));
 	return ioctl(d, VFIO_DEVICE_SET_IRQS, s);
 }
 
@@ -205,8 +206,10 @@ void section_irq(const struct uapi_args *a)
 	CHECK(p.kind == KIND_EDU, "%s is QEMU's edu", a->edu);
 	volatile uint8_t *regs = map_region(d, 0, 0, PAGE);
 	CHECK_EQ(edu_read(regs, EDU_ID), EDU_ID_MAGIC, "edu's magic through the BAR0 mapping");
+	/* Memory decode for the registers, bus mastering for MSI (a message is a
+	 * memory write by the device), INTx not disabled: a driver's set-up. */
 	uint16_t cmd = (uint16_t)cfg_read(d, CFG_COMMAND, 2);
-	cfg_write(d, CFG_COMMAND, 2, (cmd | CMD_MEMORY) & ~CMD_INTX_DISABLE);
+	cfg_write(d, CFG_COMMAND, 2, (cmd | CMD_MEMORY | CMD_MASTER) & ~CMD_INTX_DISABLE);
 
 	uint32_t msi_count;
 	irq_infos(d, &msi_count);
