@@ -100,10 +100,10 @@ static void read_only_export(int d, volatile uint32_t *bm)
 	int ro = (int)CHECK_SUCCEEDS(dmabuf_export(d, 1, O_RDONLY | O_CLOEXEC, 1, &r), "an O_RDONLY export");
 	CHECK_MAP_ERR(mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, ro, 0), EACCES,
 		      "a writable shared mmap of a read-only buffer fd");
-	volatile uint32_t *rm = MUST_MAP(mmap(NULL, PAGE, PROT_READ, MAP_SHARED, ro, 0), "read-only mmap");
+	volatile uint32_t *rm = MUST_MAP(mmap(NULL, 2 * PAGE, PROT_READ, MAP_SHARED, ro, 0), "read-only mmap");
 	CHECK_EQ(LOAD(4, &rm[0x1000 / 4], "read-only mapping"), LOAD(4, &bm[0x1000 / 4], "buffer mapping"),
 		 "a read-only mapping reads the same BAR bytes");
-	unmap((void *)rm, PAGE);
+	unmap((void *)rm, 2 * PAGE);
 	close(ro);
 }
 
@@ -116,7 +116,7 @@ static void memory_off(int d, volatile uint32_t *bm, volatile uint32_t *dm)
 	EXPECT_SIGBUS_LOAD(4, &dm[0x2004 / 4], "a load through the device-fd mapping with memory off");
 	EXPECT_SIGBUS_STORE(4, &dm[0x2004 / 4], "a store through the device-fd mapping with memory off");
 
-	volatile uint32_t *late = map_region(d, 1, 0, PAGE);
+	volatile uint32_t *late = map_region(d, 1, 0, 2 * PAGE);
 	pass("a device-fd mmap while memory is off succeeds (faults are what fail)");
 	EXPECT_SIGBUS_LOAD(4, &late[0x100 / 4], "a load through that mapping");
 	int t = dmabuf_export1(d, 1, 0, BUF_LEN);
@@ -132,7 +132,7 @@ static void memory_off(int d, volatile uint32_t *bm, volatile uint32_t *dm)
 	CHECK_EQ(LOAD(4, &tm[0x100 / 4], "buffer born revoked"), LOAD(4, &late[0x100 / 4], "late mapping"),
 		 "memory on: the buffer born revoked maps and reads BAR1");
 	unmap((void *)tm, PAGE);
-	unmap((void *)late, PAGE);
+	unmap((void *)late, 2 * PAGE);
 	close(t);
 }
 
