@@ -134,6 +134,11 @@ fn run_under_exec(program: &str, devices: &str, args: &[&str]) {
     assert!(checks > 0, "{program} passed without a single check:\n{stdout}");
 }
 
+/// One section of `vfio_uapi`, on edu and edu-plus.
+fn uapi_section(section: &str) {
+    run_under_exec("vfio_uapi", "edu.toml", &["-e", EDU, "-r", EDU_PLUS, "-s", section]);
+}
+
 #[test]
 fn c_programs_compile_warning_free_against_the_distributions_headers() {
     for p in PROGRAMS {
@@ -143,42 +148,42 @@ fn c_programs_compile_warning_free_against_the_distributions_headers() {
 
 #[test]
 fn uapi_sysfs_and_dev_nodes_lead_to_each_device() {
-    run_under_exec("vfio_uapi", "edu.toml", &["-e", EDU, "-r", EDU_PLUS, "-s", "sysfs"]);
+    uapi_section("sysfs");
 }
 
 #[test]
 fn uapi_container_and_group_calls_answer_as_the_kernel_does() {
-    run_under_exec("vfio_uapi", "edu.toml", &["-e", EDU, "-r", EDU_PLUS, "-s", "legacy"]);
+    uapi_section("legacy");
 }
 
 #[test]
 fn uapi_device_calls_config_space_and_revoking_events_answer_as_the_kernel_does() {
-    run_under_exec("vfio_uapi", "edu.toml", &["-e", EDU, "-r", EDU_PLUS, "-s", "device"]);
+    uapi_section("device");
 }
 
 #[test]
 fn uapi_edu_interrupts_reach_eventfds_as_the_kernel_delivers_them() {
-    run_under_exec("vfio_uapi", "edu.toml", &["-e", EDU, "-r", EDU_PLUS, "-s", "irq"]);
+    uapi_section("irq");
 }
 
 #[test]
 fn uapi_dma_buffers_export_map_alias_and_revoke_as_the_kernel_does() {
-    run_under_exec("vfio_uapi", "edu.toml", &["-e", EDU, "-r", EDU_PLUS, "-s", "dmabuf"]);
+    uapi_section("dmabuf");
 }
 
 #[test]
 fn uapi_hot_reset_over_groups_and_over_iommufd() {
-    run_under_exec("vfio_uapi", "edu.toml", &["-e", EDU, "-r", EDU_PLUS, "-s", "hotreset"]);
+    uapi_section("hotreset");
 }
 
 #[test]
 fn uapi_cdev_and_iommufd_calls_answer_as_the_kernel_does() {
-    run_under_exec("vfio_uapi", "edu.toml", &["-e", EDU, "-r", EDU_PLUS, "-s", "cdev"]);
+    uapi_section("cdev");
 }
 
 #[test]
 fn uapi_edu_dma_moves_bytes_through_container_and_ioas_mappings() {
-    run_under_exec("vfio_uapi", "edu.toml", &["-e", EDU, "-r", EDU_PLUS, "-s", "dma"]);
+    uapi_section("dma");
 }
 
 #[test]
