@@ -1,4 +1,4 @@
-/* Shared helpers of the project's C programs; see common.h. */
+/* The code the project's C programs share; see common.h. */
 #include "common.h"
 
 #include <fcntl.h>
@@ -577,7 +577,7 @@ int feature(int dev, uint32_t flags, const void *payload, size_t len)
 	uint64_t buf[64];
 	struct vfio_device_feature *f = (struct vfio_device_feature *)buf;
 	if (sizeof(*f) + len > sizeof(buf))
-		FAIL("feature payload of %zu bytes is too large for this helper", len);
+		FAIL("feature payload of %zu bytes is too large for this function", len);
 	memset(buf, 0, sizeof(buf));
 	f->argsz = (uint32_t)(sizeof(*f) + len);
 	f->flags = flags;
@@ -597,7 +597,7 @@ int dmabuf_export(int dev, uint32_t index, uint32_t open_flags, uint32_t nr,
 	uint64_t buf[32];
 	struct vfio_device_feature_dma_buf *get = (struct vfio_device_feature_dma_buf *)buf;
 	if (sizeof(*get) + nr * sizeof(ranges[0]) > sizeof(buf))
-		FAIL("%u ranges are too many for this helper", nr);
+		FAIL("%u ranges are too many for this function", nr);
 	memset(buf, 0, sizeof(buf));
 	get->region_index = index;
 	get->open_flags = open_flags;

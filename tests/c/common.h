@@ -1,5 +1,5 @@
 /*
- * Shared helpers of the project's C programs: checks that print one line
+ * The code the project's C programs share: checks that print one line
  * each and stop the program at the first failure with file:line, errno
  * names, a SIGBUS/SIGSEGV catcher for probed accesses, and the small VFIO
  * chores every program repeats (open a device through its group, read

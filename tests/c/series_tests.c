@@ -14,7 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* ---- shared helpers ------------------------------------------------------------ */
+/* ---- shared code --------------------------------------------------------------- */
 
 int series_open(struct series *s, const char *title)
 {
