@@ -67,7 +67,9 @@ fn build_all() -> Result<PathBuf, String> {
         Ok(out) => return Err(format!("`cc --version` failed ({}); {HOW_TO_INSTALL}", out.status)),
         Err(e) => return Err(format!("no C compiler: running `cc` failed ({e}); {HOW_TO_INSTALL}")),
     }
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("c-programs-{}", std::process::id()));
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    remove_stale_builds(tmp);
+    let dir = tmp.join(format!("c-programs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     for p in PROGRAMS {
         let out = Command::new("cc")
@@ -86,6 +88,23 @@ fn build_all() -> Result<PathBuf, String> {
         }
     }
     Ok(dir)
+}
+
+/// Removes the programs earlier test runs built (their process is gone);
+/// a run still going keeps its own. Best effort: a directory that cannot be
+/// removed only takes space.
+fn remove_stale_builds(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("c-programs-")).and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Runs `program args` under `vfio-dmabuf exec --devices tests/c/devices/<devices>`.
