@@ -4,21 +4,29 @@
 //! check runs against QEMU's own bochs-display (the ground truth) and against ours; the
 //! expected values are QEMU's (its `hw/display/bochs-display.c`).
 
-use super::machine::{Backend, Device, Machine, Options};
-use super::pci::{assert_bar_shapes, Bar, CLASS_REVISION, COMMAND, COMMAND_MEMORY, VENDOR_ID};
+use pci::catalogue::{BOCHS_DISPI_OFFSET, BOCHS_MMIO_SIZE, BOCHS_QEXT_OFFSET, BOCHS_VRAM_SIZE};
+use pci::catalogue::{PCI_VGA_QEXT_REG_BYTEORDER, PCI_VGA_QEXT_REG_SIZE};
+use pci::catalogue::{VBE_DISPI_INDEX_BPP, VBE_DISPI_INDEX_ID, VBE_DISPI_INDEX_VIDEO_MEMORY_64K, VBE_DISPI_INDEX_XRES};
+use pci::regs;
 
-const VRAM_SIZE: u64 = 16 << 20;
-/// BAR2: the bochs dispi registers, 16 bits each.
-const DISPI_ID: u64 = 0x500;
-const DISPI_XRES: u64 = 0x502;
-const DISPI_BPP: u64 = 0x506;
-const DISPI_VIDEO_MEMORY_64K: u64 = 0x514;
-/// BAR2: QEMU's extended registers, 32 bits each.
-const QEXT_SIZE: u64 = 0x600;
-const QEXT_BYTEORDER: u64 = 0x604;
-/// BAR2: a byte between the register blocks.
+use super::config::{assert_bar_shapes, Bar};
+use super::machine::{Backend, Device, Machine, Options};
+
+/// BAR2 offset of the 16-bit dispi register `index`.
+const fn dispi(index: u16) -> u64 {
+    BOCHS_DISPI_OFFSET + 2 * index as u64
+}
+
+const DISPI_ID: u64 = dispi(VBE_DISPI_INDEX_ID);
+const DISPI_XRES: u64 = dispi(VBE_DISPI_INDEX_XRES);
+const DISPI_BPP: u64 = dispi(VBE_DISPI_INDEX_BPP);
+const DISPI_VIDEO_MEMORY_64K: u64 = dispi(VBE_DISPI_INDEX_VIDEO_MEMORY_64K);
+const QEXT_SIZE: u64 = BOCHS_QEXT_OFFSET + PCI_VGA_QEXT_REG_SIZE;
+const QEXT_BYTEORDER: u64 = BOCHS_QEXT_OFFSET + PCI_VGA_QEXT_REG_BYTEORDER;
+/// BAR2: a byte between the register blocks (Linux's blanking register on std VGA).
 const HOLE: u64 = 0x400;
 
+/// QEMU's values, written out: the dispi ID and the byte-order markers.
 const DISPI_ID5: u16 = 0xb0c5;
 const BYTEORDER_LITTLE: u32 = 0x1e1e_1e1e;
 const BYTEORDER_BIG: u32 = 0xbebe_bebe;
@@ -42,15 +50,16 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 /// VRAM, BAR2 4 KiB of registers; the dispi ID and VRAM size registers.
 pub fn identity(backend: Backend) {
     let mut m = Machine::start(Device::BochsDisplay, backend, Options::default());
-    assert_eq!(m.config_read(4, VENDOR_ID), 0x1111_1234);
-    assert_eq!(m.config_read(4, CLASS_REVISION), 0x0380_0002, "class 0380, revision 2");
+    assert_eq!(m.config_read(4, regs::VENDOR_ID), 0x1111_1234);
+    assert_eq!(m.config_read(4, regs::REVISION_ID), 0x0380_0002, "class 0380, revision 2");
     let bars = m.place_and_enable();
-    let expected = [Some(Bar::mem32(VRAM_SIZE, true)), None, Some(Bar::mem32(4 << 10, false)), None, None, None];
+    let expected =
+        [Some(Bar::mem32(BOCHS_VRAM_SIZE, true)), None, Some(Bar::mem32(BOCHS_MMIO_SIZE, false)), None, None, None];
     assert_bar_shapes(&bars, &expected);
     let mmio = bars[2].map_or(0, |bar| bar.addr);
     assert_eq!(mmio, 0xe100_0000, "BAR2 follows the 16 MiB BAR0");
     assert_eq!(m.readw(mmio + DISPI_ID), DISPI_ID5);
-    assert_eq!(m.readw(mmio + DISPI_VIDEO_MEMORY_64K), (VRAM_SIZE >> 16) as u16);
+    assert_eq!(m.readw(mmio + DISPI_VIDEO_MEMORY_64K), (BOCHS_VRAM_SIZE >> 16) as u16);
     assert_eq!(m.readl(mmio + QEXT_SIZE), 8);
 }
 
@@ -76,7 +85,7 @@ pub fn vram_is_plain_memory(backend: Backend) {
     m.write_bytes(vram + 0x2003, &hex);
     assert_eq!(m.b64read(vram + 0x2003, hex.len()), hex);
 
-    let last = vram + VRAM_SIZE - 8;
+    let last = vram + BOCHS_VRAM_SIZE - 8;
     m.writeq(last, 0xfeed_face_cafe_f00d);
     assert_eq!(m.readq(last), 0xfeed_face_cafe_f00d);
 }
@@ -112,13 +121,13 @@ pub fn memory_decode_off_hides_both_bars(backend: Backend) {
     let block = pattern(64, 7);
     m.b64write(vram, &block);
     m.writel(mmio + QEXT_BYTEORDER, BYTEORDER_BIG);
-    m.command_clear(COMMAND_MEMORY);
+    m.command_clear(regs::COMMAND_MEMORY);
     assert_eq!(m.readq(vram), 0);
     assert_eq!(m.readw(mmio + DISPI_ID), 0);
     assert_eq!(m.readl(mmio + QEXT_BYTEORDER), 0);
     m.writeq(vram, u64::MAX);
     m.writel(mmio + QEXT_BYTEORDER, BYTEORDER_LITTLE);
-    m.command_set(COMMAND_MEMORY);
+    m.command_set(regs::COMMAND_MEMORY);
     assert_eq!(m.b64read(vram, block.len()), block, "VRAM intact, the write while off lost");
     assert_eq!(m.readw(mmio + DISPI_ID), DISPI_ID5);
     assert_eq!(m.readl(mmio + QEXT_BYTEORDER), BYTEORDER_BIG);
@@ -133,9 +142,9 @@ pub fn system_reset_unassigns_the_bars_and_keeps_vram(backend: Backend) {
     m.writew(mmio + DISPI_XRES, 800);
     m.writel(mmio + QEXT_BYTEORDER, BYTEORDER_BIG);
     m.system_reset();
-    assert_eq!(m.config_read(2, COMMAND) & COMMAND_MEMORY, 0);
-    assert_eq!(m.config_read(4, super::pci::BAR0) & !0xf, 0, "BAR0 is unassigned after reset");
-    assert_eq!(m.config_read(4, super::pci::BAR0 + 8) & !0xf, 0, "BAR2 is unassigned after reset");
+    assert_eq!(m.config_read(2, regs::COMMAND) & u32::from(regs::COMMAND_MEMORY), 0);
+    assert_eq!(m.config_read(4, regs::base_address(0)) & !0xf, 0, "BAR0 is unassigned after reset");
+    assert_eq!(m.config_read(4, regs::base_address(2)) & !0xf, 0, "BAR2 is unassigned after reset");
     assert_eq!(m.readw(mmio + DISPI_ID), 0, "nothing decodes at the old address");
     let bars = m.place_and_enable();
     assert_eq!((bars[0].map(|b| b.addr), bars[2].map(|b| b.addr)), (Some(vram), Some(mmio)));

@@ -272,9 +272,17 @@ impl Machine {
         let err = out.try_clone().unwrap_or_else(|e| panic!("{}: {e}", log.display()));
         command.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
         let command_line = format!("{command:?}");
-        let child = command.spawn().unwrap_or_else(|e| panic!("{command_line}: {e}"));
-        let pidfd = pidfd_open(Pid::from_child(&child), PidfdFlags::empty());
-        let process = Process { child, pidfd: pidfd.unwrap_or_else(|e| panic!("pidfd_open: {e}")), dir, reaped: None };
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("{command_line}: {e}"));
+        let pidfd = match pidfd_open(Pid::from_child(&child), PidfdFlags::empty()) {
+            Ok(pidfd) => pidfd,
+            Err(e) => {
+                // Without a pidfd there is no bounded wait: end the run before failing.
+                let _ = kill_process_group(Pid::from_child(&child), Signal::KILL);
+                let _ = child.wait();
+                panic!("pidfd_open: {e}");
+            }
+        };
+        let process = Process { child, pidfd, dir, reaped: None };
 
         let connected = (|| {
             let qmp_stream = process.accept(&qmp_listener, "QMP")?;

@@ -1,12 +1,12 @@
 //! Support for driving QEMU over qtest: the machine's processes and sockets ([`machine`]), the
-//! qtest and QMP clients ([`qtest`], [`qmp`]), PCI config cycles and BAR placement ([`pci`]),
+//! qtest and QMP clients ([`qtest`], [`qmp`]), PCI config cycles and BAR placement ([`config`]),
 //! and the device checks ([`edu`], [`bochs`]) that run against QEMU's own device models and
 //! against ours.
 
 pub mod bochs;
+pub mod config;
 pub mod edu;
 pub mod machine;
-pub mod pci;
 pub mod qmp;
 pub mod qtest;
 

@@ -1,35 +1,22 @@
 //! PCI config cycles through the legacy ports 0xcf8/0xcfc, and BAR sizing and placement as
 //! QEMU's libqos does them (QEMU v7.2.0 `tests/qtest/libqos/pci-pc.c`, `pci.c`).
 
+use pci::regs;
+
 use super::machine::Machine;
 
 /// The device under test: bus 0, device 1, function 0 (q35 with `-nodefaults` puts the first
 /// `-device` there).
 pub const DEVFN: u8 = 1 << 3;
 
-/// Config space: vendor ID (16 bits) then device ID.
-pub const VENDOR_ID: u8 = 0x00;
-/// Config space: COMMAND (16 bits).
-pub const COMMAND: u8 = 0x04;
-/// Config space: STATUS (16 bits).
-pub const STATUS: u8 = 0x06;
-/// Config space: revision (8 bits) then class code (24 bits).
-pub const CLASS_REVISION: u8 = 0x08;
-/// Config space: BAR0; BAR n is at `BAR0 + 4 * n`.
-pub const BAR0: u8 = 0x10;
-/// Config space: the first capability's offset.
-pub const CAPABILITY_LIST: u8 = 0x34;
-/// Config space: the interrupt pin (8 bits; 1 = INTA).
-pub const INTERRUPT_PIN: u8 = 0x3d;
+/// Config space: the interrupt pin (8 bits; 1 = INTA). Not among `pci::regs`: the model has
+/// no interrupts of its own there.
+pub const INTERRUPT_PIN: u64 = 0x3d;
+/// The MSI capability's ID.
+pub const CAP_ID_MSI: u8 = 0x05;
 
-/// COMMAND: decode I/O space.
-pub const COMMAND_IO: u32 = 0x1;
-/// COMMAND: decode memory space.
-pub const COMMAND_MEMORY: u32 = 0x2;
-/// COMMAND: bus master (DMA, MSI writes).
-pub const COMMAND_MASTER: u32 = 0x4;
-/// STATUS: the capability list at [`CAPABILITY_LIST`] is valid.
-const STATUS_CAP_LIST: u32 = 0x10;
+/// COMMAND: I/O, memory decoding and bus mastering, what libqos's `qpci_device_enable` sets.
+pub const COMMAND_ENABLE: u16 = regs::COMMAND_IO | regs::COMMAND_MEMORY | regs::COMMAND_MASTER;
 
 /// Where libqos starts placing memory BARs, and where 32-bit memory space ends.
 const MMIO_START: u64 = 0xe000_0000;
@@ -76,15 +63,17 @@ pub fn assert_bar_shapes(bars: &[Option<Bar>; 6], expected: &[Option<Bar>; 6]) {
     assert!(shapes_match, "BARs {bars:?}, expected the shapes {expected:?}");
 }
 
-fn config_address(offset: u8) -> u32 {
-    (1 << 31) | u32::from(DEVFN) << 8 | u32::from(offset & !3)
+/// The 0xcf8 address of the dword holding config `offset`.
+fn config_address(offset: u64) -> u32 {
+    assert!(offset < 0x100, "config offset {offset:#x} is beyond what 0xcf8 reaches");
+    (1 << 31) | u32::from(DEVFN) << 8 | (offset as u32 & !3)
 }
 
 impl Machine {
     /// A config read of `width` bytes (1, 2 or 4) at `offset`: the dword's address to 0xcf8,
     /// then the access at 0xcfc plus the offset's low bits.
-    pub fn config_read(&mut self, width: u8, offset: u8) -> u32 {
-        let data_port = 0xcfc + u16::from(offset & 3);
+    pub fn config_read(&mut self, width: u8, offset: u64) -> u32 {
+        let data_port = 0xcfc + (offset & 3) as u16;
         let read = (|| {
             self.qtest().port_out(4, 0xcf8, config_address(offset))?;
             self.qtest().port_in(width, data_port)
@@ -93,8 +82,8 @@ impl Machine {
     }
 
     /// A config write of `width` bytes (1, 2 or 4) at `offset`.
-    pub fn config_write(&mut self, width: u8, offset: u8, value: u32) {
-        let data_port = 0xcfc + u16::from(offset & 3);
+    pub fn config_write(&mut self, width: u8, offset: u64, value: u32) {
+        let data_port = 0xcfc + (offset & 3) as u16;
         let written = (|| {
             self.qtest().port_out(4, 0xcf8, config_address(offset))?;
             self.qtest().port_out(width, data_port, value)
@@ -110,16 +99,17 @@ impl Machine {
         let (mut mmio, mut pio) = (MMIO_START, PIO_START);
         let mut index = 0;
         while index < 6 {
-            let reg = BAR0 + 4 * index as u8;
+            let reg = regs::base_address(index);
             self.config_write(4, reg, u32::MAX);
             let low = self.config_read(4, reg);
             if low == 0 {
                 index += 1;
                 continue;
             }
-            let io = low & 1 != 0;
-            let is_64bit = !io && (low >> 1) & 3 == 2;
-            let mut mask = u64::from(low & if io { !0x3 } else { !0xf });
+            let io = low & regs::BASE_ADDRESS_SPACE_IO != 0;
+            let is_64bit = !io && low & regs::BASE_ADDRESS_MEM_TYPE_MASK == regs::BASE_ADDRESS_MEM_TYPE_64;
+            let flags = low & if io { 0x3 } else { !regs::BASE_ADDRESS_MEM_MASK };
+            let mut mask = u64::from(low & !flags);
             if is_64bit {
                 self.config_write(4, reg + 4, u32::MAX);
                 mask |= u64::from(self.config_read(4, reg + 4)) << 32;
@@ -135,9 +125,8 @@ impl Machine {
             if is_64bit {
                 self.config_write(4, reg + 4, (addr >> 32) as u32);
             }
-            let flags = low & if io { 0x3 } else { 0xf };
             assert_eq!(self.config_read(4, reg), addr as u32 | flags, "BAR{index} reads back its address");
-            let prefetchable = !io && low & 0x8 != 0;
+            let prefetchable = !io && low & regs::BASE_ADDRESS_MEM_PREFETCH != 0;
             bars[index] = Some(Bar { addr, size, io, prefetchable, is_64bit });
             index += if is_64bit { 2 } else { 1 };
         }
@@ -146,34 +135,36 @@ impl Machine {
 
     /// Sets COMMAND's `bits` (I/O, memory, bus master...) and reads them back, as libqos's
     /// `qpci_device_enable` does: the device must keep them.
-    pub fn command_set(&mut self, bits: u32) {
-        let command = self.config_read(2, COMMAND) | bits;
-        self.config_write(2, COMMAND, command);
-        let now = self.config_read(2, COMMAND);
+    pub fn command_set(&mut self, bits: u16) {
+        let bits = u32::from(bits);
+        let command = self.config_read(2, regs::COMMAND) | bits;
+        self.config_write(2, regs::COMMAND, command);
+        let now = self.config_read(2, regs::COMMAND);
         assert_eq!(now & bits, bits, "COMMAND {now:#06x} keeps the bits {bits:#x} just set");
     }
 
     /// Clears COMMAND's `bits` and reads back that they are clear.
-    pub fn command_clear(&mut self, bits: u32) {
-        let command = self.config_read(2, COMMAND) & !bits;
-        self.config_write(2, COMMAND, command);
-        let now = self.config_read(2, COMMAND);
+    pub fn command_clear(&mut self, bits: u16) {
+        let bits = u32::from(bits);
+        let command = self.config_read(2, regs::COMMAND) & !bits;
+        self.config_write(2, regs::COMMAND, command);
+        let now = self.config_read(2, regs::COMMAND);
         assert_eq!(now & bits, 0, "COMMAND {now:#06x} has the bits {bits:#x} just cleared");
     }
 
     /// Places the BARs and enables I/O, memory and bus mastering; returns the BARs.
     pub fn place_and_enable(&mut self) -> [Option<Bar>; 6] {
         let bars = self.place_bars();
-        self.command_set(COMMAND_IO | COMMAND_MEMORY | COMMAND_MASTER);
+        self.command_set(COMMAND_ENABLE);
         bars
     }
 
     /// The offset of the capability with ID `id`, walking the standard list.
-    pub fn find_capability(&mut self, id: u8) -> Option<u8> {
-        if self.config_read(2, STATUS) & STATUS_CAP_LIST == 0 {
+    pub fn find_capability(&mut self, id: u8) -> Option<u64> {
+        if self.config_read(2, regs::STATUS) & u32::from(regs::STATUS_CAP_LIST) == 0 {
             return None;
         }
-        let mut offset = self.config_read(1, CAPABILITY_LIST) as u8 & !3;
+        let mut offset = u64::from(self.config_read(1, regs::CAPABILITY_LIST) & !3);
         // 48 capabilities fill the 192 bytes after the header: a longer walk is a loop.
         for _ in 0..48 {
             if offset == 0 {
@@ -182,7 +173,7 @@ impl Machine {
             if self.config_read(1, offset) as u8 == id {
                 return Some(offset);
             }
-            offset = self.config_read(1, offset + 1) as u8 & !3;
+            offset = u64::from(self.config_read(1, offset + 1) & !3);
         }
         panic!("the capability list loops");
     }
