@@ -339,6 +339,10 @@ impl Machine {
         self.process.reaped = Some(status);
         // The group is empty once no process is left in it: then signal 0 finds nobody.
         let empty = rustix::process::test_kill_process_group(pgid) == Err(rustix::io::Errno::SRCH);
+        if !empty {
+            // Survivors keep the group id from being reused, so this reaches only them.
+            let _ = kill_process_group(pgid, Signal::KILL);
+        }
         (status, empty)
     }
 }

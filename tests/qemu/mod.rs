@@ -30,7 +30,7 @@ pub fn read_line(
     if let Some(deadline) = deadline {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, format!("no {waiting_for} from QEMU in time")));
+            return Err(io::Error::new(io::ErrorKind::TimedOut, format!("QEMU gave no {waiting_for} in time")));
         }
         reader.get_ref().set_read_timeout(Some(stream_timeout.map_or(left, |t| t.min(left))))?;
     }
@@ -42,11 +42,11 @@ pub fn read_line(
     match read {
         Ok(0) => Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
-            format!("QEMU closed the connection while we waited for {waiting_for}"),
+            format!("QEMU closed the connection; expected {waiting_for}"),
         )),
         Ok(_) => Ok(line.trim_end_matches('\n').to_owned()),
         Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-            Err(io::Error::new(io::ErrorKind::TimedOut, format!("no {waiting_for} from QEMU in time")))
+            Err(io::Error::new(io::ErrorKind::TimedOut, format!("QEMU gave no {waiting_for} in time")))
         }
         Err(e) => Err(e),
     }

@@ -27,7 +27,7 @@ impl Qmp {
         stream.set_write_timeout(Some(reply_timeout))?;
         let writer = stream.try_clone()?;
         let mut qmp = Qmp { reader: BufReader::new(stream), writer, events: Vec::new() };
-        let greeting = qmp.read_message("the QMP greeting", None)?;
+        let greeting = qmp.read_message("QMP greeting", None)?;
         if greeting.get("QMP").is_none() {
             return Err(io::Error::new(io::ErrorKind::InvalidData, format!("QMP greeting expected, got {greeting}")));
         }
@@ -50,7 +50,7 @@ impl Qmp {
     /// Runs the argument-less command `name` and returns its `return` value.
     pub fn execute(&mut self, name: &str) -> io::Result<Value> {
         self.send(name)?;
-        let waiting_for = format!("the answer to QMP {name}");
+        let waiting_for = format!("answer to QMP {name}");
         loop {
             let mut message = self.read_message(&waiting_for, None)?;
             if let Some(event) = message.get("event").and_then(Value::as_str) {
@@ -65,7 +65,7 @@ impl Qmp {
 
     /// Waits, up to `deadline`, for the event `name` (also one that arrived earlier).
     pub fn wait_event(&mut self, name: &str, deadline: Instant) -> io::Result<()> {
-        let what = format!("the QMP event {name}");
+        let what = format!("QMP event {name}");
         loop {
             if let Some(at) = self.events.iter().position(|event| event == name) {
                 self.events.drain(..=at);

@@ -70,7 +70,7 @@ impl Qtest {
     pub fn request(&mut self, request: &str) -> io::Result<String> {
         debug_assert!(!request.contains('\n'), "one request per line");
         self.writer.write_all(format!("{request}\n").as_bytes())?;
-        let waiting_for = format!("`{request}`");
+        let waiting_for = format!("answer to `{request}`");
         let reply = loop {
             if let Some(line) = self.read_line(&waiting_for, None)? {
                 break line;
@@ -165,7 +165,7 @@ impl Qtest {
     /// lines and of this line to the other level are consumed on the way.
     pub fn wait_irq(&mut self, line: u32, raised: bool, deadline: Instant) -> io::Result<()> {
         let wanted = IrqEvent { line, raised };
-        let what = format!("`IRQ {} {line}`", if raised { "raise" } else { "lower" });
+        let what = format!("`IRQ {} {line}` line", if raised { "raise" } else { "lower" });
         loop {
             while let Some(event) = self.irq_events.pop_front() {
                 if event == wanted {
