@@ -126,6 +126,10 @@ pub fn run(devices: Option<&Path>, program: &[OsString]) -> Result<u8, ExecError
         }
         None => preload.clone().into_os_string(),
     };
+    // Caught from before the spawn, so a signal sent as soon as the program
+    // runs is forwarded rather than ending `exec` (handled signals revert
+    // to their default action in the program at its exec).
+    let signals = catch_signals();
     let spawned = Command::new(&path)
         .arg0(name)
         .args(args)
@@ -140,7 +144,7 @@ pub fn run(devices: Option<&Path>, program: &[OsString]) -> Result<u8, ExecError
         }
     };
     tracing::info!(program = %path.display(), pid = child.id(), preload = %preload.display(), "running");
-    let forwarder = forward_signals(child.id());
+    let forwarder = signals.and_then(|s| forward_signals(s, child.id()));
     let status = child.wait();
     if let Some((h, t)) = forwarder {
         h.close();
@@ -255,16 +259,19 @@ fn build_preload(cargo: &OsStr, dir: &Path, missing: bool) -> Result<(), ExecErr
     }
 }
 
-/// Forwards the signals that end a program to `pid` until closed.
-fn forward_signals(pid: u32) -> Option<(signal_hook::iterator::Handle, std::thread::JoinHandle<()>)> {
+/// Catches the signals that end a program, to forward them.
+fn catch_signals() -> Option<signal_hook::iterator::Signals> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
-    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT]) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(%e, "cannot forward signals to the program");
-            return None;
-        }
-    };
+    signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT])
+        .map_err(|e| tracing::warn!(%e, "cannot forward signals to the program"))
+        .ok()
+}
+
+/// Forwards the caught signals to `pid` until closed.
+fn forward_signals(
+    mut signals: signal_hook::iterator::Signals,
+    pid: u32,
+) -> Option<(signal_hook::iterator::Handle, std::thread::JoinHandle<()>)> {
     let handle = signals.handle();
     let pid = Pid::from_raw(pid as i32)?;
     let thread = std::thread::Builder::new()
