@@ -3,8 +3,10 @@
 //! shared mapping of a memfd, `MADV_POPULATE_READ`, `MADV_DONTNEED`, a bare
 //! userfaultfd handler, a bare trapped access). Every figure is the median
 //! of several runs, with the min and max beside it. Section 7, register
-//! access, lives in [`register`].
+//! access, lives in [`register`]; section 8, a program under `exec`, in
+//! [`exec`].
 
+pub mod exec;
 pub mod register;
 
 use std::io::{IsTerminal, Write as _};
@@ -102,7 +104,7 @@ pub enum Target {
 /// One line of the results: ours against a baseline.
 #[derive(Debug, Clone)]
 pub struct Row {
-    /// Section number of the suite (1–7, see [`section_name`]).
+    /// Section number of the suite (1–8, see [`section_name`]).
     pub section: u32,
     /// What is measured.
     pub what: String,
@@ -207,7 +209,7 @@ fn timed(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
 pub fn run(opts: Options) -> Result<Vec<Row>> {
     let mut p = Progress {
         done: 0,
-        total: 14 + register::STEPS + register::EMULATED_STEPS,
+        total: 14 + register::STEPS + register::EMULATED_STEPS + exec::STEPS,
         tty: std::io::stderr().is_terminal(),
     };
     // (the step count above must match the `p.step` calls below)
@@ -499,6 +501,9 @@ pub fn run(opts: Options) -> Result<Vec<Row>> {
     let mut regs = register::section(opts, &mut p)?;
     register::emulated_rows(&mut regs, &mut p)?;
     rows.extend(regs.into_rows());
+
+    // 8. A program under `exec`: intercepted calls against the kernel's.
+    rows.extend(exec::section(opts, &mut p)?);
     Ok(rows)
 }
 
@@ -631,6 +636,7 @@ pub fn section_name(section: u32) -> &'static str {
         5 => "setup",
         6 => "scale",
         7 => "register access",
+        8 => "a program under exec",
         _ => "other",
     }
 }
