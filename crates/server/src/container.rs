@@ -11,7 +11,7 @@ use rustix::io::Errno;
 use wire::msg::IoctlArg;
 use wire::ObjectKind;
 
-use crate::args::{Answer, IoctlResult};
+use crate::args::{Answer, Failure, IoctlResult};
 use crate::iommu::{self, IoctlOut, ProcessMemory};
 use crate::process::Process;
 use crate::server::Shared;
@@ -75,9 +75,16 @@ impl IommufdFile {
     }
 }
 
+/// The IOMMU side's answer as the wire carries it: a call that copies back
+/// and then fails (`IOMMU_IOAS_IOVA_RANGES`'s `EMSGSIZE` with `num_iovas`,
+/// the compatibility `VFIO_IOMMU_UNMAP_DMA` with `size`) goes out as
+/// `Reply::IoctlErr`, never as a negative return value.
 fn answer(shared: &Shared, kind: ObjectKind, request: u64, r: Result<IoctlOut, Errno>) -> IoctlResult {
     match r {
-        Ok(o) => Ok(Answer { ret: o.ret, out: o.out, fd: None }),
+        Ok(o) => match o.errno() {
+            Some(e) => Err(Failure::WithOut(e, o.out)),
+            None => Ok(Answer { ret: o.ret, out: o.out, fd: None }),
+        },
         Err(Errno::NOTTY) => {
             crate::names::log_unknown(shared, kind, request);
             Err(Errno::NOTTY.into())

@@ -11,10 +11,12 @@
 //! the group.
 
 mod cdev;
+mod dma;
 mod hot_reset;
 mod ioctl;
 mod irq;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use rustix::io::Errno;
@@ -25,11 +27,12 @@ use wire::ObjectKind;
 
 use crate::args::{vfio_errno, ArgFds, IoctlResult};
 use crate::container::IommufdFile;
-use crate::group::{Group, GroupFile};
+use crate::group::{Group, GroupFile, GroupIommu};
 use crate::lock;
 use crate::object::OpenFile;
 use crate::server::{Served, Shared};
 
+pub(crate) use self::dma::DmaUsers;
 pub(crate) use self::irq::device_irq_ioctl;
 
 const VFIO_DEVICE_GET_INFO: u64 = vfio_io(107);
@@ -71,6 +74,8 @@ enum DeviceState {
 pub(crate) struct DeviceFile {
     /// Immutable.
     pub(crate) served: Arc<Served>,
+    /// Immutable. Names this file among the device's DMA users.
+    key: usize,
     /// Protected by: itself, a leaf (calls into the device run on a dup of
     /// the device handle, with it released).
     state: Mutex<DeviceState>,
@@ -79,22 +84,56 @@ pub(crate) struct DeviceFile {
 impl DeviceFile {
     /// A cdev open: not bound yet.
     pub(crate) fn cdev(served: Arc<Served>) -> Self {
-        Self { served, state: Mutex::new(DeviceState::Unbound) }
+        Self { served, key: next_key(), state: Mutex::new(DeviceState::Unbound) }
     }
 
     /// `vfio_df_group_open()`: the device opened through `group` (the
-    /// first open enables the function). With an iommufd behind the group,
-    /// the device joins it (the compatibility path).
+    /// first open enables the function), reaching memory through what the
+    /// group is attached to (`iommu`): the container's Type1 IOMMU, or an
+    /// iommufd context, where the device is bound and attached to the
+    /// compatibility IOAS (`vfio_iommufd_compat_attach_ioas()`).
     ///
     /// Deviation: each such file binds its own device object; the kernel
     /// binds once per device open count.
-    pub(crate) fn from_group(served: Arc<Served>, group: Arc<GroupFile>, iommufd: Option<Arc<IommufdFile>>) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// `ENODEV` when the context has no compatibility IOAS (the program
+    /// destroyed or cleared it); the attach's errors (`EADDRINUSE`,
+    /// `EFAULT`). The device is closed and unbound again then.
+    pub(crate) fn from_group(served: Arc<Served>, group: Arc<GroupFile>, iommu: &GroupIommu) -> Result<Self, Errno> {
+        let key = next_key();
         let fd = served.vdev.open();
-        let compat = iommufd.map(|i| {
-            let devid = i.ctx.bind_device();
-            (i, devid)
-        });
-        Self { served, state: Mutex::new(DeviceState::Group { fd, group, compat }) }
+        let (compat, space) = match iommu {
+            GroupIommu::Container(c) => (None, c.iommu.dma_space()),
+            GroupIommu::Iommufd(i) => {
+                let devid = i.ctx.bind_device();
+                if let Err(e) = i.ctx.compat_ioas_id().and_then(|ioas| i.ctx.attach(devid, ioas)) {
+                    drop(fd);
+                    i.ctx.unbind_device(devid);
+                    return Err(e);
+                }
+                (Some((Arc::clone(i), devid)), i.ctx.dma_space(devid))
+            }
+        };
+        if let Some(space) = space {
+            served.dma.attach(&served, key, space);
+        }
+        Ok(Self { served, key, state: Mutex::new(DeviceState::Group { fd, group, compat }) })
+    }
+
+    /// This bound cdev file was attached to a page table: the device's DMA
+    /// goes through it.
+    pub(crate) fn dma_attached(&self, iommufd: &IommufdFile, devid: u32) {
+        match iommufd.ctx.dma_space(devid) {
+            Some(space) => self.served.dma.attach(&self.served, self.key, space),
+            None => self.served.dma.detach(&self.served, self.key),
+        }
+    }
+
+    /// This bound cdev file was detached: the device's DMA reaches nothing.
+    pub(crate) fn dma_detached(&self) {
+        self.served.dma.detach(&self.served, self.key);
     }
 
     /// The device handle of a usable file.
@@ -186,6 +225,7 @@ impl Drop for DeviceFile {
     /// itself when it was the last file and no mapping holds one), then the
     /// device leaves its iommufd context, then the group is let go.
     fn drop(&mut self) {
+        self.served.dma.detach(&self.served, self.key);
         match std::mem::take(&mut *lock(&self.state)) {
             DeviceState::Unbound => {}
             DeviceState::Group { fd, group, compat } => {
@@ -204,6 +244,12 @@ impl Drop for DeviceFile {
             }
         }
     }
+}
+
+/// A key no other device file has.
+fn next_key() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Where reads and writes of an open file land.

@@ -196,7 +196,12 @@ impl GroupFile {
                 c.attach_group();
                 state.iommu = Some(GroupIommu::Container(Arc::clone(c)));
             }
-            Some(Object::Iommufd(i)) => state.iommu = Some(GroupIommu::Iommufd(Arc::clone(i))),
+            Some(Object::Iommufd(i)) => {
+                // iommufd_vfio_compat_ioas_create(): the IOAS the container
+                // calls act on, and the group's devices attach to.
+                i.ctx.compat_ioas_create();
+                state.iommu = Some(GroupIommu::Iommufd(Arc::clone(i)));
+            }
             _ => return Err(Errno::BADFD.into()),
         }
         drop(state);
@@ -231,17 +236,23 @@ impl GroupFile {
     fn get_device_fd(self: &Arc<Self>, shared: &Shared, arg: &IoctlArg) -> IoctlResult {
         let IoctlArg::Str(name) = arg else { return Err(Errno::FAULT.into()) };
         let served = find_device(&self.group.devices, name)?;
-        let compat = {
+        let iommu = {
             let mut state = lock(&self.state);
-            let compat = match &state.iommu {
-                Some(GroupIommu::Container(c)) if c.iommu.iommu_set() => None,
-                Some(GroupIommu::Iommufd(i)) => Some(Arc::clone(i)),
+            let iommu = match &state.iommu {
+                Some(GroupIommu::Container(c)) if c.iommu.iommu_set() => GroupIommu::Container(Arc::clone(c)),
+                Some(GroupIommu::Iommufd(i)) => GroupIommu::Iommufd(Arc::clone(i)),
                 _ => return Err(Errno::INVAL.into()),
             };
             state.devices_open += 1;
-            compat
+            iommu
         };
-        let file = DeviceFile::from_group(served, Arc::clone(self), compat);
+        let file = match DeviceFile::from_group(served, Arc::clone(self), &iommu) {
+            Ok(file) => file,
+            Err(e) => {
+                self.device_closed();
+                return Err(e.into());
+            }
+        };
         let fd = shared.objects.install(Object::Device(Arc::new(file)), Access::RDWR)?;
         Ok(Answer { ret: 0, out: Vec::new(), fd: Some(fd) })
     }

@@ -67,6 +67,9 @@ pub(crate) struct Served {
     /// Protected by: itself, a leaf. The cdev file bound to an iommufd
     /// (`VFIO_DEVICE_BIND_IOMMUFD`), for hot-reset ownership.
     pub(crate) binding: Mutex<Option<CdevBinding>>,
+    /// The IOMMU views its usable files reach; the newest is the device's
+    /// DMA port.
+    pub(crate) dma: crate::device::DmaUsers,
 }
 
 /// What every thread of the server shares.
@@ -143,7 +146,13 @@ impl Server {
         let devices: Vec<Arc<Served>> = devices
             .into_iter()
             .map(|d| {
-                Arc::new(Served { vdev: d.vdev, group: d.group, cdev_index: d.cdev_index, binding: Mutex::new(None) })
+                Arc::new(Served {
+                    vdev: d.vdev,
+                    group: d.group,
+                    cdev_index: d.cdev_index,
+                    binding: Mutex::new(None),
+                    dma: Default::default(),
+                })
             })
             .collect();
         let mut members: BTreeMap<u32, Vec<Arc<Served>>> = BTreeMap::new();

@@ -397,16 +397,23 @@ impl DeviceFd {
     /// `VFIO_DEVICE_GET_REGION_INFO`.
     ///
     /// BARs: READ|WRITE, plus MMAP for RAM BARs; a missing BAR has size 0 and
-    /// no flags. ROM (none) and VGA (not a VGA device) have size 0. CONFIG is
-    /// 4 KiB, READ|WRITE. `offset` is `index << 40`.
+    /// no flags. ROM: size 0 and no flags (no device here has a ROM BAR or a
+    /// shadow ROM, so `vfio_pci_ioctl_get_region_info()` stops at the
+    /// empty resource). CONFIG is 4 KiB, READ|WRITE. `offset` is
+    /// `index << 40`.
     ///
     /// # Errors
     ///
-    /// `EINVAL` for an index past the last region.
+    /// `EINVAL` for VGA (the kernel answers it only when `vdev->has_vga`:
+    /// a VGA-class function with `CONFIG_VFIO_PCI_VGA`, and no catalogue
+    /// device has that class) and for an index past the last region.
     pub fn region_info(&self, index: u32) -> Result<vfio_region_info, VfioError> {
         self.device().enter()?;
         if index >= VFIO_PCI_NUM_REGIONS {
             return fail(Errno::INVAL, "region index out of range");
+        }
+        if index == VFIO_PCI_VGA_REGION_INDEX {
+            return fail(Errno::INVAL, "no VGA region: not a VGA device");
         }
         let vdev = self.device();
         let rw = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;

@@ -113,9 +113,11 @@ pub(super) fn attach_detach(dev: &Arc<DeviceFile>, request: u64, arg: &IoctlArg)
     let Some((iommufd, devid)) = dev.bound_iommufd() else { return Err(Errno::INVAL.into()) };
     if !attach {
         iommufd.ctx.detach(devid);
+        dev.dma_detached();
         return Ok(Answer::zero());
     }
     let hwpt = iommufd.ctx.attach(devid, u32_at(b, 8))?;
+    dev.dma_attached(&iommufd, devid);
     let mut out = head(b, 12);
     put_u32(&mut out, 8, hwpt);
     Ok(Answer::out(out))

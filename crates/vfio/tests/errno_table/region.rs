@@ -98,3 +98,21 @@ fn region_read_of_a_bar_in_d3hot_is_eio() {
     let mut buf = [0u8; 8];
     assert_eq!(errno(fd.read(1 << 40, &mut buf)), Errno::IO);
 }
+
+#[test]
+fn region_info_of_vga_is_einval_on_a_device_that_is_not_vga() {
+    // vfio_pci_ioctl_get_region_info(): the VGA index answers only when
+    // vdev->has_vga.
+    let fx = Fixture::edu_plus();
+    let fd = fx.vdev.open();
+    assert_eq!(errno(fd.region_info(VFIO_PCI_VGA_REGION_INDEX)), Errno::INVAL);
+}
+
+#[test]
+fn region_info_of_a_missing_rom_has_size_zero_and_no_flags() {
+    let fx = Fixture::edu_plus();
+    let fd = fx.vdev.open();
+    let info = fd.region_info(VFIO_PCI_ROM_REGION_INDEX).unwrap();
+    assert_eq!((info.size, info.flags), (0, 0));
+    assert_eq!(info.offset, u64::from(VFIO_PCI_ROM_REGION_INDEX) << 40);
+}
