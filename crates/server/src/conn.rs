@@ -186,6 +186,9 @@ fn dispatch(
             }
             Err(e) => errno_reply(e),
         },
+        Request::Mapped { mapping, addr } => {
+            crate::mapping::mapped(process, mapping, addr).map_or_else(errno_reply, |()| Reply::Ok)
+        }
         Request::Unmapped { mapping } => {
             crate::mapping::unmapped(process, mapping).map_or_else(errno_reply, |()| Reply::Ok)
         }

@@ -11,6 +11,7 @@
 //!                                  ◀───  Notify{seq,mapping,allowed}   (notify connection)
 //! Ack{seq}                           ───▶
 //!                                  ◀───  Map(plan) + new memfds
+//! Mapped{mapping,addr}               ───▶  its addresses are a BAR mapping (DMA pin checks)
 //! ... revoke / un-revoke of the buffer (any thread of the server, memory_lock held):
 //!                                  ◀───  Notify{seq,mapping,allowed}
 //! zap own pages, Ack{seq}            ───▶  the revoke goes on
@@ -198,6 +199,18 @@ pub(crate) fn memfds(planned: &Planned) -> Vec<std::os::fd::BorrowedFd<'_>> {
     planned.attach.iter().map(|m| m.locate(m.base()).0).collect()
 }
 
+/// `Request::Mapped`: the process placed mapping `mapping` at `addr`.
+///
+/// # Errors
+///
+/// `EINVAL` for a mapping the process does not have, or an address that is
+/// not page aligned.
+pub(crate) fn mapped(process: &Process, mapping: u64, addr: u64) -> Result<(), Errno> {
+    let record = process.mappings.lock().unwrap_or_else(|e| e.into_inner()).get(&mapping).cloned();
+    let record = record.ok_or(Errno::INVAL)?;
+    process.memory.mapped(mapping, addr, &record.vma)
+}
+
 /// `Request::Unmapped`: the last VMA of the mapping is gone from the
 /// process; its references go.
 ///
@@ -206,6 +219,7 @@ pub(crate) fn memfds(planned: &Planned) -> Vec<std::os::fd::BorrowedFd<'_>> {
 /// `EINVAL` for a mapping the process does not have.
 pub(crate) fn unmapped(process: &Process, mapping: u64) -> Result<(), Errno> {
     let record = process.mappings.lock().unwrap_or_else(|e| e.into_inner()).remove(&mapping);
+    process.memory.unmapped(mapping);
     match record {
         // Dropped here, with no lock held: it may release the buffer and
         // close the device.

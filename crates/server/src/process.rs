@@ -159,6 +159,7 @@ impl Process {
         self.notify_closed();
         lock(&self.notify).take();
         let mappings: Vec<Arc<MappingRecord>> = lock(&self.mappings).drain().map(|(_, m)| m).collect();
+        self.memory.clear();
         if !mappings.is_empty() {
             tracing::debug!(pid = self.pid, n = mappings.len(), "process gone; its mappings are unmapped");
         }

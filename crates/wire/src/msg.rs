@@ -182,6 +182,20 @@ pub enum Request {
         /// The bytes, at most [`crate::MAX_DATA`].
         data: Vec<u8>,
     },
+    /// Mapping `mapping` (made with [`Request::Mmap`]) now starts at
+    /// `addr` in the process: sent once the process has reserved it, and
+    /// again with the new address whenever it moves (`mremap`). The server
+    /// learns which addresses are BAR mappings, so DMA map calls treat them
+    /// as the kernel treats `VM_PFNMAP` ranges and never read them as
+    /// ordinary memory. Reply: [`Reply::Ok`], or [`Reply::Err`] with
+    /// `EINVAL` for a mapping the process does not have or an address that
+    /// is not page aligned.
+    Mapped {
+        /// The process's id of the mapping.
+        mapping: u64,
+        /// Its first address in the process.
+        addr: u64,
+    },
 }
 
 /// The address of an emulated access and the geometry of the VMA holding
