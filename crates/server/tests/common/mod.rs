@@ -5,6 +5,8 @@
 // Each test binary uses its own part of these.
 #![allow(dead_code)]
 
+pub mod edu;
+
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
