@@ -1,5 +1,5 @@
 //! edu's DMA engine driven through the wire protocol: bus mastering, the
-//! INTx eventfd, the DMA registers, and the test process's own memory as
+//! `INTx` eventfd, the DMA registers, and the test process's own memory as
 //! the memory DMA mappings are made from.
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -91,7 +91,7 @@ pub fn enable_bus_master(c: &Client, dev: &OwnedFd) {
     assert_eq!(c.pwrite(dev, CONFIG + 4, &cmd.to_le_bytes()), Ok(2));
 }
 
-/// An eventfd that INTx of `dev` triggers.
+/// An eventfd that `INTx` of `dev` triggers.
 pub fn intx_eventfd(c: &Client, dev: &OwnedFd) -> OwnedFd {
     let efd = rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC).unwrap();
     // DATA_EVENTFD | ACTION_TRIGGER, INTx, one vector.
@@ -117,7 +117,7 @@ fn reg(c: &Client, dev: &OwnedFd, off: u64, value: u64) {
 /// One edu transfer of `cnt` bytes with the completion interrupt: from bus
 /// address `src` into the DMA buffer, or (`to_ram`) from the buffer to
 /// `dst`. Waits for the interrupt, acknowledges it at the device, and
-/// unmasks INTx (it masks itself when it fires).
+/// unmasks `INTx` (it masks itself when it fires).
 pub fn edu_dma(c: &Client, dev: &OwnedFd, efd: &OwnedFd, src: u64, dst: u64, cnt: u64, to_ram: bool) {
     reg(c, dev, 0x80, src);
     reg(c, dev, 0x88, dst);
