@@ -38,7 +38,15 @@
 //! objects.table, registry, Process.mappings, Process.memories_sent,
 //! GroupFile.state → ContainerFile.groups, Group.state, Served.binding      leaves:
 //!   nothing is dropped and no vfio call is made while one of them is held
+//! Served.dma (a device's DMA users)
+//!   the device's bus-master port lock      (set_dma_port; a leaf)
+//! iommu's Container state | Iommufd context   (map calls, DMA translation)
+//!   PeerMemory.bars                        (a process's BAR mappings; a leaf)
 //! ```
+//!
+//! A device's DMA port holds its container's or context's state, never the
+//! device: a transfer takes the port, then the IOMMU lock, then copies with
+//! no lock of the device held.
 //!
 //! A zap of a remote mapping waits (bounded) for a process while the
 //! revoking thread holds the device's `memory_lock` (write); the process
