@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use common::edu::*;
 use common::*;
@@ -18,18 +18,6 @@ fn bytes(w: &[u32]) -> IoctlArg {
 }
 
 const IOVA: u64 = 0x20_0000;
-
-fn set_container(c: &Client, group: &OwnedFd, target: &OwnedFd) {
-    let set = c.ioctl_fds(group, GROUP_SET_CONTAINER, bytes(&[0]), &[target.as_fd()], vec![]);
-    assert_eq!(set.map(|r| r.0).map_err(|e| e.0), Ok(0));
-}
-
-fn device_fd(c: &Client, group: &OwnedFd, bdf: &str) -> Result<OwnedFd, i32> {
-    match c.ioctl(group, GROUP_GET_DEVICE_FD, IoctlArg::Str(bdf.into())) {
-        Ok((_, _, fd)) => Ok(fd.expect("a device fd")),
-        Err((e, _)) => Err(e),
-    }
-}
 
 /// `IOMMU_IOAS_IOVA_RANGES` with an array of `n` entries at `array`.
 fn iova_ranges(c: &Client, iommufd: &OwnedFd, ioas: u32, n: u32, array: u64) -> Result<Vec<u8>, (i32, Vec<u8>)> {

@@ -54,9 +54,7 @@ fn the_legacy_path_maps_process_memory_and_edu_dma_reaches_it() {
     let group = c.open("/dev/vfio/0").unwrap();
     let (_, out, _) = c.ioctl(&group, GROUP_GET_STATUS, bytes(&[8, 0])).unwrap();
     assert_eq!(u32_at(&out, 4), 1, "viable");
-    use std::os::fd::AsFd;
-    let set = c.ioctl_fds(&group, GROUP_SET_CONTAINER, bytes(&[0]), &[container.as_fd()], vec![]);
-    assert_eq!(set.map(|r| r.0).map_err(|e| e.0), Ok(0));
+    set_container(&c, &group, &container);
     assert_eq!(c.ioctl_errno(&group, GROUP_GET_DEVICE_FD, IoctlArg::Str(EDU.into())), EINVAL, "no IOMMU yet");
     assert_eq!(c.ioctl(&container, SET_IOMMU, IoctlArg::Value(TYPE1V2)).map(|r| r.0), Ok(0));
     check_info(&c, &container);
@@ -66,8 +64,7 @@ fn the_legacy_path_maps_process_memory_and_edu_dma_reaches_it() {
     assert_eq!(map_dma(&c, &container, mem.addr(0), IOVA, 2 * PAGE), Ok(0));
     assert_eq!(map_dma(&c, &container, mem.addr(0), IOVA, 2 * PAGE), Err(libc::EEXIST), "overlapping IOVA");
 
-    let (_, _, dev) = c.ioctl(&group, GROUP_GET_DEVICE_FD, IoctlArg::Str(EDU.into())).unwrap();
-    let dev = dev.expect("a device fd");
+    let dev = device_fd(&c, &group, EDU).unwrap();
     let (_, out, _) = c.ioctl(&dev, DEVICE_GET_INFO, bytes(&[24, 0, 0, 0, 0, 0])).unwrap();
     assert_eq!((u32_at(&out, 4), u32_at(&out, 8), u32_at(&out, 12)), (3, 9, 5), "PCI|RESET, 9 regions, 5 irqs");
     assert_eq!(c.ioctl_errno(&dev, DEVICE_GET_REGION_INFO, bytes(&[32, 0, 8, 0, 0, 0, 0, 0])), EINVAL, "no VGA");
@@ -96,8 +93,7 @@ fn the_legacy_path_maps_process_memory_and_edu_dma_reaches_it() {
     c.close(dev);
     let group = c.open("/dev/vfio/0").unwrap();
     assert_eq!(map_dma(&c, &container, mem.addr(0), IOVA, PAGE), Err(EINVAL), "no IOMMU set any more");
-    let set = c.ioctl_fds(&group, GROUP_SET_CONTAINER, bytes(&[0]), &[container.as_fd()], vec![]);
-    assert_eq!(set.map(|r| r.0).map_err(|e| e.0), Ok(0));
+    set_container(&c, &group, &container);
     assert_eq!(c.ioctl(&container, SET_IOMMU, IoctlArg::Value(TYPE1V2)).map(|r| r.0), Ok(0));
     assert_eq!(map_dma(&c, &container, mem.addr(0), IOVA, 2 * PAGE), Ok(0), "the old mapping is gone");
 }
@@ -108,13 +104,11 @@ fn dma_outside_the_mappings_or_after_an_unmap_reaches_nothing() {
     let c = Client::new(&srv);
     let container = c.open("/dev/vfio/vfio").unwrap();
     let group = c.open("/dev/vfio/0").unwrap();
-    use std::os::fd::AsFd;
-    c.ioctl_fds(&group, GROUP_SET_CONTAINER, bytes(&[0]), &[container.as_fd()], vec![]).unwrap();
+    set_container(&c, &group, &container);
     c.ioctl(&container, SET_IOMMU, IoctlArg::Value(TYPE1V2)).unwrap();
     let mem = Pages::new();
     assert_eq!(map_dma(&c, &container, mem.addr(0), IOVA, PAGE), Ok(0));
-    let (_, _, dev) = c.ioctl(&group, GROUP_GET_DEVICE_FD, IoctlArg::Str(EDU.into())).unwrap();
-    let dev = dev.unwrap();
+    let dev = device_fd(&c, &group, EDU).unwrap();
     enable_bus_master(&c, &dev);
     let efd = intx_eventfd(&c, &dev);
     // An IOVA outside the mapping faults: edu still completes, nothing lands.

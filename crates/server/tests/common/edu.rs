@@ -9,7 +9,7 @@ use server::iommu::ProcessMemory;
 use server::PeerMemory;
 use wire::msg::IoctlArg;
 
-use super::{region, words, Client, CONFIG, DEVICE_SET_IRQS, WATCHDOG};
+use super::{region, words, Client, CONFIG, DEVICE_SET_IRQS, GROUP_GET_DEVICE_FD, GROUP_SET_CONTAINER, WATCHDOG};
 
 pub const PAGE: u64 = 4096;
 pub const CHECK_EXTENSION: u64 = super::io(101);
@@ -131,4 +131,18 @@ pub fn edu_dma(c: &Client, dev: &OwnedFd, efd: &OwnedFd, src: u64, dst: u64, cnt
     // DATA_NONE | ACTION_UNMASK, INTx.
     let unmask = IoctlArg::Bytes(words(&[20, 0x11, 0, 0, 1]));
     assert_eq!(c.ioctl(dev, DEVICE_SET_IRQS, unmask).map(|r| r.0).map_err(|e| e.0), Ok(0));
+}
+
+/// `VFIO_GROUP_SET_CONTAINER` of `group` to a container or an iommufd.
+pub fn set_container(c: &Client, group: &OwnedFd, target: &OwnedFd) {
+    let set = c.ioctl_fds(group, GROUP_SET_CONTAINER, IoctlArg::Bytes(words(&[0])), &[target.as_fd()], vec![]);
+    assert_eq!(set.map(|r| r.0).map_err(|e| e.0), Ok(0));
+}
+
+/// `VFIO_GROUP_GET_DEVICE_FD`.
+pub fn device_fd(c: &Client, group: &OwnedFd, bdf: &str) -> Result<OwnedFd, i32> {
+    match c.ioctl(group, GROUP_GET_DEVICE_FD, IoctlArg::Str(bdf.into())) {
+        Ok((_, _, fd)) => Ok(fd.expect("a device fd")),
+        Err((e, _)) => Err(e),
+    }
 }
