@@ -308,7 +308,7 @@ pub struct Seen {
 }
 
 /// The notify connection of a test process: a thread receives each
-/// notification, runs `before_ack` on it, acknowledges it, and reports it.
+/// notification, runs `before_ack` on it, reports it, and acknowledges it.
 pub struct Notifier {
     pub seen: Receiver<Seen>,
     thread: Option<JoinHandle<()>>,
@@ -328,10 +328,12 @@ impl Notifier {
             };
             let s = Seen { mapping, allowed };
             before_ack(s);
+            // Reported before the ack: whatever the server does once acked
+            // (reply to an mmap, return from a revoke) finds it reported.
+            let _ = tx.send(s);
             if wire::transport::send(thread_conn.as_ref(), &Request::Ack { seq }, &[]).is_err() {
                 return;
             }
-            let _ = tx.send(s);
         });
         Notifier { seen, thread: Some(thread), conn }
     }
