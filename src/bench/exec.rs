@@ -12,7 +12,7 @@
 //! - a 4 KiB device-fd `mmap` + `munmap` through the library (a server
 //!   round trip for the plan and its notification, the local mapping, and
 //!   the unmap notice), against the same pair made in-process on a device
-//!   of this process ([`DeviceFd::mmap`]), measured here in the same run.
+//!   of this process ([`vfio::DeviceFd::mmap`]), measured here in the same run.
 //!
 //! Both rows are informative: the issue sets no target for them.
 

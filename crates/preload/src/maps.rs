@@ -100,7 +100,10 @@ fn map(p: &'static Process, call: &MmapCall, fd: BorrowedFd<'_>) -> Result<u64, 
     };
     let placed = place(p, aspace, call, &mapping, plan, memfds);
     match placed {
-        Ok(va) => Ok(va),
+        Ok(va) => {
+            report_placed(p, id.0, va);
+            Ok(va)
+        }
         Err(e) => {
             release(p, id.0);
             Err(e)
@@ -170,6 +173,15 @@ fn place(
         mapping.placed.set(Placed { vm_pgoff: plan.vm_pgoff, pieces, ops, mmio, path: plan.path, inode: plan.inode });
     tracing::debug!(va = format_args!("{:#x}", va.0), len = plan.len, mapping = mapping.id, "mapped");
     Ok(va.0)
+}
+
+/// Tells the server where mapping `id` starts, so its DMA-map checks treat
+/// those addresses as a BAR mapping (`VM_PFNMAP`) and never read them as
+/// ordinary memory. A failure only costs that knowledge: logged.
+fn report_placed(p: &Process, id: u64, addr: u64) {
+    if let Err(e) = p.call_ok(&Request::Mapped { mapping: id, addr }, &[]) {
+        tracing::warn!(mapping = id, %e, "cannot tell the server where a mapping is");
+    }
 }
 
 /// Forgets mapping `id` and tells the server its buffer may go.
@@ -352,5 +364,8 @@ fn remap_to(
     };
     aspace.mmap(req).map_err(|e| e.errno())?;
     aspace.munmap(old, old_len).map_err(|e| e.errno())?;
+    // The server records a mapping by the address of its first page; the
+    // moved part lands where that page would now be.
+    report_placed(p, m.id, new.wrapping_sub(first.wrapping_mul(PAGE_SIZE)));
     Ok(new)
 }
