@@ -10,6 +10,7 @@
 //! binary (`VFIO_DMABUF_PRELOAD` names it, so `exec` never builds).
 
 mod cli;
+mod share;
 mod signals;
 mod vfio;
 
@@ -80,8 +81,18 @@ pub fn program(name: &str) -> PathBuf {
 
 /// A command running `args` under `vfio-dmabuf exec`.
 pub fn exec_command(args: &[&std::ffi::OsStr]) -> Command {
+    exec_command_with(None, args)
+}
+
+/// A command running `args` under `vfio-dmabuf exec --devices devices`
+/// (the demo's device without it).
+pub fn exec_command_with(devices: Option<&Path>, args: &[&std::ffi::OsStr]) -> Command {
     let mut cmd = Command::new(exe());
-    cmd.arg("exec").arg("--").args(args).env("VFIO_DMABUF_PRELOAD", preload()).env_remove("CARGO");
+    cmd.arg("exec");
+    if let Some(d) = devices {
+        cmd.arg("--devices").arg(d);
+    }
+    cmd.arg("--").args(args).env("VFIO_DMABUF_PRELOAD", preload()).env_remove("CARGO");
     cmd
 }
 

@@ -1,0 +1,554 @@
+/* Buffers vended to other processes: a primary opens edu-plus (RAM BAR1,
+ * group 0) and edu (register BAR0, group 1) through the legacy API,
+ * exports sub-ranges as DMA-buffers, and passes the fds over UNIX
+ * socketpairs (SCM_RIGHTS) to client processes it forked before opening
+ * anything, so a client holds only what it received. Each client serves
+ * commands (map, load, store, close, exit) one at a time: a client
+ * waiting for its next command has answered the previous one, which is
+ * how the primary knows it is ready, with no sleeps anywhere. One check
+ * per subcommand; prints "ok <check>" lines. */
+#include "util.h"
+
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#define EDU_BDF "0000:00:04.0"
+#define EDU_GROUP "/dev/vfio/1"
+#define EDU_ID 0x010000ed
+#define EDU_LIVENESS 0x04
+#define CLIENTS 2
+
+/* VFIO_DEVICE_FEATURE_DMA_BUF and _DMA_BUF_REVOKE as the series defines
+ * them (the distribution's headers predate them). */
+#define FEATURE_DMA_BUF 11
+#define FEATURE_DMA_BUF_REVOKE 13
+struct dma_buf_export {
+	uint32_t argsz, flags;
+	uint32_t region_index, open_flags, dma_flags, nr_ranges;
+	struct {
+		uint64_t offset, length;
+	} ranges[1];
+};
+
+/* The RAM buffer: 64 KiB of BAR1 at 1 MiB; the register buffer: edu's
+ * first BAR0 page. */
+#define RAM_OFF 0x100000
+#define RAM_LEN 0x10000
+#define REG_LEN 0x1000
+
+/* ---------------------------------------------------------------- */
+/* Commands between the primary and a client. */
+
+enum op { MAP, LOAD64, STORE64, LOAD32, STORE32, CLOSE, UNMAP, EXIT };
+
+struct cmd {
+	int op, slot;
+	uint64_t off, val, len;
+};
+
+struct reply {
+	int faulted, code;
+	uint64_t val;
+	void *addr;
+};
+
+static void send_msg(int sock, const void *buf, size_t len, int fd)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (fd >= 0) {
+		memset(&u, 0, sizeof(u));
+		m.msg_control = u.b;
+		m.msg_controllen = sizeof(u.b);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	CHECK(sendmsg(sock, &m, 0) == (ssize_t)len, "sendmsg");
+}
+
+/* Receives one message; the attached fd (or -1) in *fd. 0 at end of file. */
+static ssize_t recv_msg(int sock, void *buf, size_t len, int *fd)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof(u.b) };
+	ssize_t n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+	CHECK(n >= 0, "recvmsg");
+	*fd = -1;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+		memcpy(fd, CMSG_DATA(c), sizeof(int));
+	return n;
+}
+
+static void on_bus(int signo, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	record(signo, si);
+	siglongjmp(jump, 1);
+}
+
+/* The client: serves commands until EXIT or the primary goes. */
+static void client(int sock)
+{
+	install(SIGBUS, on_bus, 0);
+	int fds[4] = { -1, -1, -1, -1 };
+	char *maps[4] = { 0 };
+	size_t lens[4] = { 0 };
+	for (;;) {
+		struct cmd c;
+		int fd;
+		ssize_t n = recv_msg(sock, &c, sizeof(c), &fd);
+		if (n == 0)
+			_exit(3);
+		CHECK(n == sizeof(c) && c.slot >= 0 && c.slot < 4, "command");
+		struct reply r = { 0 };
+		switch (c.op) {
+		case MAP:
+			CHECK(fd >= 0, "MAP without an fd");
+			fds[c.slot] = fd;
+			maps[c.slot] = mmap(NULL, c.len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+			CHECK(maps[c.slot] != MAP_FAILED, "client mmap of a received buffer fd");
+			lens[c.slot] = c.len;
+			break;
+		case LOAD64:
+		case STORE64:
+		case LOAD32:
+		case STORE32: {
+			char *p = maps[c.slot] + c.off;
+			int before = seen_count;
+			if (sigsetjmp(jump, 1) == 0) {
+				if (c.op == LOAD64)
+					r.val = *(volatile uint64_t *)p;
+				else if (c.op == STORE64)
+					*(volatile uint64_t *)p = c.val;
+				else if (c.op == LOAD32)
+					r.val = *(volatile uint32_t *)p;
+				else
+					*(volatile uint32_t *)p = (uint32_t)c.val;
+			} else {
+				CHECK(seen_count == before + 1 && seen_signo == SIGBUS, "signal %d", seen_signo);
+				r.faulted = 1;
+				r.code = seen_code;
+				r.addr = seen_addr;
+				/* Where the fault was, in the client's own terms. */
+				r.val = (uint64_t)((char *)seen_addr - maps[c.slot]);
+			}
+			break;
+		}
+		case CLOSE:
+			CHECK(close(fds[c.slot]) == 0, "client close of a received fd");
+			fds[c.slot] = -1;
+			break;
+		case UNMAP:
+			CHECK(munmap(maps[c.slot], lens[c.slot]) == 0, "client munmap");
+			maps[c.slot] = NULL;
+			break;
+		case EXIT:
+			_exit(0);
+		}
+		send_msg(sock, &r, sizeof(r), -1);
+	}
+}
+
+struct peer {
+	pid_t pid;
+	int sock;
+};
+
+static struct peer clients[CLIENTS];
+
+/* Forks the clients before anything of the device's is open: what a
+ * client holds, it received. */
+static void fork_clients(void)
+{
+	for (int i = 0; i < CLIENTS; i++) {
+		int sv[2];
+		CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+		pid_t pid = fork();
+		CHECK(pid >= 0, "fork");
+		if (pid == 0) {
+			close(sv[0]);
+			for (int j = 0; j < i; j++)
+				close(clients[j].sock);
+			client(sv[1]);
+		}
+		close(sv[1]);
+		clients[i] = (struct peer){ pid, sv[0] };
+	}
+}
+
+/* Sends one command (with `fd` attached when >= 0) and returns the reply. */
+static struct reply call(int i, int op, int slot, uint64_t off, uint64_t val, uint64_t len, int fd)
+{
+	struct cmd c = { op, slot, off, val, len };
+	send_msg(clients[i].sock, &c, sizeof(c), fd);
+	struct reply r;
+	int none;
+	CHECK(recv_msg(clients[i].sock, &r, sizeof(r), &none) == sizeof(r), "client %d died (op %d)", i, op);
+	return r;
+}
+
+static uint64_t load(int i, int op, int slot, uint64_t off)
+{
+	struct reply r = call(i, op, slot, off, 0, 0, -1);
+	CHECK(!r.faulted, "client %d: access at %#lx faulted", i, (unsigned long)off);
+	return r.val;
+}
+
+static void store(int i, int op, int slot, uint64_t off, uint64_t val)
+{
+	struct reply r = call(i, op, slot, off, val, 0, -1);
+	CHECK(!r.faulted, "client %d: store at %#lx faulted", i, (unsigned long)off);
+}
+
+/* The client's access at `off` raised SIGBUS BUS_ADRERR at that address. */
+static void expect_fault(int i, int op, int slot, uint64_t off)
+{
+	struct reply r = call(i, op, slot, off, 0, 0, -1);
+	CHECK(r.faulted, "client %d: access at %#lx did not fault", i, (unsigned long)off);
+	CHECK(r.code == BUS_ADRERR, "client %d: si_code %d", i, r.code);
+	CHECK(r.val == off, "client %d: fault at offset %#lx, not %#lx", i, (unsigned long)r.val, (unsigned long)off);
+}
+
+static void reap_clients(void)
+{
+	for (int i = 0; i < CLIENTS; i++) {
+		struct cmd c = { EXIT, 0, 0, 0, 0 };
+		send_msg(clients[i].sock, &c, sizeof(c), -1);
+		int status;
+		CHECK(waitpid(clients[i].pid, &status, 0) == clients[i].pid, "waitpid");
+		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "client %d status %#x", i, status);
+		close(clients[i].sock);
+	}
+}
+
+/* ---------------------------------------------------------------- */
+/* The primary's devices and buffers. */
+
+static struct vdev plus;
+static int edu_group, edu;
+
+static void open_devices(void)
+{
+	plus = open_device();
+	memory_enable(plus.device, 1);
+	edu_group = open(EDU_GROUP, O_RDWR | O_CLOEXEC);
+	CHECK(edu_group >= 0, "open " EDU_GROUP);
+	CHECK(ioctl(edu_group, VFIO_GROUP_SET_CONTAINER, &plus.container) == 0, "second group into the container");
+	edu = ioctl(edu_group, VFIO_GROUP_GET_DEVICE_FD, EDU_BDF);
+	CHECK(edu >= 0, "VFIO_GROUP_GET_DEVICE_FD " EDU_BDF);
+	memory_enable(edu, 1);
+}
+
+static void close_devices(void)
+{
+	CHECK(close(edu) == 0 && close(edu_group) == 0, "close edu");
+	close_device(&plus);
+}
+
+static int export(int dev, unsigned index, uint64_t off, uint64_t len)
+{
+	struct dma_buf_export e = {
+		.argsz = sizeof(e),
+		.flags = VFIO_DEVICE_FEATURE_GET | FEATURE_DMA_BUF,
+		.region_index = index,
+		.open_flags = O_RDWR | O_CLOEXEC,
+		.nr_ranges = 1,
+		.ranges = { { off, len } },
+	};
+	int fd = ioctl(dev, VFIO_DEVICE_FEATURE, &e);
+	CHECK(fd >= 0, "DMA_BUF export of region %u", index);
+	return fd;
+}
+
+static void revoke_buf(int dev, int buf)
+{
+	struct {
+		struct vfio_device_feature f;
+		int32_t fd;
+	} r = { { .argsz = sizeof(r), .flags = VFIO_DEVICE_FEATURE_SET | FEATURE_DMA_BUF_REVOKE }, buf };
+	CHECK(ioctl(dev, VFIO_DEVICE_FEATURE, &r) == 0, "DMA_BUF_REVOKE");
+}
+
+static volatile uint64_t *map_buf(int fd, size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED, "primary mmap of its buffer");
+	return p;
+}
+
+/* The RAM buffer exported, mapped by the primary with a pattern, and
+ * mapped by every client (slot 0). */
+static int share_ram(volatile uint64_t **mine)
+{
+	int fd = export(plus.device, 1, RAM_OFF, RAM_LEN);
+	*mine = map_buf(fd, RAM_LEN);
+	for (unsigned k = 0; k < RAM_LEN / 0x1000; k++)
+		(*mine)[k * 0x1000 / 8] = 0xab00 + k;
+	for (int i = 0; i < CLIENTS; i++)
+		call(i, MAP, 0, 0, 0, RAM_LEN, fd);
+	return fd;
+}
+
+/* ---------------------------------------------------------------- */
+/* The checks. */
+
+/* Every client sees the primary's data on every page, and each write of a
+ * client is seen by the primary and by the other client. */
+static void coherence(void)
+{
+	fork_clients();
+	open_devices();
+	volatile uint64_t *p;
+	int fd = share_ram(&p);
+	for (int i = 0; i < CLIENTS; i++)
+		for (unsigned k = 0; k < RAM_LEN / 0x1000; k++)
+			CHECK(load(i, LOAD64, 0, k * 0x1000) == 0xab00 + k, "client %d page %u", i, k);
+	for (int i = 0; i < CLIENTS; i++) {
+		uint64_t off = 0x3008 + i * 0x1000;
+		store(i, STORE64, 0, off, 0xc11e0000 + i);
+		CHECK(p[off / 8] == 0xc11e0000 + i, "primary sees client %d's write: %#lx", i, (unsigned long)p[off / 8]);
+		CHECK(load(1 - i, LOAD64, 0, off) == 0xc11e0000 + i, "client %d sees client %d's write", 1 - i, i);
+	}
+	/* The same bytes through the device's region, as pread shows them. */
+	uint64_t got;
+	CHECK(pread(plus.device, &got, 8, region(plus.device, 1).offset + RAM_OFF + 0x3008) == 8 && got == 0xc11e0000,
+	      "region read %#lx", (unsigned long)got);
+	p[0x20 / 8] = 0x9a11;
+	for (int i = 0; i < CLIENTS; i++)
+		CHECK(load(i, LOAD64, 0, 0x20) == 0x9a11, "client %d sees the primary's later write", i);
+	reap_clients();
+	CHECK(munmap((void *)p, RAM_LEN) == 0 && close(fd) == 0, "primary's buffer");
+	printf("ok coherence\n");
+	close_devices();
+}
+
+/* A client's accesses to a register buffer of edu trap and act on the one
+ * device: the primary's own mapping and pread see the same registers. */
+static void registers(void)
+{
+	fork_clients();
+	open_devices();
+	int fd = export(edu, 0, 0, REG_LEN);
+	volatile uint32_t *r = (volatile uint32_t *)map_buf(fd, REG_LEN);
+	for (int i = 0; i < CLIENTS; i++) {
+		call(i, MAP, 1, 0, 0, REG_LEN, fd);
+		CHECK(load(i, LOAD32, 1, 0) == EDU_ID, "client %d reads the ID register", i);
+		uint32_t v = 0x5a5a0000 + i;
+		store(i, STORE32, 1, EDU_LIVENESS, v);
+		CHECK(load(i, LOAD32, 1, EDU_LIVENESS) == (uint32_t)~v, "client %d liveness", i);
+		CHECK(r[EDU_LIVENESS / 4] == (uint32_t)~v, "primary sees client %d's liveness write", i);
+		uint32_t got;
+		CHECK(pread(edu, &got, 4, region(edu, 0).offset + EDU_LIVENESS) == 4 && got == (uint32_t)~v, "pread");
+	}
+	r[EDU_LIVENESS / 4] = 0x77;
+	for (int i = 0; i < CLIENTS; i++)
+		CHECK(load(i, LOAD32, 1, EDU_LIVENESS) == (uint32_t)~0x77u, "client %d sees the primary's write", i);
+	reap_clients();
+	CHECK(munmap((void *)r, REG_LEN) == 0 && close(fd) == 0, "primary's buffer");
+	printf("ok registers\n");
+	close_devices();
+}
+
+/* A permanent revoke returns only once every client has let go of its
+ * pages: each client is waiting for its next command when the ioctl
+ * returns, and the very next access faults on every page; the primary's
+ * device-fd mapping of the same bytes, a buffer of its own, keeps working. */
+static void perm_revoke(void)
+{
+	fork_clients();
+	open_devices();
+	volatile uint64_t *p;
+	int fd = share_ram(&p);
+	int reg = export(edu, 0, 0, REG_LEN);
+	for (int i = 0; i < CLIENTS; i++) {
+		call(i, MAP, 1, 0, 0, REG_LEN, reg);
+		CHECK(load(i, LOAD64, 0, 0x1000) == 0xab01, "client %d before the revoke", i);
+		CHECK(load(i, LOAD32, 1, 0) == EDU_ID, "client %d registers before the revoke", i);
+	}
+	revoke_buf(plus.device, fd);
+	revoke_buf(edu, reg);
+	for (int i = 0; i < CLIENTS; i++) {
+		for (unsigned k = 0; k < RAM_LEN / 0x1000; k++)
+			expect_fault(i, LOAD64, 0, k * 0x1000 + 8);
+		expect_fault(i, STORE64, 0, 0);
+		expect_fault(i, LOAD32, 1, 0);
+		expect_fault(i, STORE32, 1, EDU_LIVENESS);
+	}
+	uint64_t got;
+	CHECK(try_load(p, &got) == -1 && seen_code == BUS_ADRERR, "the primary's own buffer mapping is revoked too");
+	volatile uint64_t *dev = map_region(plus.device, 1, RAM_OFF, 0x1000, PROT_READ);
+	CHECK(dev[0] == 0xab00, "the device-fd mapping still reads the BAR: %#lx", (unsigned long)dev[0]);
+	/* A second revoke of the same buffer: EBADFD. */
+	struct {
+		struct vfio_device_feature f;
+		int32_t fd;
+	} again = { { .argsz = sizeof(again), .flags = VFIO_DEVICE_FEATURE_SET | FEATURE_DMA_BUF_REVOKE }, fd };
+	CHECK(ioctl(plus.device, VFIO_DEVICE_FEATURE, &again) == -1 && errno == EBADFD, "second revoke");
+	reap_clients();
+	CHECK(munmap((void *)dev, 0x1000) == 0 && munmap((void *)p, RAM_LEN) == 0, "munmap");
+	CHECK(close(fd) == 0 && close(reg) == 0, "close");
+	printf("ok perm-revoke\n");
+	close_devices();
+}
+
+/* COMMAND.MEMORY clear revokes every client's mapping before the config
+ * write returns; set gives access back, with the data as it was. */
+static void memory_off_on(void)
+{
+	fork_clients();
+	open_devices();
+	volatile uint64_t *p;
+	int fd = share_ram(&p);
+	int reg = export(edu, 0, 0, REG_LEN);
+	for (int i = 0; i < CLIENTS; i++) {
+		call(i, MAP, 1, 0, 0, REG_LEN, reg);
+		store(i, STORE64, 0, 0x2010 + 8 * i, 0xd00d0 + i);
+		store(i, STORE32, 1, EDU_LIVENESS, 0x1234);
+	}
+	for (int round = 0; round < 2; round++) {
+		memory_enable(plus.device, 0);
+		memory_enable(edu, 0);
+		for (int i = 0; i < CLIENTS; i++) {
+			expect_fault(i, LOAD64, 0, 0x2010);
+			expect_fault(i, STORE64, 0, RAM_LEN - 8);
+			expect_fault(i, LOAD32, 1, EDU_LIVENESS);
+		}
+		uint64_t got;
+		CHECK(try_load(p, &got) == -1 && seen_code == BUS_ADRERR, "the primary's mapping is revoked too");
+		memory_enable(plus.device, 1);
+		memory_enable(edu, 1);
+		for (int i = 0; i < CLIENTS; i++) {
+			for (int j = 0; j < CLIENTS; j++)
+				CHECK(load(i, LOAD64, 0, 0x2010 + 8 * j) == 0xd00d0 + j, "client %d: data after set", i);
+			for (unsigned k = 0; k < RAM_LEN / 0x1000; k++)
+				CHECK(load(i, LOAD64, 0, k * 0x1000) == 0xab00 + k, "client %d page %u after set", i, k);
+			CHECK(load(i, LOAD32, 1, EDU_LIVENESS) == (uint32_t)~0x1234u, "client %d registers after set", i);
+		}
+		CHECK(p[0x2010 / 8] == 0xd00d0, "the primary's data after set");
+	}
+	reap_clients();
+	CHECK(munmap((void *)p, RAM_LEN) == 0 && close(fd) == 0 && close(reg) == 0, "primary's buffers");
+	printf("ok memory\n");
+	close_devices();
+}
+
+/* A client's close of its received fd and its exit count toward nothing
+ * the primary holds: its mapping outlives its fd, and after it is gone the
+ * primary's buffer maps, reads, and revokes as before; the other client
+ * keeps its mapping. */
+static void close_exit(void)
+{
+	fork_clients();
+	open_devices();
+	volatile uint64_t *p;
+	int fd = share_ram(&p);
+	call(0, CLOSE, 0, 0, 0, 0, -1);
+	store(0, STORE64, 0, 0x18, 0xc105ed);
+	CHECK(p[0x18 / 8] == 0xc105ed, "a client's mapping outlives its closed fd");
+	call(0, UNMAP, 0, 0, 0, 0, -1);
+	struct cmd c = { EXIT, 0, 0, 0, 0 };
+	send_msg(clients[0].sock, &c, sizeof(c), -1);
+	int status;
+	CHECK(waitpid(clients[0].pid, &status, 0) == clients[0].pid && WIFEXITED(status) && !WEXITSTATUS(status),
+	      "client 0 exit %#x", status);
+	/* Client 1 closes its fd and exits holding its mapping. */
+	call(1, CLOSE, 0, 0, 0, 0, -1);
+	CHECK(load(1, LOAD64, 0, 0x18) == 0xc105ed, "client 1 still maps");
+	send_msg(clients[1].sock, &c, sizeof(c), -1);
+	CHECK(waitpid(clients[1].pid, &status, 0) == clients[1].pid && WIFEXITED(status) && !WEXITSTATUS(status),
+	      "client 1 exit %#x", status);
+	/* The primary's mapping, its fd, a new mapping of it and a revoke. */
+	p[0x28 / 8] = 0x1e5;
+	CHECK(p[0x18 / 8] == 0xc105ed && p[0x28 / 8] == 0x1e5, "the primary's mapping after the clients left");
+	volatile uint64_t *q = map_buf(fd, RAM_LEN);
+	CHECK(q[0x18 / 8] == 0xc105ed, "a new mapping of the primary's fd");
+	memory_enable(plus.device, 0);
+	uint64_t got;
+	CHECK(try_load(q, &got) == -1 && seen_code == BUS_ADRERR, "revoked after the clients left");
+	memory_enable(plus.device, 1);
+	CHECK(try_load(q + 3, &got) == 0 && got == 0xc105ed, "back after set");
+	revoke_buf(plus.device, fd);
+	CHECK(try_load(p, &got) == -1 && seen_code == BUS_ADRERR, "permanent revoke after the clients left");
+	CHECK(munmap((void *)p, RAM_LEN) == 0 && munmap((void *)q, RAM_LEN) == 0 && close(fd) == 0, "close");
+	for (int i = 0; i < CLIENTS; i++)
+		close(clients[i].sock);
+	printf("ok close-exit\n");
+	close_devices();
+}
+
+/* A device fd inherited by fork is the same open device in the child:
+ * GET_INFO and config reads answer there as in the parent. */
+static void inherit(void)
+{
+	open_devices();
+	struct vfio_region_info cfg = region(edu, VFIO_PCI_CONFIG_REGION_INDEX);
+	uint32_t ids;
+	CHECK(pread(edu, &ids, 4, cfg.offset) == 4, "parent's config read");
+	int pipefd[2];
+	CHECK(pipe(pipefd) == 0, "pipe");
+	pid_t pid = fork();
+	CHECK(pid >= 0, "fork");
+	if (pid == 0) {
+		close(pipefd[0]);
+		struct vfio_device_info info = { .argsz = sizeof(info) };
+		CHECK(ioctl(edu, VFIO_DEVICE_GET_INFO, &info) == 0, "child GET_INFO");
+		CHECK((info.flags & VFIO_DEVICE_FLAGS_PCI) && info.num_regions >= 8, "child GET_INFO %#x", info.flags);
+		struct vfio_region_info c = region(edu, VFIO_PCI_CONFIG_REGION_INDEX);
+		uint32_t got;
+		CHECK(pread(edu, &got, 4, c.offset) == 4, "child config read");
+		uint16_t cmd;
+		CHECK(pread(plus.device, &cmd, 2, cfg.offset + PCI_COMMAND) == 2, "child COMMAND read");
+		CHECK(write(pipefd[1], &got, 4) == 4 && write(pipefd[1], &cmd, 2) == 2, "report");
+		_exit(0);
+	}
+	close(pipefd[1]);
+	uint32_t child_ids = 0;
+	uint16_t child_cmd = 0;
+	CHECK(read(pipefd[0], &child_ids, 4) == 4 && read(pipefd[0], &child_cmd, 2) == 2, "child's report");
+	int status;
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && !WEXITSTATUS(status), "child %#x", status);
+	CHECK(child_ids == ids && ids == 0x11e81234, "IDs %#x in the child, %#x in the parent", child_ids, ids);
+	CHECK(child_cmd & PCI_COMMAND_MEMORY, "the child sees the parent's COMMAND %#x", child_cmd);
+	/* The child's exit closed nothing of the parent's. */
+	struct vfio_device_info info = { .argsz = sizeof(info) };
+	CHECK(ioctl(edu, VFIO_DEVICE_GET_INFO, &info) == 0, "parent's device after the child exited");
+	CHECK(open(EDU_GROUP, O_RDWR) == -1 && errno == EBUSY, "the group stays owned");
+	close(pipefd[0]);
+	printf("ok inherit\n");
+	close_devices();
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IONBF, 0);
+	install(SIGBUS, on_bus, 0);
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "coherence"))
+			coherence();
+		else if (!strcmp(argv[i], "registers"))
+			registers();
+		else if (!strcmp(argv[i], "perm-revoke"))
+			perm_revoke();
+		else if (!strcmp(argv[i], "memory"))
+			memory_off_on();
+		else if (!strcmp(argv[i], "close-exit"))
+			close_exit();
+		else if (!strcmp(argv[i], "inherit"))
+			inherit();
+		else
+			CHECK(0, "unknown check %s", argv[i]);
+	}
+	return 0;
+}
