@@ -47,6 +47,11 @@ fn a_client_s_close_and_exit_leave_the_primary_s_buffer_working() {
 }
 
 #[test]
+fn a_buffer_outlives_the_exporter_s_fd_in_a_client_and_dies_with_the_device_fd() {
+    check("last-close");
+}
+
+#[test]
 fn a_device_fd_inherited_by_fork_is_the_same_device_in_the_child() {
     check("inherit");
 }

@@ -3,7 +3,7 @@
  * exports sub-ranges as DMA-buffers, and passes the fds over UNIX
  * socketpairs (SCM_RIGHTS) to client processes it forked before opening
  * anything, so a client holds only what it received. Each client serves
- * commands (map, load, store, close, exit) one at a time: a client
+ * commands (receive, map, load, store, close, exit) one at a time: a client
  * waiting for its next command has answered the previous one, which is
  * how the primary knows it is ready, with no sleeps anywhere. One check
  * per subcommand; prints "ok <check>" lines. */
@@ -39,7 +39,7 @@ struct dma_buf_export {
 /* ---------------------------------------------------------------- */
 /* Commands between the primary and a client. */
 
-enum op { MAP, LOAD64, STORE64, LOAD32, STORE32, CLOSE, UNMAP, EXIT };
+enum op { RECV, MAP, LOAD64, STORE64, LOAD32, STORE32, CLOSE, UNMAP, EXIT };
 
 struct cmd {
 	int op, slot;
@@ -114,9 +114,16 @@ static void client(int sock)
 		CHECK(n == sizeof(c) && c.slot >= 0 && c.slot < 4, "command");
 		struct reply r = { 0 };
 		switch (c.op) {
-		case MAP:
-			CHECK(fd >= 0, "MAP without an fd");
+		case RECV:
+			CHECK(fd >= 0, "RECV without an fd");
 			fds[c.slot] = fd;
+			break;
+		case MAP:
+			/* The fd attached, or the one received before. */
+			if (fd >= 0)
+				fds[c.slot] = fd;
+			fd = fds[c.slot];
+			CHECK(fd >= 0, "MAP without an fd");
 			maps[c.slot] = mmap(NULL, c.len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 			CHECK(maps[c.slot] != MAP_FAILED, "client mmap of a received buffer fd");
 			lens[c.slot] = c.len;
@@ -374,7 +381,9 @@ static void perm_revoke(void)
 	int reg = export(edu, 0, 0, REG_LEN);
 	for (int i = 0; i < CLIENTS; i++) {
 		call(i, MAP, 1, 0, 0, REG_LEN, reg);
-		CHECK(load(i, LOAD64, 0, 0x1000) == 0xab01, "client %d before the revoke", i);
+		/* Every page present in the client, so the revoke has pages to take. */
+		for (unsigned k = 0; k < RAM_LEN / 0x1000; k++)
+			CHECK(load(i, LOAD64, 0, k * 0x1000) == 0xab00 + k, "client %d page %u before the revoke", i, k);
 		CHECK(load(i, LOAD32, 1, 0) == EDU_ID, "client %d registers before the revoke", i);
 	}
 	revoke_buf(plus.device, fd);
@@ -488,6 +497,31 @@ static void close_exit(void)
 	close_devices();
 }
 
+/* The buffer lives while any process holds its fd: the primary closes its
+ * fd before the client maps the one it received. Closing the device fd
+ * (the last close: nothing else holds the device) revokes the buffer in
+ * the client before close returns. */
+static void last_close(void)
+{
+	fork_clients();
+	open_devices();
+	int fd = export(plus.device, 1, RAM_OFF, RAM_LEN);
+	volatile uint64_t *p = map_buf(fd, RAM_LEN);
+	p[5] = 0x1a57;
+	CHECK(munmap((void *)p, RAM_LEN) == 0, "munmap");
+	call(0, RECV, 0, 0, 0, 0, fd);
+	CHECK(close(fd) == 0, "the primary's close of its buffer fd");
+	call(0, MAP, 0, 0, 0, RAM_LEN, -1);
+	CHECK(load(0, LOAD64, 0, 0x28) == 0x1a57, "the client maps a buffer whose exporter closed its fd");
+	store(0, STORE64, 0, 0x30, 0xbeef);
+	CHECK(close(plus.device) == 0, "close of the device fd");
+	expect_fault(0, LOAD64, 0, 0x28);
+	expect_fault(0, STORE64, 0, 0x30);
+	reap_clients();
+	CHECK(close(plus.group) == 0 && close(edu) == 0 && close(edu_group) == 0 && close(plus.container) == 0, "close");
+	printf("ok last-close\n");
+}
+
 /* A device fd inherited by fork is the same open device in the child:
  * GET_INFO and config reads answer there as in the parent. */
 static void inherit(void)
@@ -496,6 +530,8 @@ static void inherit(void)
 	struct vfio_region_info cfg = region(edu, VFIO_PCI_CONFIG_REGION_INDEX);
 	uint32_t ids;
 	CHECK(pread(edu, &ids, 4, cfg.offset) == 4, "parent's config read");
+	uint64_t bar1 = region(plus.device, 1).offset, marker = 0x1a7e;
+	CHECK(pwrite(plus.device, &marker, 8, bar1 + RAM_OFF + 8) == 8, "parent's BAR1 write");
 	int pipefd[2];
 	CHECK(pipe(pipefd) == 0, "pipe");
 	pid_t pid = fork();
@@ -510,6 +546,11 @@ static void inherit(void)
 		CHECK(pread(edu, &got, 4, c.offset) == 4, "child config read");
 		uint16_t cmd;
 		CHECK(pread(plus.device, &cmd, 2, cfg.offset + PCI_COMMAND) == 2, "child COMMAND read");
+		/* A mapping the child makes of the inherited fd shows the parent's write. */
+		volatile uint64_t *m = map_region(plus.device, 1, RAM_OFF, 0x1000, PROT_READ | PROT_WRITE);
+		CHECK(m[1] == 0x1a7e, "child's own mapping of the inherited fd: %#lx", (unsigned long)m[1]);
+		m[2] = 0xc41d;
+		CHECK(munmap((void *)m, 0x1000) == 0, "child munmap");
 		CHECK(write(pipefd[1], &got, 4) == 4 && write(pipefd[1], &cmd, 2) == 2, "report");
 		_exit(0);
 	}
@@ -521,6 +562,8 @@ static void inherit(void)
 	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && !WEXITSTATUS(status), "child %#x", status);
 	CHECK(child_ids == ids && ids == 0x11e81234, "IDs %#x in the child, %#x in the parent", child_ids, ids);
 	CHECK(child_cmd & PCI_COMMAND_MEMORY, "the child sees the parent's COMMAND %#x", child_cmd);
+	CHECK(pread(plus.device, &marker, 8, bar1 + RAM_OFF + 16) == 8 && marker == 0xc41d, "the child's write %#lx",
+	      (unsigned long)marker);
 	/* The child's exit closed nothing of the parent's. */
 	struct vfio_device_info info = { .argsz = sizeof(info) };
 	CHECK(ioctl(edu, VFIO_DEVICE_GET_INFO, &info) == 0, "parent's device after the child exited");
@@ -545,6 +588,8 @@ int main(int argc, char **argv)
 			memory_off_on();
 		else if (!strcmp(argv[i], "close-exit"))
 			close_exit();
+		else if (!strcmp(argv[i], "last-close"))
+			last_close();
 		else if (!strcmp(argv[i], "inherit"))
 			inherit();
 		else
