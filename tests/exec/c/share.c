@@ -18,18 +18,6 @@
 #define EDU_LIVENESS 0x04
 #define CLIENTS 2
 
-/* VFIO_DEVICE_FEATURE_DMA_BUF and _DMA_BUF_REVOKE as the series defines
- * them (the distribution's headers predate them). */
-#define FEATURE_DMA_BUF 11
-#define FEATURE_DMA_BUF_REVOKE 13
-struct dma_buf_export {
-	uint32_t argsz, flags;
-	uint32_t region_index, open_flags, dma_flags, nr_ranges;
-	struct {
-		uint64_t offset, length;
-	} ranges[1];
-};
-
 /* The RAM buffer: 64 KiB of BAR1 at 1 MiB; the register buffer: edu's
  * first BAR0 page. */
 #define RAM_OFF 0x100000
@@ -308,6 +296,19 @@ static int share_ram(volatile uint64_t **mine)
 	return fd;
 }
 
+/* Clients forked, devices open, the RAM buffer shared (slot 0) and edu's
+ * register page exported and mapped by every client (slot 1). */
+static int share_both(volatile uint64_t **mine, int *reg)
+{
+	fork_clients();
+	open_devices();
+	int fd = share_ram(mine);
+	*reg = export(edu, 0, 0, REG_LEN);
+	for (int i = 0; i < CLIENTS; i++)
+		call(i, MAP, 1, 0, 0, REG_LEN, *reg);
+	return fd;
+}
+
 /* ---------------------------------------------------------------- */
 /* The checks. */
 
@@ -374,13 +375,9 @@ static void registers(void)
  * device-fd mapping of the same bytes, a buffer of its own, keeps working. */
 static void perm_revoke(void)
 {
-	fork_clients();
-	open_devices();
 	volatile uint64_t *p;
-	int fd = share_ram(&p);
-	int reg = export(edu, 0, 0, REG_LEN);
+	int reg, fd = share_both(&p, &reg);
 	for (int i = 0; i < CLIENTS; i++) {
-		call(i, MAP, 1, 0, 0, REG_LEN, reg);
 		/* Every page present in the client, so the revoke has pages to take. */
 		for (unsigned k = 0; k < RAM_LEN / 0x1000; k++)
 			CHECK(load(i, LOAD64, 0, k * 0x1000) == 0xab00 + k, "client %d page %u before the revoke", i, k);
@@ -416,13 +413,9 @@ static void perm_revoke(void)
  * write returns; set gives access back, with the data as it was. */
 static void memory_off_on(void)
 {
-	fork_clients();
-	open_devices();
 	volatile uint64_t *p;
-	int fd = share_ram(&p);
-	int reg = export(edu, 0, 0, REG_LEN);
+	int reg, fd = share_both(&p, &reg);
 	for (int i = 0; i < CLIENTS; i++) {
-		call(i, MAP, 1, 0, 0, REG_LEN, reg);
 		store(i, STORE64, 0, 0x2010 + 8 * i, 0xd00d0 + i);
 		store(i, STORE32, 1, EDU_LIVENESS, 0x1234);
 	}
@@ -573,27 +566,25 @@ static void inherit(void)
 	close_devices();
 }
 
+static const struct {
+	const char *name;
+	void (*run)(void);
+} checks[] = {
+	{ "coherence", coherence }, { "registers", registers },	  { "perm-revoke", perm_revoke },
+	{ "memory", memory_off_on }, { "close-exit", close_exit }, { "last-close", last_close },
+	{ "inherit", inherit },
+};
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IONBF, 0);
 	install(SIGBUS, on_bus, 0);
 	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "coherence"))
-			coherence();
-		else if (!strcmp(argv[i], "registers"))
-			registers();
-		else if (!strcmp(argv[i], "perm-revoke"))
-			perm_revoke();
-		else if (!strcmp(argv[i], "memory"))
-			memory_off_on();
-		else if (!strcmp(argv[i], "close-exit"))
-			close_exit();
-		else if (!strcmp(argv[i], "last-close"))
-			last_close();
-		else if (!strcmp(argv[i], "inherit"))
-			inherit();
-		else
-			CHECK(0, "unknown check %s", argv[i]);
+		size_t k = 0;
+		while (k < sizeof(checks) / sizeof(checks[0]) && strcmp(argv[i], checks[k].name))
+			k++;
+		CHECK(k < sizeof(checks) / sizeof(checks[0]), "unknown check %s", argv[i]);
+		checks[k].run();
 	}
 	return 0;
 }

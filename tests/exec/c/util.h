@@ -31,6 +31,18 @@
 #define PCI_COMMAND 0x4
 #define PCI_COMMAND_MEMORY 0x2
 
+/* VFIO_DEVICE_FEATURE_DMA_BUF and _DMA_BUF_REVOKE as the series defines
+ * them (the distribution's headers predate them). */
+#define FEATURE_DMA_BUF 11
+#define FEATURE_DMA_BUF_REVOKE 13
+struct dma_buf_export {
+	uint32_t argsz, flags;
+	uint32_t region_index, open_flags, dma_flags, nr_ranges;
+	struct {
+		uint64_t offset, length;
+	} ranges[1];
+};
+
 struct vdev {
 	int container, group, device;
 };

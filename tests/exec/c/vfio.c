@@ -157,17 +157,6 @@ static void forked(void)
 	close_device(&v);
 }
 
-/* VFIO_DEVICE_FEATURE_DMA_BUF as the series defines it (the distribution's
- * headers predate it). */
-#define FEATURE_DMA_BUF 11
-struct dma_buf_export {
-	uint32_t argsz, flags;
-	uint32_t region_index, open_flags, dma_flags, nr_ranges;
-	struct {
-		uint64_t offset, length;
-	} ranges[1];
-};
-
 static void on_bus(int signo, siginfo_t *si, void *uc);
 
 /* A buffer exported from BAR1: its fd maps (the buffer-fd mmap path),
