@@ -27,7 +27,7 @@
 /* ---------------------------------------------------------------- */
 /* Commands between the primary and a client. */
 
-enum op { RECV, MAP, LOAD64, STORE64, LOAD32, STORE32, CLOSE, UNMAP, EXIT };
+enum op { RECV, MAP, MAP_ERRNO, LOAD64, STORE64, LOAD32, STORE32, CLOSE, UNMAP, EXIT };
 
 struct cmd {
 	int op, slot;
@@ -116,6 +116,14 @@ static void client(int sock)
 			CHECK(maps[c.slot] != MAP_FAILED, "client mmap of a received buffer fd");
 			lens[c.slot] = c.len;
 			break;
+		case MAP_ERRNO: {
+			/* A mapping of the held fd that must fail: its errno. */
+			void *m = mmap(NULL, c.len, PROT_READ | PROT_WRITE, MAP_SHARED, fds[c.slot], c.off);
+			CHECK(m == MAP_FAILED, "client mmap of %#lx at %#lx succeeded", (unsigned long)c.len,
+			      (unsigned long)c.off);
+			r.val = errno;
+			break;
+		}
 		case LOAD64:
 		case STORE64:
 		case LOAD32:
@@ -328,6 +336,17 @@ static void coherence(void)
 		store(i, STORE64, 0, off, 0xc11e0000 + i);
 		CHECK(p[off / 8] == 0xc11e0000 + i, "primary sees client %d's write: %#lx", i, (unsigned long)p[off / 8]);
 		CHECK(load(1 - i, LOAD64, 0, off) == 0xc11e0000 + i, "client %d sees client %d's write", 1 - i, i);
+	}
+	/* Span checks give the client the primary's errnos. */
+	static const uint64_t bad[][2] = { { RAM_LEN + 0x1000, 0 }, { 0x2000, RAM_LEN - 0x1000 }, { 0x1000, RAM_LEN } };
+	for (unsigned b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
+		void *m = mmap(NULL, bad[b][0], PROT_READ | PROT_WRITE, MAP_SHARED, fd, bad[b][1]);
+		CHECK(m == MAP_FAILED, "primary mmap of %#lx at %#lx", (unsigned long)bad[b][0], (unsigned long)bad[b][1]);
+		int mine = errno;
+		for (int i = 0; i < CLIENTS; i++) {
+			struct reply r = call(i, MAP_ERRNO, 0, bad[b][1], 0, bad[b][0], -1);
+			CHECK(r.val == (uint64_t)mine, "client %d errno %lu, primary's %d", i, (unsigned long)r.val, mine);
+		}
 	}
 	/* The same bytes through the device's region, as pread shows them. */
 	uint64_t got;
