@@ -55,3 +55,13 @@ fn a_buffer_outlives_the_exporter_s_fd_in_a_client_and_dies_with_the_device_fd()
 fn a_device_fd_inherited_by_fork_is_the_same_device_in_the_child() {
     check("inherit");
 }
+
+#[test]
+fn an_inherited_device_fd_holds_the_device_and_the_child_s_close_is_the_last() {
+    check("inherit-close");
+}
+
+#[test]
+fn a_child_s_exit_holding_the_last_device_fd_has_revoked_the_buffer_when_waitpid_returns() {
+    check("inherit-exit");
+}

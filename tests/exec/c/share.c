@@ -585,13 +585,59 @@ static void inherit(void)
 	close_devices();
 }
 
+/* An inherited device fd counts toward the device's last close: the
+ * parent closes its own device fd and a buffer of the device keeps working
+ * while the child holds the inherited one; the child's exit (argv: "close"
+ * closes first, "exit" just exits) is the last close, which revokes the
+ * buffer before waitpid returns. */
+static void inherit_close(int close_first)
+{
+	open_devices();
+	int fd = export(plus.device, 1, RAM_OFF, RAM_LEN);
+	volatile uint64_t *p = map_buf(fd, RAM_LEN);
+	p[0] = 0x1a57;
+	int go[2], done[2];
+	CHECK(pipe(go) == 0 && pipe(done) == 0, "pipe");
+	pid_t pid = fork();
+	CHECK(pid >= 0, "fork");
+	if (pid == 0) {
+		char b;
+		CHECK(read(go[0], &b, 1) == 1, "child waits for the parent's close");
+		struct vfio_device_info info = { .argsz = sizeof(info) };
+		CHECK(ioctl(plus.device, VFIO_DEVICE_GET_INFO, &info) == 0, "child GET_INFO after the parent's close");
+		if (close_first)
+			CHECK(close(plus.device) == 0, "child close");
+		_exit(0);
+	}
+	CHECK(close(plus.device) == 0, "parent's close of its device fd");
+	uint64_t got;
+	CHECK(try_load(p, &got) == 0 && got == 0x1a57, "the buffer while the child holds the device");
+	CHECK(write(go[1], "g", 1) == 1, "go");
+	int status;
+	CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && !WEXITSTATUS(status), "child %#x", status);
+	CHECK(try_load(p, &got) == -1 && seen_code == BUS_ADRERR, "the buffer after the last close");
+	CHECK(munmap((void *)p, RAM_LEN) == 0 && close(fd) == 0, "close");
+	CHECK(close(plus.group) == 0 && close(edu) == 0 && close(edu_group) == 0 && close(plus.container) == 0, "close");
+	printf("ok %s\n", close_first ? "inherit-close" : "inherit-exit");
+}
+
+static void inherit_close_then_exit(void)
+{
+	inherit_close(1);
+}
+
+static void inherit_exit(void)
+{
+	inherit_close(0);
+}
+
 static const struct {
 	const char *name;
 	void (*run)(void);
 } checks[] = {
 	{ "coherence", coherence }, { "registers", registers },	  { "perm-revoke", perm_revoke },
 	{ "memory", memory_off_on }, { "close-exit", close_exit }, { "last-close", last_close },
-	{ "inherit", inherit },
+	{ "inherit", inherit }, { "inherit-close", inherit_close_then_exit }, { "inherit-exit", inherit_exit },
 };
 
 int main(int argc, char **argv)

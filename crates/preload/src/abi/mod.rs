@@ -165,6 +165,11 @@ next_fns! {
     fn mremap(old: *mut c_void, old_len: size_t, new_len: size_t, flags: c_int, new: *mut c_void) -> *mut c_void;
     fn mprotect(addr: *mut c_void, len: size_t, prot: c_int) -> c_int;
     fn fork() -> pid_t;
+    fn wait(status: *mut c_int) -> pid_t;
+    fn waitpid(pid: pid_t, status: *mut c_int, options: c_int) -> pid_t;
+    fn wait3(status: *mut c_int, options: c_int, usage: *mut libc::rusage) -> pid_t;
+    fn wait4(pid: pid_t, status: *mut c_int, options: c_int, usage: *mut libc::rusage) -> pid_t;
+    fn waitid(idtype: libc::idtype_t, id: libc::id_t, info: *mut libc::siginfo_t, options: c_int) -> c_int;
     fn pthread_sigmask(how: c_int, set: *const libc::sigset_t, old: *mut libc::sigset_t) -> c_int;
     fn sigprocmask(how: c_int, set: *const libc::sigset_t, old: *mut libc::sigset_t) -> c_int;
     fn sigaction(signo: c_int, act: *const libc::sigaction, old: *mut libc::sigaction) -> c_int;
@@ -459,6 +464,73 @@ extern "C" fn child_after_fork() {
 pub unsafe extern "C" fn vfork() -> pid_t {
     // SAFETY: fork(2) takes no arguments.
     unsafe { next::fork() }
+}
+
+/// After a wait that may have reaped a child: the kernel runs an exiting
+/// task's file releases before its parent can reap it, so a last close the
+/// child's exit made (its object fds hung up) has taken effect when the
+/// wait returns. As after `close`, the server handles every pending
+/// hang-up before it answers.
+fn after_wait(reaped: bool) {
+    let Some(_inside) = enter() else { return };
+    if reaped {
+        let e = errno();
+        guarded(|| {
+            crate::fds::after_reap();
+            None::<Result<(), Errno>>
+        });
+        set_errno(e);
+    }
+}
+
+/// Interposed: see [`after_wait`].
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn wait(status: *mut c_int) -> pid_t {
+    // SAFETY: the program's arguments, unchanged.
+    let r = unsafe { next::wait(status) };
+    after_wait(r > 0);
+    r
+}
+
+/// Interposed: see [`after_wait`].
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn waitpid(pid: pid_t, status: *mut c_int, options: c_int) -> pid_t {
+    // SAFETY: the program's arguments, unchanged.
+    let r = unsafe { next::waitpid(pid, status, options) };
+    after_wait(r > 0);
+    r
+}
+
+/// Interposed: see [`after_wait`].
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn wait3(status: *mut c_int, options: c_int, usage: *mut libc::rusage) -> pid_t {
+    // SAFETY: the program's arguments, unchanged.
+    let r = unsafe { next::wait3(status, options, usage) };
+    after_wait(r > 0);
+    r
+}
+
+/// Interposed: see [`after_wait`].
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn wait4(pid: pid_t, status: *mut c_int, options: c_int, usage: *mut libc::rusage) -> pid_t {
+    // SAFETY: the program's arguments, unchanged.
+    let r = unsafe { next::wait4(pid, status, options, usage) };
+    after_wait(r > 0);
+    r
+}
+
+/// Interposed: see [`after_wait`]; `WNOWAIT` reaps nothing.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn waitid(
+    idtype: libc::idtype_t,
+    id: libc::id_t,
+    info: *mut libc::siginfo_t,
+    options: c_int,
+) -> c_int {
+    // SAFETY: the program's arguments, unchanged.
+    let r = unsafe { next::waitid(idtype, id, info, options) };
+    after_wait(r == 0 && options & libc::WNOWAIT == 0);
+    r
 }
 
 // The interposers (after the macros above, which they use).
