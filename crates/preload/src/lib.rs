@@ -24,6 +24,7 @@
 //! | `sigaction`, `signal`, `bsd_signal`, `sysv_signal` | SIGBUS and SIGSEGV (`mm::probe::program_sigaction`) |
 //! | `pthread_sigmask`, `sigprocmask` | SIGBUS stays deliverable (a register access traps with it); the program's wish is recorded per thread and reported back (`mm::probe::set_program_blocks`) |
 //! | `vfork` | runs as `fork` |
+//! | `wait`, `waitpid`, `wait3`, `wait4`, `waitid` | a reaped child's last closes have taken effect on return (`fds::after_reap`) |
 //!
 //! # Not interposed, and why
 //!
