@@ -10,6 +10,7 @@
 //! binary (`VFIO_DMABUF_PRELOAD` names it, so `exec` never builds).
 
 mod cli;
+mod forkmap;
 mod share;
 mod signals;
 mod vfio;

@@ -334,6 +334,56 @@ impl AddressSpace {
         Ok(start)
     }
 
+    /// Takes over a mapping this process inherited through `fork` (a VMA of
+    /// its parent's address space, at `req.addr`, backed by `req.pieces`):
+    /// the child's copy is a plain shared mapping of the same memfds with
+    /// no userfaultfd registration (`fork` drops MINOR registrations), so
+    /// its pages are zapped and the range is registered with this address
+    /// space's userfaultfd. From then on every first touch faults into
+    /// `req.ops`, as for a mapping made here. The probe registry and the
+    /// trap table are process memory, copied by `fork`: they already hold
+    /// the range.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` without an address, for an unaligned or overflowing range,
+    /// or pieces that do not add up to the length; `EEXIST` when a VMA of
+    /// ours is there; `madvise` and `UFFDIO_REGISTER` errors.
+    pub fn adopt(&self, req: MapRequest) -> Result<VirtAddr, MmError> {
+        let start = req.addr.ok_or(MmError::Invalid("an inherited mapping has an address"))?;
+        let end = start.checked_add(req.len).ok_or(MmError::Invalid("mapping range overflows"))?;
+        let total = req.pieces.iter().try_fold(0u64, |acc, p| acc.checked_add(p.len));
+        if req.len == 0 || req.len % PAGE_SIZE != 0 || !start.is_page_aligned() || total != Some(req.len) {
+            return Err(MmError::Invalid("inherited mapping must be page aligned and fully backed"));
+        }
+        let _mmap = self.inner.mmap_lock.write().unwrap_or_else(|e| e.into_inner());
+        let mut table = self.inner.lock_vmas();
+        if table.overlaps(start, end) {
+            return Err(MmError::Sys { call: "adopt", errno: Errno::EXIST });
+        }
+        sys::zap_owned(start.0 as usize, req.len as usize).map_err(MmError::sys("madvise(MADV_DONTNEED)"))?;
+        sys::uffdio_register_minor(self.inner.engine.uffd(), start.0, req.len)
+            .map_err(MmError::sys("UFFDIO_REGISTER"))?;
+        table.insert(Vma {
+            vm_start: start,
+            vm_end: end,
+            vm_pgoff: req.vm_pgoff,
+            writable: req.writable,
+            path: req.path,
+            inode: req.inode,
+            mapping: req.mapping,
+            pieces: req.pieces,
+            ops: req.ops,
+        });
+        Ok(start)
+    }
+
+    /// Makes mapping ids from `next` on: a `fork` child's address space
+    /// keeps the ids of the mappings it inherited.
+    pub fn skip_mapping_ids(&self, next: u64) {
+        self.inner.next_mapping.fetch_max(next, Ordering::Relaxed);
+    }
+
     /// Whether `[addr, addr + len)` is free in the whole process (the
     /// `MAP_FIXED_NOREPLACE` check, made before a driver sees an mmap).
     ///

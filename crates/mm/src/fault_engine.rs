@@ -117,7 +117,8 @@ enum Event {
 /// and dropping one never leaves anyone waiting. Why we do not ask for them:
 /// - `FORK` (`UFFD_FEATURE_EVENT_FORK`): a child would inherit our ranges
 ///   only with a second userfaultfd to serve. Without it the child's copies
-///   are plain shared mappings (see the README's deviations).
+///   are plain shared mappings until the child adopts them into an address
+///   space of its own (`AddressSpace::adopt`).
 /// - `REMAP` (`…_EVENT_REMAP`): mremap of our ranges is not offered; the
 ///   VMA table is changed only by our own mmap and munmap.
 /// - `REMOVE` (`…_EVENT_REMOVE`): our zap *is* `MADV_DONTNEED`, issued under

@@ -35,9 +35,9 @@
 //!   that bypasses it is recognised by its pid. `posix_spawn` children run
 //!   only the C library until `exec`, which loads the library again
 //!   (`LD_PRELOAD` stays in the environment). Mappings a child inherits
-//!   are plain shared mappings of the BAR memory: not registered with any
-//!   fault engine, so nothing revokes them (cross-process sharing is the
-//!   next step's); a register page inherited by a child gets SIGBUS.
+//!   are taken over by the child handler before `fork` returns there
+//!   (`inherit`): registered with the child's own fault engine and with
+//!   the server, so revocation reaches them.
 //! - `eventfd`: interrupt triggers are real eventfds, passed to the server
 //!   as they are.
 //! - `fstat` of an object fd shows the socket it is; `/proc/self/fd` links
@@ -57,6 +57,7 @@
 mod abi;
 mod dirs;
 mod fds;
+mod inherit;
 mod ioctl;
 mod maps;
 mod notify;

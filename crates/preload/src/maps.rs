@@ -134,7 +134,7 @@ fn place(
             Ok(MapPiece { memory, paddr: PhysAddr(pc.paddr), len: pc.len })
         })
         .collect::<Result<Vec<_>, Errno>>()?;
-    let ops: Arc<dyn mm::VmOperations> = Arc::new(ClientVma {
+    let ops = Arc::new(ClientVma {
         mapping: mapping.clone(),
         ranges: plan.ranges.iter().map(|&(paddr, len)| PhysVec { paddr: PhysAddr(paddr), len }).collect(),
         vma_pgoff_adjust: PgOff(plan.vma_pgoff_adjust),
@@ -147,7 +147,7 @@ fn place(
         vm_pgoff: PgOff(plan.vm_pgoff),
         writable: plan.writable,
         pieces: pieces.clone(),
-        ops: ops.clone(),
+        ops: ops.clone() as Arc<dyn mm::VmOperations>,
         path: plan.path.clone(),
         inode: plan.inode,
         addr: addr.map(VirtAddr),
@@ -178,7 +178,7 @@ fn place(
 /// Tells the server where mapping `id` starts, so its DMA-map checks treat
 /// those addresses as a BAR mapping (`VM_PFNMAP`) and never read them as
 /// ordinary memory. A failure only costs that knowledge: logged.
-fn report_placed(p: &Process, id: u64, addr: u64) {
+pub(crate) fn report_placed(p: &Process, id: u64, addr: u64) {
     if let Err(e) = p.call_ok(&Request::Mapped { mapping: id, addr }, &[]) {
         tracing::warn!(mapping = id, %e, "cannot tell the server where a mapping is");
     }
@@ -356,7 +356,7 @@ fn remap_to(
         vm_pgoff: PgOff(vm_pgoff),
         writable: vma.writable,
         pieces: placed.slice(first, new_len),
-        ops: placed.ops.clone(),
+        ops: placed.ops.clone() as Arc<dyn mm::VmOperations>,
         path: placed.path.clone(),
         inode: placed.inode,
         addr: Some(VirtAddr(new)),

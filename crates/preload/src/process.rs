@@ -3,10 +3,11 @@
 //! mappings and notify thread.
 //!
 //! A process is one *generation* of that state. The child of a `fork`
-//! starts the next generation (new token, new connections, no mappings of
-//! its own) from the `pthread_atfork` child handler, which touches only
-//! atomics: the parent's generation is left as it was (its locks may have
-//! been held by threads that do not exist in the child). A child the
+//! starts the next generation (new token, new connections, its own address
+//! space) from the `pthread_atfork` child handler, and takes over the
+//! mappings it inherited (`inherit`); the parent's generation is otherwise
+//! left as it was (its locks may have been held by threads that do not
+//! exist in the child). A child the
 //! handler did not see (a raw `fork` system call, `_Fork`) is recognised
 //! by its pid on the next request. Generations are slots of a fixed table,
 //! so nothing is freed or reset in place; a chain of more forks than
@@ -78,13 +79,24 @@ pub(crate) fn init() {
     }
 }
 
-/// The `pthread_atfork` child handler: starts the next generation. Only
-/// atomics and `close`; the old generation's connections are the parent's
-/// (shared sockets), so the child closes its copies of them.
+/// The `pthread_atfork` prepare handler (see `inherit`).
+pub(crate) fn before_fork() {
+    if let Some(p) = current() {
+        crate::inherit::before_fork(p);
+    }
+}
+
+/// The `pthread_atfork` child handler: starts the next generation. The old
+/// generation's connections are the parent's (shared sockets), so the
+/// child closes its copies of them; then it takes over the mappings it
+/// inherited (`inherit`), touching of the old generation only its mapping
+/// table (held across the fork) and its address space's VMA list.
 pub(crate) fn after_fork_in_child() {
     let gen = GENERATION.fetch_add(1, Ordering::AcqRel);
-    if let Some(old) = PROCESSES.get(gen).and_then(OnceLock::get) {
-        old.pool.drain();
+    let Some(old) = PROCESSES.get(gen).and_then(OnceLock::get) else { return };
+    old.pool.drain();
+    if let Some(child) = current() {
+        crate::inherit::inherit(old, child);
     }
 }
 

@@ -64,7 +64,7 @@ pub(crate) struct Placed {
     pub(crate) vm_pgoff: u64,
     /// Its backing, in VA order from its first page.
     pub(crate) pieces: Vec<MapPiece>,
-    pub(crate) ops: Arc<dyn VmOperations>,
+    pub(crate) ops: Arc<ClientVma>,
     pub(crate) mmio: Option<Arc<dyn VmMmio>>,
     pub(crate) path: String,
     pub(crate) inode: u64,
@@ -224,17 +224,15 @@ mod tests {
         let p4 = 4 * page::PAGE_SIZE;
         let mem = Arc::new(mm::PhysMemory::new("slice-test", page::PhysAddr(0), 4 * p4).unwrap());
         let piece = |paddr: u64, len: u64| MapPiece { memory: mem.clone(), paddr: page::PhysAddr(paddr), len };
-        #[derive(Debug)]
-        struct Never;
-        impl VmOperations for Never {
-            fn huge_fault(&self, vmf: &mut VmFault<'_>, _order: u32) -> VmFaultResult {
-                vmf.sigbus()
-            }
-        }
         let placed = Placed {
             vm_pgoff: 0,
             pieces: vec![piece(p4, p4), piece(3 * p4, p4)],
-            ops: Arc::new(Never),
+            ops: Arc::new(ClientVma {
+                mapping: Arc::new(ClientMapping::new(1)),
+                ranges: Vec::new(),
+                vma_pgoff_adjust: PgOff(0),
+                traps: false,
+            }),
             mmio: None,
             path: String::new(),
             inode: 0,

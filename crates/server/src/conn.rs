@@ -192,6 +192,12 @@ fn dispatch(
         Request::Unmapped { mapping } => {
             crate::mapping::unmapped(process, mapping).map_or_else(errno_reply, |()| Reply::Ok)
         }
+        Request::Inherit { parent, mapping } => match shared.registry.get(parent) {
+            Some(parent) if !Arc::ptr_eq(&parent, process) => {
+                crate::mapping::inherit(process, &parent, mapping).map_or_else(errno_reply, |()| Reply::Ok)
+            }
+            _ => errno_reply(Errno::SRCH),
+        },
         Request::Sync => {
             shared.objects.reap_now();
             Reply::Ok

@@ -17,6 +17,10 @@
 //! zap own pages, Ack{seq}            ───▶  the revoke goes on
 //! Unmapped{mapping}                  ───▶  the VMA's references go
 //! ```
+//!
+//! A `fork` child that inherited a mapping sends `Inherit{parent, mapping}`
+//! with its own token: it gets its own registration on the same buffer,
+//! and its first notification, exactly as if it had made the mapping.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -76,7 +80,7 @@ pub(crate) struct MappingRecord {
     pub(crate) vma: RemoteVma,
     /// The mapped file (`vm_file`): a device file keeps its device, group
     /// and container as long as it is mapped.
-    _file: Arc<OpenFile>,
+    file: Arc<OpenFile>,
 }
 
 /// What the reply to an mmap carries: the plan and the memfds it attaches.
@@ -106,12 +110,7 @@ pub(crate) fn mmap(
     mapping: u64,
     args: MmapArgs,
 ) -> Result<Planned, Errno> {
-    let target = Arc::new(RemoteMapping {
-        process: Arc::downgrade(process),
-        mapping,
-        buffer: OnceLock::new(),
-        notify_lock: Mutex::new(()),
-    });
+    let target = new_target(process, mapping);
     let vma = match &file.object {
         Object::Device(dev) => {
             // do_mmap(): a file must be open for reading, and for writing
@@ -129,14 +128,45 @@ pub(crate) fn mmap(
         }
         _ => return Err(Errno::NODEV),
     };
-    let _ = target.buffer.set(Arc::downgrade(vma.buffer()));
     let planned = plan(process, &vma);
-    let record = Arc::new(MappingRecord { vma, _file: file });
-    process.mappings.lock().unwrap_or_else(|e| e.into_inner()).insert(mapping, record);
-    // The first notification: the status at this moment, applied before
-    // the process learns the mapping exists.
-    target.notify();
+    register(process, mapping, target, MappingRecord { vma, file });
     Ok(planned)
+}
+
+/// Records `record` as `process`'s mapping `mapping` and sends its first
+/// notification: the status at this moment, applied before the process
+/// learns the mapping exists.
+fn register(process: &Process, mapping: u64, target: Arc<RemoteMapping>, record: MappingRecord) {
+    let _ = target.buffer.set(Arc::downgrade(record.vma.buffer()));
+    process.mappings.lock().unwrap_or_else(|e| e.into_inner()).insert(mapping, Arc::new(record));
+    target.notify();
+}
+
+fn new_target(process: &Arc<Process>, mapping: u64) -> Arc<RemoteMapping> {
+    Arc::new(RemoteMapping {
+        process: Arc::downgrade(process),
+        mapping,
+        buffer: OnceLock::new(),
+        notify_lock: Mutex::new(()),
+    })
+}
+
+/// `Request::Inherit`: `process`, a fork child of `parent`, holds the
+/// parent's mapping `mapping` at the same addresses. It gets a mapping of
+/// its own of the same buffer (holding the buffer and the mapped file, as
+/// `dup_mmap()` does), under the same id.
+///
+/// # Errors
+///
+/// `EINVAL` when the parent has no such mapping; else as [`check_process`].
+pub(crate) fn inherit(process: &Arc<Process>, parent: &Process, mapping: u64) -> Result<(), Errno> {
+    let from = parent.mappings.lock().unwrap_or_else(|e| e.into_inner()).get(&mapping).cloned();
+    let from = from.ok_or(Errno::INVAL)?;
+    check_process(process, mapping)?;
+    let target = new_target(process, mapping);
+    let vma = from.vma.inherit(target.clone());
+    register(process, mapping, target, MappingRecord { vma, file: Arc::clone(&from.file) });
+    Ok(())
 }
 
 /// Whether `process` can hold mapping `mapping`: it must be able to hear

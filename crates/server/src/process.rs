@@ -188,6 +188,11 @@ impl Registry {
         Arc::clone(p)
     }
 
+    /// The live process of token `token`.
+    pub(crate) fn get(&self, token: u64) -> Option<Arc<Process>> {
+        lock(&self.procs).get(&token).cloned()
+    }
+
     /// A connection of `p` closed; its last one means the process is gone.
     pub(crate) fn detach(&self, p: &Arc<Process>) {
         let last = {

@@ -80,6 +80,30 @@ impl RemoteVma {
         self.ops.vm_file()
     }
 
+    /// The copy a `fork` child gets of this mapping (`dup_mmap()`): the same
+    /// window of the same buffer, which it keeps alive too, registered on
+    /// the buffer with its own zap target, so revokes reach the child as
+    /// they reach the parent.
+    pub fn inherit(&self, zap: Arc<dyn CpuMapping>) -> RemoteVma {
+        let buf = Arc::clone(self.ops.vm_file());
+        let ops =
+            Arc::new(BarVma::new(Arc::clone(&buf), Arc::clone(self.ops.vm_private_data()), ZapHandle::Remote(zap)));
+        let as_cpu: Arc<dyn CpuMapping> = ops.clone();
+        buf.register_cpu_mapping(Arc::downgrade(&as_cpu));
+        RemoteVma {
+            ops,
+            len: self.len,
+            vm_pgoff: self.vm_pgoff,
+            vma_pgoff_adjust: self.vma_pgoff_adjust,
+            writable: self.writable,
+            pieces: self.pieces.clone(),
+            ranges: self.ranges.clone(),
+            traps: self.traps,
+            path: self.path.clone(),
+            inode: self.inode,
+        }
+    }
+
     /// The register access of the mapping: the same steps and locks as a
     /// fault of it (see [`mm::VmMmio`]). Refuses every access of a mapping
     /// that does not show registers.

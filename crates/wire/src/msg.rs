@@ -196,6 +196,20 @@ pub enum Request {
         /// Its first address in the process.
         addr: u64,
     },
+    /// The process is a `fork` child of process `parent` (the parent's
+    /// token) and inherited its mapping `mapping` at the same addresses:
+    /// the server registers a mapping of the same buffer for this process,
+    /// under the same id, as `dup_mmap()` gives the child a VMA of the same
+    /// file, and notifies it of the buffer's status before it replies.
+    /// Reply: [`Reply::Ok`], or [`Reply::Err`] with `ESRCH` for an unknown
+    /// parent, `EINVAL` for a mapping the parent does not have, `EEXIST`
+    /// for an id this process uses, `EPROTO` without a notify connection.
+    Inherit {
+        /// The parent's token.
+        parent: u64,
+        /// The parent's (and now this process's) id of the mapping.
+        mapping: u64,
+    },
 }
 
 /// The address of an emulated access and the geometry of the VMA holding

@@ -447,15 +447,29 @@ static INIT: extern "C" fn() = init;
 extern "C" fn init() {
     // SAFETY: `real_sigaction` is sigaction(2).
     unsafe { mm::probe::use_sigaction(real_sigaction) };
-    // SAFETY: registers a child handler that only touches atomics and
-    // closes descriptors (see `process::after_fork_in_child`).
-    unsafe { libc::pthread_atfork(None, None, Some(child_after_fork)) };
+    // SAFETY: registers handlers that are sound in their places: prepare
+    // and parent take and release one lock of ours in the forking thread;
+    // child runs in the child's only thread (see `process::after_fork_in_child`).
+    unsafe { libc::pthread_atfork(Some(prepare_fork), Some(parent_after_fork), Some(child_after_fork)) };
     let _inside = enter();
     crate::process::init();
 }
 
+extern "C" fn prepare_fork() {
+    if let Some(_inside) = enter() {
+        let _ = catch_unwind(crate::process::before_fork);
+    }
+}
+
+extern "C" fn parent_after_fork() {
+    crate::inherit::after_fork_in_parent();
+}
+
 extern "C" fn child_after_fork() {
-    crate::process::after_fork_in_child();
+    // A fork from inside the library (never made) would have nothing to take over.
+    let _inside = enter();
+    // A panic must not unwind into the C library.
+    let _ = catch_unwind(crate::process::after_fork_in_child);
 }
 
 /// `vfork` runs as `fork`: POSIX allows it, and a child that shares our

@@ -70,6 +70,11 @@ impl BarVma {
         &self.vm_file
     }
 
+    /// The exporter's object of the buffer.
+    pub(crate) fn vm_private_data(&self) -> &Arc<VfioDmaBuf> {
+        &self.vm_private_data
+    }
+
     /// The `vm_pgoff` value that corresponds to buffer offset 0.
     pub(crate) fn vma_pgoff_adjust(&self) -> PgOff {
         self.vm_private_data.vma_pgoff_adjust
