@@ -314,22 +314,13 @@ impl AddressSpace {
         debug_assert_eq!(res.len() as u64, req.len);
         let (start, _) = res.into_owned_range();
         let start = VirtAddr(start as u64);
-        let vma = Vma {
-            vm_start: start,
-            vm_end: VirtAddr(start.0 + req.len),
-            vm_pgoff: req.vm_pgoff,
-            writable: req.writable,
-            path: req.path,
-            inode: req.inode,
-            mapping: req.mapping,
-            pieces: req.pieces,
-            ops: req.ops,
-        };
+        let (len, vm_pgoff) = (req.len, req.vm_pgoff);
+        let (vma, mmio) = vma_at(start, req);
         self.inner.lock_vmas().insert(vma);
         // Safe probes may touch it from now on, and its traps are emulated.
-        mapped.insert(start.0, start.0 + req.len);
-        if let Some(mmio) = req.mmio {
-            probe::traps::lock_for_update().insert(start.0, start.0 + req.len, req.vm_pgoff, mmio);
+        mapped.insert(start.0, start.0 + len);
+        if let Some(mmio) = mmio {
+            probe::traps::lock_for_update().insert(start.0, start.0 + len, vm_pgoff, mmio);
         }
         Ok(start)
     }
@@ -364,17 +355,7 @@ impl AddressSpace {
         sys::zap_owned(start.0 as usize, req.len as usize).map_err(MmError::sys("madvise(MADV_DONTNEED)"))?;
         sys::uffdio_register_minor(self.inner.engine.uffd(), start.0, req.len)
             .map_err(MmError::sys("UFFDIO_REGISTER"))?;
-        table.insert(Vma {
-            vm_start: start,
-            vm_end: end,
-            vm_pgoff: req.vm_pgoff,
-            writable: req.writable,
-            path: req.path,
-            inode: req.inode,
-            mapping: req.mapping,
-            pieces: req.pieces,
-            ops: req.ops,
-        });
+        table.insert(vma_at(start, req).0);
         Ok(start)
     }
 
@@ -505,6 +486,22 @@ impl AddressSpace {
     pub fn is_mapped(&self, addr: u64, len: u64) -> bool {
         self.inner.lock_vmas().overlaps(VirtAddr(addr), VirtAddr(addr.saturating_add(len)))
     }
+}
+
+/// The VMA `req` makes at `start`, and its register access.
+fn vma_at(start: VirtAddr, req: MapRequest) -> (Vma, Option<Arc<dyn VmMmio>>) {
+    let vma = Vma {
+        vm_start: start,
+        vm_end: VirtAddr(start.0 + req.len),
+        vm_pgoff: req.vm_pgoff,
+        writable: req.writable,
+        path: req.path,
+        inode: req.inode,
+        mapping: req.mapping,
+        pieces: req.pieces,
+        ops: req.ops,
+    };
+    (vma, req.mmio)
 }
 
 fn info(v: &Vma) -> VmaInfo {

@@ -11,17 +11,8 @@
 
 #include <sys/wait.h>
 
-/* VFIO_DEVICE_FEATURE_DMA_BUF and _DMA_BUF_REVOKE as the series defines
- * them (the distribution's headers predate them). */
-#define FEATURE_DMA_BUF 11
+/* VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE as the series defines it. */
 #define FEATURE_DMA_BUF_REVOKE 13
-struct dma_buf_export {
-	uint32_t argsz, flags;
-	uint32_t region_index, open_flags, dma_flags, nr_ranges;
-	struct {
-		uint64_t offset, length;
-	} ranges[1];
-};
 struct dma_buf_revoke {
 	uint32_t argsz, flags;
 	int32_t dmabuf_fd;
@@ -97,16 +88,7 @@ int main(void)
 	bar = map_region(v.device, 1, 0, 0x1000, PROT_READ | PROT_WRITE);
 	bar[0] = 0xfeed;
 	regs = map_region(v.device, 0, 0, 0x1000, PROT_READ | PROT_WRITE);
-	struct dma_buf_export e = {
-		.argsz = sizeof(e),
-		.flags = VFIO_DEVICE_FEATURE_GET | FEATURE_DMA_BUF,
-		.region_index = 1,
-		.open_flags = O_RDWR | O_CLOEXEC,
-		.nr_ranges = 1,
-		.ranges = { { 0x10000, 0x2000 } },
-	};
-	int fd = ioctl(v.device, VFIO_DEVICE_FEATURE, &e);
-	CHECK(fd >= 0, "DMA_BUF export");
+	int fd = export_buffer(v.device, 1, 0x10000, 0x2000);
 	buf = mmap(NULL, 0x2000, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	CHECK(buf != MAP_FAILED, "mmap of the buffer fd");
 	buf[0] = 42;

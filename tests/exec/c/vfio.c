@@ -167,16 +167,7 @@ static void dmabuf(void)
 	struct vdev v = open_device();
 	memory_enable(v.device, 1);
 	install(SIGBUS, on_bus, 0);
-	struct dma_buf_export e = {
-		.argsz = sizeof(e),
-		.flags = VFIO_DEVICE_FEATURE_GET | FEATURE_DMA_BUF,
-		.region_index = 1,
-		.open_flags = O_RDWR | O_CLOEXEC,
-		.nr_ranges = 1,
-		.ranges = { { 0x10000, 0x200000 } },
-	};
-	int fd = ioctl(v.device, VFIO_DEVICE_FEATURE, &e);
-	CHECK(fd >= 0, "DMA_BUF export");
+	int fd = export_buffer(v.device, 1, 0x10000, 0x200000);
 	CHECK(fcntl(fd, F_GETFD) == FD_CLOEXEC, "O_CLOEXEC of open_flags");
 	volatile uint64_t *p = mmap(NULL, 0x200000, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	CHECK(p != MAP_FAILED, "mmap of the buffer fd");
