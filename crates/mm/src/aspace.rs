@@ -359,6 +359,15 @@ impl AddressSpace {
         Ok(start)
     }
 
+    /// Holds the VMA table still (`mmap_lock` for write, then the table)
+    /// until the guard goes: across a `fork`, so that the child finds both
+    /// unlocked and the table as it was at the fork, whatever the parent's
+    /// other threads were doing.
+    pub fn lock_for_fork(&self) -> ForkGuard<'_> {
+        let mmap = self.inner.mmap_lock.write().unwrap_or_else(|e| e.into_inner());
+        ForkGuard { table: self.inner.lock_vmas(), _mmap: mmap }
+    }
+
     /// Makes mapping ids from `next` on: a `fork` child's address space
     /// keeps the ids of the mappings it inherited.
     pub fn skip_mapping_ids(&self, next: u64) {
@@ -485,6 +494,20 @@ impl AddressSpace {
     /// Whether `[addr, addr+len)` overlaps any VMA of ours.
     pub fn is_mapped(&self, addr: u64, len: u64) -> bool {
         self.inner.lock_vmas().overlaps(VirtAddr(addr), VirtAddr(addr.saturating_add(len)))
+    }
+}
+
+/// The VMA table held across a `fork` ([`AddressSpace::lock_for_fork`]).
+#[derive(Debug)]
+pub struct ForkGuard<'a> {
+    table: MutexGuard<'a, VmaTable>,
+    _mmap: std::sync::RwLockWriteGuard<'a, ()>,
+}
+
+impl ForkGuard<'_> {
+    /// Every VMA, in address order.
+    pub fn vmas(&self) -> Vec<VmaInfo> {
+        self.table.by_start.values().map(info).collect()
     }
 }
 

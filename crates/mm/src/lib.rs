@@ -53,7 +53,7 @@ mod sys;
 pub mod trap;
 mod vma;
 
-pub use aspace::{AddressSpace, MapRequest, MappingHandle, VmaInfo};
+pub use aspace::{AddressSpace, ForkGuard, MapRequest, MappingHandle, VmaInfo};
 pub use fault::{PfnWindow, VmFault, VmFaultResult, VmOperations};
 pub use fault_engine::FaultStats;
 pub use mmio::{MmioAddr, MmioRegs, MmioRevoked, VmMmio};

@@ -26,11 +26,13 @@
 //!
 //! # Locks
 //!
-//! A thread of the parent that held the parent's mapping table at the
-//! moment of the fork would leave it locked in the child; the `prepare`
-//! handler therefore takes it (in the forking thread) and the parent and
-//! child handlers release it. Order: `Process::mappings` (prepare) → the
-//! C library's fork locks.
+//! A thread of the parent that held the parent's mapping table or VMA
+//! table at the moment of the fork would leave it locked in the child; the
+//! `prepare` handler therefore takes them (in the forking thread) and the
+//! parent and child handlers release them. Order: `Process::mappings` →
+//! `mmap_lock` (write) → the VMA table (`AddressSpace::lock_for_fork`) →
+//! the C library's fork locks. Nothing holds `mappings` while it waits for
+//! the others, so this order is consistent with every other path.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -43,18 +45,23 @@ use wire::Request;
 use crate::process::Process;
 use crate::vma::{ClientMapping, ClientVma, Placed};
 
-type Table = MutexGuard<'static, HashMap<u64, Arc<ClientMapping>>>;
-
-thread_local! {
-    /// The parent generation's mapping table, held across `fork` by the
-    /// forking thread.
-    static HELD: RefCell<Option<Table>> = const { RefCell::new(None) };
+/// What the forking thread holds across `fork`.
+struct Held {
+    mappings: MutexGuard<'static, HashMap<u64, Arc<ClientMapping>>>,
+    vmas: Option<mm::ForkGuard<'static>>,
 }
 
-/// `pthread_atfork` prepare: holds the mapping table of `p` across the fork.
+thread_local! {
+    /// The parent generation's tables, held across `fork` by the forking
+    /// thread.
+    static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
+}
+
+/// `pthread_atfork` prepare: holds the tables of `p` across the fork.
 pub(crate) fn before_fork(p: &'static Process) {
-    let table = p.mappings();
-    HELD.with(|h| *h.borrow_mut() = Some(table));
+    let mappings = p.mappings();
+    let vmas = p.aspace_if_made().map(mm::AddressSpace::lock_for_fork);
+    HELD.with(|h| *h.borrow_mut() = Some(Held { mappings, vmas }));
 }
 
 /// `pthread_atfork` parent: the fork is done.
@@ -62,22 +69,22 @@ pub(crate) fn after_fork_in_parent() {
     HELD.with(|h| drop(h.borrow_mut().take()));
 }
 
-/// The parent's mappings as the child found them, taken from the table the
-/// prepare handler held (or locked now, when no prepare handler ran).
-fn parent_mappings(parent: &'static Process) -> HashMap<u64, Arc<ClientMapping>> {
-    HELD.with(|h| match h.borrow_mut().take() {
-        Some(table) => table.clone(),
-        None => parent.mappings().clone(),
-    })
+/// The parent's mappings and VMAs as the child found them, read from the
+/// tables the prepare handler held (or locked now, when none ran).
+fn parent_tables(parent: &'static Process) -> (HashMap<u64, Arc<ClientMapping>>, Vec<mm::VmaInfo>) {
+    let held = HELD.with(|h| h.borrow_mut().take());
+    match held {
+        Some(Held { mappings, vmas }) => (mappings.clone(), vmas.map(|g| g.vmas()).unwrap_or_default()),
+        None => (parent.mappings().clone(), parent.aspace_if_made().map(|a| a.vmas()).unwrap_or_default()),
+    }
 }
 
 /// In the child, after its generation started: takes over every mapping
 /// of the parent's generation `parent` (see the module doc).
 pub(crate) fn inherit(parent: &'static Process, child: &'static Process) {
-    let mappings = parent_mappings(parent);
-    let Some(old) = parent.aspace_if_made() else { return };
+    let (mappings, parent_vmas) = parent_tables(parent);
     let mut vmas: BTreeMap<u64, Vec<mm::VmaInfo>> = BTreeMap::new();
-    for v in old.vmas() {
+    for v in parent_vmas {
         vmas.entry(v.mapping.0).or_default().push(v);
     }
     if vmas.is_empty() {
