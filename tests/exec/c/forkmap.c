@@ -11,8 +11,6 @@
 
 #include <sys/wait.h>
 
-/* VFIO_DEVICE_FEATURE_DMA_BUF_REVOKE as the series defines it. */
-#define FEATURE_DMA_BUF_REVOKE 13
 struct dma_buf_revoke {
 	uint32_t argsz, flags;
 	int32_t dmabuf_fd;

@@ -129,17 +129,6 @@ static inline void install(int signo, void (*h)(int, siginfo_t *, void *), int f
 	CHECK(sigaction(signo, &sa, NULL) == 0, "sigaction");
 }
 
-/* VFIO_DEVICE_FEATURE_DMA_BUF as the series defines it (the distribution's
- * headers predate it). */
-#define FEATURE_DMA_BUF 11
-struct dma_buf_export {
-	uint32_t argsz, flags;
-	uint32_t region_index, open_flags, dma_flags, nr_ranges;
-	struct {
-		uint64_t offset, length;
-	} ranges[1];
-};
-
 /* Exports [offset, offset + length) of BAR `index` as a buffer fd. */
 static inline int export_buffer(int dev, unsigned index, uint64_t offset, uint64_t length)
 {
