@@ -11,11 +11,6 @@
 
 #include <sys/wait.h>
 
-struct dma_buf_revoke {
-	uint32_t argsz, flags;
-	int32_t dmabuf_fd;
-};
-
 static void on_bus(int signo, siginfo_t *si, void *uc)
 {
 	(void)uc;
@@ -111,12 +106,7 @@ int main(void)
 	memory_enable(v.device, 1);
 	say(to_child[1], 'n');
 	CHECK(hear(to_parent[0]) == 'r', "child saw memory on");
-	struct dma_buf_revoke r = {
-		.argsz = sizeof(r),
-		.flags = VFIO_DEVICE_FEATURE_SET | FEATURE_DMA_BUF_REVOKE,
-		.dmabuf_fd = fd,
-	};
-	CHECK(ioctl(v.device, VFIO_DEVICE_FEATURE, &r) == 0, "DMA_BUF_REVOKE");
+	revoke_buffer(v.device, fd);
 	expect(buf, 1, 0, "parent: buffer mapping, permanently revoked");
 	say(to_child[1], 'p');
 	int status;

@@ -260,30 +260,6 @@ static void close_devices(void)
 	close_device(&plus);
 }
 
-static int export(int dev, unsigned index, uint64_t off, uint64_t len)
-{
-	struct dma_buf_export e = {
-		.argsz = sizeof(e),
-		.flags = VFIO_DEVICE_FEATURE_GET | FEATURE_DMA_BUF,
-		.region_index = index,
-		.open_flags = O_RDWR | O_CLOEXEC,
-		.nr_ranges = 1,
-		.ranges = { { off, len } },
-	};
-	int fd = ioctl(dev, VFIO_DEVICE_FEATURE, &e);
-	CHECK(fd >= 0, "DMA_BUF export of region %u", index);
-	return fd;
-}
-
-static void revoke_buf(int dev, int buf)
-{
-	struct {
-		struct vfio_device_feature f;
-		int32_t fd;
-	} r = { { .argsz = sizeof(r), .flags = VFIO_DEVICE_FEATURE_SET | FEATURE_DMA_BUF_REVOKE }, buf };
-	CHECK(ioctl(dev, VFIO_DEVICE_FEATURE, &r) == 0, "DMA_BUF_REVOKE");
-}
-
 static volatile uint64_t *map_buf(int fd, size_t len)
 {
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -295,7 +271,7 @@ static volatile uint64_t *map_buf(int fd, size_t len)
  * mapped by every client (slot 0). */
 static int share_ram(volatile uint64_t **mine)
 {
-	int fd = export(plus.device, 1, RAM_OFF, RAM_LEN);
+	int fd = export_buffer(plus.device, 1, RAM_OFF, RAM_LEN);
 	*mine = map_buf(fd, RAM_LEN);
 	for (unsigned k = 0; k < RAM_LEN / 0x1000; k++)
 		(*mine)[k * 0x1000 / 8] = 0xab00 + k;
@@ -311,7 +287,7 @@ static int share_both(volatile uint64_t **mine, int *reg)
 	fork_clients();
 	open_devices();
 	int fd = share_ram(mine);
-	*reg = export(edu, 0, 0, REG_LEN);
+	*reg = export_buffer(edu, 0, 0, REG_LEN);
 	for (int i = 0; i < CLIENTS; i++)
 		call(i, MAP, 1, 0, 0, REG_LEN, *reg);
 	return fd;
@@ -367,7 +343,7 @@ static void registers(void)
 {
 	fork_clients();
 	open_devices();
-	int fd = export(edu, 0, 0, REG_LEN);
+	int fd = export_buffer(edu, 0, 0, REG_LEN);
 	volatile uint32_t *r = (volatile uint32_t *)map_buf(fd, REG_LEN);
 	for (int i = 0; i < CLIENTS; i++) {
 		call(i, MAP, 1, 0, 0, REG_LEN, fd);
@@ -402,8 +378,8 @@ static void perm_revoke(void)
 			CHECK(load(i, LOAD64, 0, k * 0x1000) == 0xab00 + k, "client %d page %u before the revoke", i, k);
 		CHECK(load(i, LOAD32, 1, 0) == EDU_ID, "client %d registers before the revoke", i);
 	}
-	revoke_buf(plus.device, fd);
-	revoke_buf(edu, reg);
+	revoke_buffer(plus.device, fd);
+	revoke_buffer(edu, reg);
 	for (int i = 0; i < CLIENTS; i++) {
 		for (unsigned k = 0; k < RAM_LEN / 0x1000; k++)
 			expect_fault(i, LOAD64, 0, k * 0x1000 + 8);
@@ -500,7 +476,7 @@ static void close_exit(void)
 	CHECK(try_load(q, &got) == -1 && seen_code == BUS_ADRERR, "revoked after the clients left");
 	memory_enable(plus.device, 1);
 	CHECK(try_load(q + 3, &got) == 0 && got == 0xc105ed, "back after set");
-	revoke_buf(plus.device, fd);
+	revoke_buffer(plus.device, fd);
 	CHECK(try_load(p, &got) == -1 && seen_code == BUS_ADRERR, "permanent revoke after the clients left");
 	CHECK(munmap((void *)p, RAM_LEN) == 0 && munmap((void *)q, RAM_LEN) == 0 && close(fd) == 0, "close");
 	for (int i = 0; i < CLIENTS; i++)
@@ -517,7 +493,7 @@ static void last_close(void)
 {
 	fork_clients();
 	open_devices();
-	int fd = export(plus.device, 1, RAM_OFF, RAM_LEN);
+	int fd = export_buffer(plus.device, 1, RAM_OFF, RAM_LEN);
 	volatile uint64_t *p = map_buf(fd, RAM_LEN);
 	p[5] = 0x1a57;
 	CHECK(munmap((void *)p, RAM_LEN) == 0, "munmap");
@@ -593,7 +569,7 @@ static void inherit(void)
 static void inherit_close(int close_first)
 {
 	open_devices();
-	int fd = export(plus.device, 1, RAM_OFF, RAM_LEN);
+	int fd = export_buffer(plus.device, 1, RAM_OFF, RAM_LEN);
 	volatile uint64_t *p = map_buf(fd, RAM_LEN);
 	p[0] = 0x1a57;
 	int go[2], done[2];

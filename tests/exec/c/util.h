@@ -141,6 +141,16 @@ static inline int export_buffer(int dev, unsigned index, uint64_t offset, uint64
 		.ranges = { { offset, length } },
 	};
 	int fd = ioctl(dev, VFIO_DEVICE_FEATURE, &e);
-	CHECK(fd >= 0, "DMA_BUF export");
+	CHECK(fd >= 0, "DMA_BUF export of region %u", index);
 	return fd;
+}
+
+/* Revokes buffer `buf` of device `dev` for good. */
+static inline void revoke_buffer(int dev, int buf)
+{
+	struct {
+		struct vfio_device_feature f;
+		int32_t fd;
+	} r = { { .argsz = sizeof(r), .flags = VFIO_DEVICE_FEATURE_SET | FEATURE_DMA_BUF_REVOKE }, buf };
+	CHECK(ioctl(dev, VFIO_DEVICE_FEATURE, &r) == 0, "DMA_BUF_REVOKE");
 }
