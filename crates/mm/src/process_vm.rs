@@ -11,6 +11,16 @@ use rustix::io::Errno;
 
 use crate::sys;
 
+/// Reads up to `buf.len()` bytes at `addr` in process `pid`, stopping at the
+/// first unreadable page; returns how many it read.
+///
+/// # Errors
+///
+/// `EFAULT` when not even the first byte is readable; else as [`read`].
+pub fn read_some(pid: i32, addr: u64, buf: &mut [u8]) -> Result<usize, Errno> {
+    sys::process_vm_readv(pid, addr, buf)
+}
+
 /// Reads `buf.len()` bytes at `addr` in process `pid`.
 ///
 /// # Errors

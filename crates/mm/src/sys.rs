@@ -340,8 +340,8 @@ pub(crate) fn process_vm_readv(pid: i32, remote: u64, buf: &mut [u8]) -> Result<
     let local = libc::iovec { iov_base: buf.as_mut_ptr().cast::<c_void>(), iov_len: buf.len() };
     let remote = libc::iovec { iov_base: remote as usize as *mut c_void, iov_len: buf.len() };
     // SAFETY: the local iovec describes `buf`, which we borrow mutably for the
-    // call; the remote one names memory of another process, which the kernel
-    // checks and which never aliases ours.
+    // call; the remote one names memory of process `pid` (possibly this one),
+    // which the kernel checks page by page and which is not `buf`.
     let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
     usize::try_from(n).map_err(|_| last_errno())
 }
@@ -352,8 +352,8 @@ pub(crate) fn process_vm_writev(pid: i32, remote: u64, data: &[u8]) -> Result<us
     let local = libc::iovec { iov_base: data.as_ptr().cast_mut().cast::<c_void>(), iov_len: data.len() };
     let remote = libc::iovec { iov_base: remote as usize as *mut c_void, iov_len: data.len() };
     // SAFETY: the local iovec describes `data`, which the kernel only reads;
-    // the remote one names memory of another process, which the kernel
-    // checks and which never aliases ours.
+    // the remote one names memory of process `pid` (possibly this one),
+    // which the kernel checks page by page.
     let n = unsafe { libc::process_vm_writev(pid, &local, 1, &remote, 1, 0) };
     usize::try_from(n).map_err(|_| last_errno())
 }

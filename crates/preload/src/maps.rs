@@ -301,7 +301,9 @@ fn remap(
     if new_len == 0 {
         return Err(Errno::INVAL);
     }
-    let vma = aspace.find_vma(old).ok_or(Errno::FAULT)?;
+    if aspace.find_vma(old).is_none() {
+        return Err(Errno::FAULT);
+    }
     if flags & (libc::MREMAP_FIXED | libc::MREMAP_DONTUNMAP) != 0 {
         return remap_to(p, aspace, old, old_len, new_len, flags, new);
     }
@@ -312,7 +314,6 @@ fn remap(
         return Ok(old);
     }
     // Growth: VM_DONTEXPAND | VM_PFNMAP (and a range past the VMA) is EFAULT.
-    let _ = vma;
     Err(Errno::FAULT)
 }
 

@@ -300,12 +300,7 @@ impl UserPtr {
         if buf.is_empty() {
             return Ok(0);
         }
-        let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-        let remote = libc::iovec { iov_base: self.0 as *mut c_void, iov_len: buf.len() };
-        // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`
-        // and reads the program's memory with fault checking.
-        let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-        usize::try_from(n).map_err(|_| Errno::FAULT)
+        mm::process_vm::read_some(std::process::id() as i32, self.0, buf).map_err(|_| Errno::FAULT)
     }
 
     /// Reads exactly `buf.len()` bytes.
@@ -327,12 +322,7 @@ impl UserPtr {
         if data.is_empty() {
             return Ok(());
         }
-        let local = libc::iovec { iov_base: data.as_ptr() as *mut c_void, iov_len: data.len() };
-        let remote = libc::iovec { iov_base: self.0 as *mut c_void, iov_len: data.len() };
-        // SAFETY: the kernel reads `data` and writes the program's memory
-        // at the address it handed us, with fault checking.
-        let n = unsafe { libc::process_vm_writev(libc::getpid(), &local, 1, &remote, 1, 0) };
-        (usize::try_from(n) == Ok(data.len())).then_some(()).ok_or(Errno::FAULT)
+        mm::process_vm::write(std::process::id() as i32, self.0, data).map_err(|_| Errno::FAULT)
     }
 
     /// Reads a NUL-terminated string of at most `max` bytes.
