@@ -43,7 +43,9 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
+
+use crate::lock;
 
 use rustix::io::Errno;
 use wire::msg::IoctlArg;
@@ -155,12 +157,6 @@ pub trait DmaSpace: Send + Sync + fmt::Debug {
     ///
     /// `EFAULT` for an IOVA that is not mapped writable.
     fn dma_write(&self, iova: u64, data: &[u8]) -> Result<(), Errno>;
-}
-
-/// Locks `m`. A panic while it was held leaves state that every call
-/// re-validates anyway, so poisoning is not fatal.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A legacy container (`/dev/vfio/vfio`).
