@@ -45,10 +45,10 @@
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use crate::lock;
-
 use rustix::io::Errno;
 use wire::msg::IoctlArg;
+
+use crate::lock;
 
 mod arg;
 mod compat;
