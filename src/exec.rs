@@ -209,15 +209,19 @@ fn check_kernel() -> Result<(), ExecError> {
     mm::AddressSpace::new().map(drop).map_err(ExecError::Kernel)
 }
 
-/// The preload library (see the module doc).
-fn preload_library() -> Result<PathBuf, ExecError> {
+/// The preload library (see the module doc). From a test binary (in the
+/// profile directory's `deps`), the library next to the profile's binaries.
+pub(crate) fn preload_library() -> Result<PathBuf, ExecError> {
     if let Some(p) = std::env::var_os(PRELOAD_ENV) {
         let p = PathBuf::from(p);
         return if p.is_file() { Ok(p) } else { Err(ExecError::NoPreload(p.display().to_string())) };
     }
     let exe =
         std::env::current_exe().map_err(|source| ExecError::Read { path: "the running executable".into(), source })?;
-    let dir = exe.parent().unwrap_or(Path::new("."));
+    let mut dir = exe.parent().unwrap_or(Path::new("."));
+    if dir.file_name() == Some(OsStr::new("deps")) {
+        dir = dir.parent().unwrap_or(dir);
+    }
     let lib = dir.join(PRELOAD_FILE);
     // Under cargo the library is brought up to date first: it is no
     // dependency of this binary, so `cargo run` alone builds none.
@@ -288,10 +292,11 @@ fn forward_signals(
 }
 
 /// A fresh directory (mode 0700) for the server's socket, removed on drop.
-struct SocketDir(PathBuf);
+#[derive(Debug)]
+pub(crate) struct SocketDir(PathBuf);
 
 impl SocketDir {
-    fn new() -> Result<Self, ExecError> {
+    pub(crate) fn new() -> Result<Self, ExecError> {
         let base = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
         let mut last = None;
         for attempt in 0..100u32 {
@@ -306,8 +311,13 @@ impl SocketDir {
         Err(ExecError::SocketDir { path: base.display().to_string(), source })
     }
 
-    fn socket(&self) -> PathBuf {
+    pub(crate) fn socket(&self) -> PathBuf {
         self.0.join("server.sock")
+    }
+
+    /// The directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
     }
 }
 

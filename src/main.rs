@@ -167,6 +167,13 @@ fn run_one(sc: &parse::Scenario, json: bool, narrate: bool) -> Result<bool, pars
             if let Some(d) = &sc.description {
                 let _ = writeln!(stdout, "{}", d.trim());
             }
+            if let Some(clients) = &world.clients {
+                let _ = writeln!(stdout, "  processes: primary (this runner, pid {})", std::process::id());
+                for ((name, pid), decl) in clients.list().into_iter().zip(&sc.processes) {
+                    let role = decl.role.as_deref().map_or(String::new(), |r| format!(": {r}"));
+                    let _ = writeln!(stdout, "             {name} (pid {pid}){role}");
+                }
+            }
         }
     }
     let rep = run::run(sc, &mut world, |rec| {

@@ -17,7 +17,9 @@ pub fn text(rec: &StepRecord, narrate: bool) -> String {
         let mark = if rec.pass { "ok  " } else { "FAIL" };
         let expect = if rec.pass { String::new() } else { format!(", expected {}", rec.expected) };
         let wait = if rec.micros >= 10_000 { format!("  [{} ms]", rec.micros / 1000) } else { String::new() };
-        out.push_str(&format!("  {mark} line {:<4} {} -> {}{expect}{wait}\n", rec.line, rec.detail, rec.outcome));
+        // In a story across processes, who did it comes first.
+        let who = rec.process.as_deref().map_or(String::new(), |p| format!("[{p}] "));
+        out.push_str(&format!("  {mark} line {:<4} {who}{} -> {}{expect}{wait}\n", rec.line, rec.detail, rec.outcome));
     }
     for l in &rec.output {
         out.push_str(&format!("           {l}\n"));
@@ -31,5 +33,6 @@ pub fn json(file: &str, rec: &StepRecord) -> serde_json::Value {
         "file": file, "step": rec.index, "line": rec.line, "verb": rec.verb, "say": rec.say,
         "detail": rec.detail, "outcome": rec.outcome, "expected": rec.expected, "pass": rec.pass,
         "micros": rec.micros as u64, "output": rec.output,
+        "process": rec.process.as_deref().unwrap_or("primary"),
     })
 }

@@ -10,6 +10,7 @@ use toml::{Spanned, Table, Value};
 
 pub use super::fields::parse_number;
 use super::fields::{number, Bounds, Ctx, Fields};
+pub use super::procs_parse::ProcessDecl;
 
 /// A malformed scenario: where and what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +70,8 @@ pub enum Expect {
     Ok,
     /// The access raises SIGBUS.
     Sigbus,
+    /// The access raises SIGBUS with this `si_code` (`"sigbus BUS_ADRERR"`).
+    SigbusCode(i32),
     /// The access raises SIGSEGV (nothing mapped).
     Segv,
     /// The call fails with this errno.
@@ -84,12 +87,26 @@ impl fmt::Display for Expect {
         match self {
             Expect::Ok => f.write_str("ok"),
             Expect::Sigbus => f.write_str("sigbus"),
+            Expect::SigbusCode(c) => write!(f, "sigbus {}", bus_code_name(*c)),
             Expect::Segv => f.write_str("segv"),
             Expect::Errno(e) => f.write_str(vfio::errno_name(*e)),
             Expect::Value(v) => write!(f, "{v:#x}"),
             Expect::Text(t) => f.write_str(t),
         }
     }
+}
+
+/// The `si_code`s of SIGBUS an expectation may name.
+const BUS_CODES: &[(&str, i32)] = &[
+    ("BUS_ADRALN", libc::BUS_ADRALN),
+    ("BUS_ADRERR", libc::BUS_ADRERR),
+    ("BUS_OBJERR", libc::BUS_OBJERR),
+    ("BUS_MCEERR_AR", libc::BUS_MCEERR_AR),
+];
+
+/// The name of SIGBUS `si_code` `code`.
+fn bus_code_name(code: i32) -> String {
+    BUS_CODES.iter().find(|(_, c)| *c == code).map_or_else(|| code.to_string(), |(n, _)| (*n).to_owned())
 }
 
 /// How a fault counter must compare.
@@ -180,6 +197,15 @@ pub enum Step {
     Faults { order0: Option<Count>, order9: Option<Count>, sigbus: Option<Count> },
     /// Draws the live state.
     Inspect,
+    /// Sends a device or buffer fd of the primary to a client process over
+    /// `SCM_RIGHTS`, named `as_` there.
+    Pass { fd: String, to: String, as_: String },
+    /// `SIGSTOP` to a client process.
+    Stop { process: String },
+    /// `SIGCONT` to a client process.
+    Cont { process: String },
+    /// A client process exits (`exit(2)`), and is waited for.
+    Exit { process: String },
 }
 
 /// A buffer named in the scenario, or a raw fd number.
@@ -204,6 +230,9 @@ pub struct StepAt {
     pub step: Step,
     /// Its expectation.
     pub expect: Expect,
+    /// The client process it runs in (`process = "<name>"`); `None`: the
+    /// primary, the runner itself.
+    pub process: Option<String>,
 }
 
 /// A parsed scenario.
@@ -217,6 +246,8 @@ pub struct Scenario {
     pub description: Option<String>,
     /// Devices, in order of their ids (which numbers their default cdev and BDF).
     pub devices: Vec<DeviceDecl>,
+    /// Client processes (`[processes.<name>]`), in order of their names.
+    pub processes: Vec<ProcessDecl>,
     /// Steps, in order.
     pub steps: Vec<StepAt>,
 }
@@ -260,6 +291,10 @@ pub const VERBS: &[&str] = &[
     "maps",
     "faults",
     "inspect",
+    "pass",
+    "stop",
+    "cont",
+    "exit",
 ];
 
 /// `region` of a step that forms a file offset (`region << 40 | at`): the
@@ -300,16 +335,22 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         let index = u32::try_from(i).map_err(|_| cx.err(line, "too many devices"))?;
         devices.push(parse_device(&cx, id, t.into_inner(), line, index)?);
     }
+    let mut processes = Vec::new();
+    for (name, t) in doc.processes {
+        processes.push(super::procs_parse::parse_process(&cx, name, t)?);
+    }
     let mut steps = Vec::new();
     for t in doc.steps {
         let line = cx.line_of(t.span().start);
         steps.push(parse_step(&cx, t.into_inner(), line)?);
     }
+    super::procs_parse::check_places(&cx, &processes, &steps)?;
     Ok(Scenario {
         file: file.to_owned(),
         name: doc.name.unwrap_or_else(|| file.to_owned()),
         description: doc.description,
         devices,
+        processes,
         steps,
     })
 }
@@ -323,6 +364,8 @@ struct Doc {
     #[serde(default)]
     devices: BTreeMap<String, Spanned<Table>>,
     #[serde(default)]
+    processes: BTreeMap<String, Spanned<Table>>,
+    #[serde(default)]
     steps: Vec<Spanned<Table>>,
 }
 
@@ -333,6 +376,14 @@ fn parse_expect(f: &mut Fields<'_>) -> Result<Expect, ScenarioError> {
         Some(Value::String(s)) => match s.as_str() {
             "ok" => Ok(Expect::Ok),
             "sigbus" => Ok(Expect::Sigbus),
+            e if e.starts_with("sigbus ") => BUS_CODES
+                .iter()
+                .find(|(n, _)| *n == e["sigbus ".len()..].trim())
+                .map(|(_, c)| Expect::SigbusCode(*c))
+                .ok_or_else(|| {
+                    let names: Vec<&str> = BUS_CODES.iter().map(|(n, _)| *n).collect();
+                    f.err(format!("`expect`: {e:?}: the si_code of a SIGBUS is one of {}", names.join(", ")))
+                }),
             "segv" | "sigsegv" => Ok(Expect::Segv),
             e if e.starts_with('E') => vfio::errno_from_name(e)
                 .map(Expect::Errno)
@@ -341,7 +392,7 @@ fn parse_expect(f: &mut Fields<'_>) -> Result<Expect, ScenarioError> {
             other => match parse_number(other) {
                 Ok(v) => Ok(Expect::Value(v)),
                 Err(_) => Err(f.err(format!(
-                    "`expect` must be ok, sigbus, segv, an errno name like EINVAL, a number, or a status \
+                    "`expect` must be ok, sigbus (or \"sigbus BUS_ADRERR\"), segv, an errno name like EINVAL, a number, or a status \
                      (ok, temp-revoked, perm-revoked); not {other:?}"
                 ))),
             },
@@ -441,6 +492,12 @@ fn parse_step(cx: &Ctx<'_>, mut t: Table, line: usize) -> Result<StepAt, Scenari
         None => None,
         Some(Value::String(s)) => Some(s),
         Some(_) => return Err(cx.err(line, "`say` must be a string")),
+    };
+    let process = match t.remove("process") {
+        None => None,
+        Some(Value::String(p)) if p == super::procs_parse::PRIMARY => None,
+        Some(Value::String(p)) => Some(p),
+        Some(_) => return Err(cx.err(line, "`process` must be a string (a name under [processes])")),
     };
     let verbs: Vec<&'static str> = VERBS.iter().copied().filter(|v| t.contains_key(*v)).collect();
     let verb = match verbs.as_slice() {
@@ -667,11 +724,15 @@ fn parse_step(cx: &Ctx<'_>, mut t: Table, line: usize) -> Result<StepAt, Scenari
             _ => return Err(f.err("`faults = { order0 = N, order9 = \">=1\", sigbus = N }`")),
         },
         "inspect" => Step::Inspect,
+        "pass" => Step::Pass { fd: target_str(&f)?, to: f.str("to")?, as_: f.str("as")? },
+        "stop" => Step::Stop { process: target_str(&f)? },
+        "cont" => Step::Cont { process: target_str(&f)? },
+        "exit" => Step::Exit { process: target_str(&f)? },
         _ => unreachable!("every verb is handled"),
     };
     let expect = parse_expect(&mut f)?;
     f.finish()?;
-    Ok(StepAt { line, verb, say, step, expect })
+    Ok(StepAt { line, verb, say, step, expect, process })
 }
 
 fn prot_and_sharing(f: &mut Fields<'_>) -> Result<(bool, bool), ScenarioError> {

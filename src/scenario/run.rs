@@ -70,6 +70,7 @@ pub fn judge(outcome: &Outcome, expect: &Expect) -> bool {
         (Expect::Value(v), Outcome::Done(Some(x))) => v == x,
         (Expect::Text(t), Outcome::Text(x)) => t == x,
         (Expect::Sigbus, Outcome::Fault(a)) => a.is_sigbus(),
+        (Expect::SigbusCode(c), Outcome::Fault(a)) => a.is_sigbus() && a.code == *c,
         (Expect::Segv, Outcome::Fault(a)) => a.signo == libc::SIGSEGV,
         (Expect::Errno(e), Outcome::Errno(x, _)) => e == x,
         _ => false,
@@ -99,6 +100,9 @@ pub struct StepRecord {
     pub micros: u128,
     /// Extra output (maps lines, the inspect drawing).
     pub output: Vec<String>,
+    /// The process it ran in (`primary` or a client's name), in a
+    /// scenario with client processes; `None` otherwise.
+    pub process: Option<String>,
 }
 
 /// A mapping the scenario made.
@@ -170,9 +174,12 @@ impl Importer for ScenarioImporter {
 }
 
 /// Everything a running scenario has made. Fields drop in order: importers
-/// first, the address space (all mappings) before the devices.
+/// first, client processes (and their server), the address space (all
+/// mappings) before the devices.
 #[derive(Debug)]
 pub struct World {
+    /// Client processes and the server they use, when the scenario has any.
+    pub clients: Option<super::procs::Clients>,
     /// Test importers by name.
     pub importers: BTreeMap<String, Arc<ScenarioImporter>>,
     /// Buffer fds by name.
@@ -237,7 +244,9 @@ pub fn build(sc: &Scenario) -> Result<World, ScenarioError> {
         let vdev = d.create().map_err(|e| err(sc, d.line, format!("device `{}`: {e}", d.id)))?;
         devices.insert(d.id.clone(), vdev);
     }
+    let clients = if sc.processes.is_empty() { None } else { Some(super::procs::start(sc, &devices)?) };
     Ok(World {
+        clients,
         importers: BTreeMap::new(),
         bufs: BTreeMap::new(),
         fds: BTreeMap::new(),
@@ -276,6 +285,8 @@ pub fn run(sc: &Scenario, world: &mut World, mut on_step: impl FnMut(&StepRecord
             pass,
             micros,
             output,
+            process: (!sc.processes.is_empty())
+                .then(|| st.process.clone().unwrap_or_else(|| super::procs_parse::PRIMARY.to_owned())),
         };
         on_step(&rec);
         records.push(rec);
@@ -319,6 +330,9 @@ fn exec(
     st: &StepAt,
     output: &mut Vec<String>,
 ) -> Result<(String, Outcome), ScenarioError> {
+    if st.process.is_some() {
+        return super::procs::exec(sc, w, st, output);
+    }
     let line = st.line;
     let missing = |kind: &str, name: &str| err(sc, line, format!("no {kind} named `{name}` (yet)"));
     macro_rules! fd {
@@ -717,6 +731,9 @@ fn exec(
             output.extend(crate::inspect::draw(w).lines().map(str::to_owned));
             ("inspect".into(), Outcome::Done(None))
         }
+        Step::Pass { .. } | Step::Stop { .. } | Step::Cont { .. } | Step::Exit { .. } => {
+            return super::procs::exec(sc, w, st, output)
+        }
     })
 }
 
@@ -738,15 +755,15 @@ pub fn status_text(s: Status) -> &'static str {
     }
 }
 
-fn page_up(len: u64) -> u64 {
+pub(super) fn page_up(len: u64) -> u64 {
     len.div_ceil(4096) * 4096
 }
 
-fn addr_text(a: Option<u64>) -> String {
+pub(super) fn addr_text(a: Option<u64>) -> String {
     a.map_or("0".into(), |a| format!("{a:#x}"))
 }
 
-fn prot_text(write: bool) -> &'static str {
+pub(super) fn prot_text(write: bool) -> &'static str {
     if write {
         "PROT_READ|PROT_WRITE"
     } else {
@@ -754,7 +771,7 @@ fn prot_text(write: bool) -> &'static str {
     }
 }
 
-fn share_text(shared: bool) -> &'static str {
+pub(super) fn share_text(shared: bool) -> &'static str {
     if shared {
         "MAP_SHARED"
     } else {

@@ -67,6 +67,9 @@ enum DeviceState {
     Group { fd: DeviceFd, group: Arc<GroupFile>, compat: Option<(Arc<IommufdFile>, u32)> },
     /// A cdev bound to `iommufd` as `devid`; blocks `group`.
     Bound { fd: DeviceFd, iommufd: Arc<IommufdFile>, devid: u32, group: Arc<Group> },
+    /// A file of a device the serving process holds open itself (see
+    /// `local`): usable, with no group or context of the server's.
+    Local { fd: DeviceFd },
 }
 
 /// An open device file.
@@ -122,6 +125,11 @@ impl DeviceFile {
         Ok(Self { served, key, state: Mutex::new(DeviceState::Group { fd, group, compat }) })
     }
 
+    /// A file of the device `fd` the serving process opened in-process.
+    pub(crate) fn local(served: Arc<Served>, fd: DeviceFd) -> Self {
+        Self { served, key: next_key(), state: Mutex::new(DeviceState::Local { fd }) }
+    }
+
     /// This bound cdev file was attached to a page table: the device's DMA
     /// goes through it.
     pub(crate) fn dma_attached(&self, iommufd: &IommufdFile, devid: u32) {
@@ -144,13 +152,13 @@ impl DeviceFile {
     pub(crate) fn fd(&self) -> Result<DeviceFd, Errno> {
         match &*lock(&self.state) {
             DeviceState::Unbound => Err(Errno::INVAL),
-            DeviceState::Group { fd, .. } | DeviceState::Bound { fd, .. } => Ok(fd.dup()),
+            DeviceState::Group { fd, .. } | DeviceState::Bound { fd, .. } | DeviceState::Local { fd } => Ok(fd.dup()),
         }
     }
 
     /// Whether this is a cdev file (bound or not).
     pub(crate) fn is_cdev(&self) -> bool {
-        !matches!(&*lock(&self.state), DeviceState::Group { .. })
+        matches!(&*lock(&self.state), DeviceState::Unbound | DeviceState::Bound { .. })
     }
 
     /// The context a bound cdev file is bound to.
@@ -228,6 +236,7 @@ impl Drop for DeviceFile {
         self.served.dma.detach(&self.served, self.key);
         match std::mem::take(&mut *lock(&self.state)) {
             DeviceState::Unbound => {}
+            DeviceState::Local { fd } => drop(fd),
             DeviceState::Group { fd, group, compat } => {
                 drop(fd);
                 if let Some((iommufd, devid)) = compat {

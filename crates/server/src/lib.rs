@@ -25,7 +25,8 @@
 //! watcher), `open` (opens and the sysfs/dev view), `group`, `container`,
 //! `device`, `dmabuf`, `mapping` (remote CPU mappings and their
 //! notifications), `mmio` (register accesses), `procmem` (the memory of a
-//! process, for DMA), `args` (ioctl argument helpers), `names` (ioctl names
+//! process, for DMA), `local` (files of objects the serving process
+//! holds), `args` (ioctl argument helpers), `names` (ioctl names
 //! for the log), and `iommu` (the IOMMU side: Type1 container, iommufd).
 //!
 //! # Lock order
@@ -60,6 +61,7 @@ mod device;
 mod dmabuf;
 mod group;
 pub mod iommu;
+mod local;
 mod mapping;
 mod mmio;
 mod names;

@@ -298,6 +298,30 @@ impl ServerHandle {
         &self.path
     }
 
+    /// A new open file of buffer `buf`, which the serving process holds
+    /// in-process, for passing to a process this server serves (over
+    /// `SCM_RIGHTS`): there it is a buffer fd like one its own export
+    /// returned, on the same buffer.
+    ///
+    /// # Errors
+    ///
+    /// `EMFILE`/`ENFILE` when no handle or socket pair can be made.
+    pub fn dmabuf_file(&self, buf: &dmabuf::DmaBufFd) -> Result<OwnedFd, Errno> {
+        crate::local::dmabuf_file(&self.shared, buf)
+    }
+
+    /// A new open file of device fd `fd`, which the serving process holds
+    /// in-process, for passing to a process this server serves: there it
+    /// is a usable device fd of the same open device.
+    ///
+    /// # Errors
+    ///
+    /// `ENODEV` when `fd`'s device is not one this server serves;
+    /// `EMFILE`/`ENFILE` when no socket pair can be made.
+    pub fn device_file(&self, fd: &vfio::DeviceFd) -> Result<OwnedFd, Errno> {
+        crate::local::device_file(&self.shared, fd)
+    }
+
     /// Blocks until the server stops on its own (the listening socket
     /// failed).
     fn wait(mut self) {
