@@ -214,7 +214,7 @@ impl Client {
         rustix::process::kill_process(pid, sig)?;
         loop {
             match rustix::process::waitpid(Some(pid), wait) {
-                Ok(Some((_, s))) if s.stopped() == stop || s.continued() == !stop => break,
+                Ok(Some((_, s))) if (stop && s.stopped()) || (!stop && s.continued()) => break,
                 Ok(Some((_, s))) if s.exited() || s.signaled() => return Err(Errno::SRCH),
                 Ok(_) | Err(Errno::INTR) => continue,
                 Err(e) => return Err(e),

@@ -143,15 +143,9 @@ fn check_client_names(names: &mut Names, p: &str, step: &Step) -> Result<(), Str
             }
             maps.insert(as_.clone());
         }
-        Step::Close { handle } => {
-            if !fds.remove(handle) {
-                return Err(no_fd(handle));
-            }
-        }
-        Step::Munmap { map, .. } | Step::Read { map, .. } | Step::Write { map, .. } => {
-            if !maps.contains(map) {
-                return Err(no_map(map));
-            }
+        Step::Close { handle } if !fds.remove(handle) => return Err(no_fd(handle)),
+        Step::Munmap { map, .. } | Step::Read { map, .. } | Step::Write { map, .. } if !maps.contains(map) => {
+            return Err(no_map(map))
         }
         _ => {}
     }
