@@ -32,7 +32,9 @@ struct Cli {
 enum Command {
     /// Run scenario files and check every expectation.
     #[command(
-        after_help = "Example:\n  vfio-dmabuf run scenarios/seed.toml scenarios/t05-permanent-revoke.toml\n  vfio-dmabuf run --json scenarios/*.toml | jq 'select(.pass == false)'\n\nThe format is documented in docs/scenarios.md. RAM BARs that need more memory than is available \
+        after_help = "Example:\n  vfio-dmabuf run scenarios/seed.toml scenarios/t05-permanent-revoke.toml\n  vfio-dmabuf run --json scenarios/*.toml | jq 'select(.pass == false)'\n  vfio-dmabuf run --narrate scenarios/clients-revoke.toml   # a story across two processes\n\nThe format is documented in docs/scenarios.md; client processes ([processes.<name>], `process = \"<name>\"` steps, \
+`pass` of an fd over SCM_RIGHTS, `stop`/`cont`/`exit`) in docs/scenario-processes.md: they run a C worker built with cc \
+under the preload library, against a server of the scenario's devices in this process. RAM BARs that need more memory than is available \
 (MemAvailable) are refused before anything is allocated; VFIO_DMABUF_ALLOW_OVERCOMMIT=1 skips that check."
     )]
     Run {
