@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+mod cc;
 pub mod devices;
 pub mod exec;
 pub mod inspect;

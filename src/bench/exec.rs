@@ -41,17 +41,7 @@ fn calls(opts: &Options) -> u64 {
 
 /// Compiles the probe into `dir`.
 fn build_probe(dir: &Path) -> Result<PathBuf> {
-    let src = dir.join("exec_probe.c");
-    let bin = dir.join("exec_probe");
-    std::fs::write(&src, PROBE_SOURCE).map_err(|e| format!("{}: {e}", src.display()))?;
-    let out =
-        Command::new("cc").args(["-O2", "-Wall", "-Wextra", "-Werror", "-o"]).arg(&bin).arg(&src).output().map_err(
-            |e| format!("cannot run cc ({e}): section 8 builds a C probe; install gcc (apt-get install gcc)"),
-        )?;
-    if !out.status.success() {
-        return Err(format!("cc failed on the exec probe:\n{}", String::from_utf8_lossy(&out.stderr)));
-    }
-    Ok(bin)
+    crate::cc::compile(dir, "exec_probe", PROBE_SOURCE, "the exec probe of section 8")
 }
 
 /// The per-run samples the probe printed under `key`.

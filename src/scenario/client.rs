@@ -115,17 +115,7 @@ pub(super) struct Client {
 
 /// Compiles the worker into `dir`.
 pub(super) fn build_worker(dir: &Path) -> Result<std::path::PathBuf, String> {
-    let src = dir.join("worker.c");
-    let bin = dir.join("scenario-client");
-    std::fs::write(&src, WORKER_SOURCE).map_err(|e| format!("{}: {e}", src.display()))?;
-    let out =
-        Command::new("cc").args(["-O1", "-Wall", "-Wextra", "-Werror", "-o"]).arg(&bin).arg(&src).output().map_err(
-            |e| format!("cannot run cc ({e}): client processes are a C program built at run time; install gcc"),
-        )?;
-    if !out.status.success() {
-        return Err(format!("cc failed on the client worker:\n{}", String::from_utf8_lossy(&out.stderr)));
-    }
-    Ok(bin)
+    crate::cc::compile(dir, "scenario-client", WORKER_SOURCE, "the scenario client worker")
 }
 
 impl Client {
