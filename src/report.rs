@@ -36,3 +36,40 @@ pub fn json(file: &str, rec: &StepRecord) -> serde_json::Value {
         "process": rec.process.as_deref().unwrap_or("primary"),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(process: Option<&str>) -> StepRecord {
+        StepRecord {
+            index: 3,
+            line: 29,
+            verb: "pass",
+            say: Some("The buffer goes to the client.".into()),
+            detail: "pass buffer fd buf (fd 13) to client over SCM_RIGHTS, as cbuf".into(),
+            outcome: "ok".into(),
+            expected: "ok".into(),
+            pass: true,
+            micros: 5,
+            output: vec!["client holds it as fd 3".into()],
+            process: process.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_step_across_processes_names_its_process_in_text_and_json() {
+        let text = text(&record(Some("primary")), true);
+        assert!(text.contains("line 29   [primary] pass buffer fd buf"), "{text}");
+        assert!(text.contains("The buffer goes to the client."), "{text}");
+        assert_eq!(json("f.toml", &record(Some("client")))["process"], "client");
+    }
+
+    #[test]
+    fn a_single_process_scenario_prints_no_process_and_says_primary_in_json() {
+        let text = text(&record(None), false);
+        assert!(text.contains("line 29   pass buffer fd"), "{text}");
+        assert!(!text.contains("The buffer goes"), "no narrative without --narrate: {text}");
+        assert_eq!(json("f.toml", &record(None))["process"], "primary");
+    }
+}

@@ -98,3 +98,42 @@ fn a_step_naming_something_unknown_is_an_error_with_its_line() {
     assert_eq!((e.file.as_str(), e.line), ("unknown.toml", 3), "{e}");
     assert!(e.msg.contains("no mapping named `nowhere`"), "{e}");
 }
+
+#[test]
+fn a_client_step_that_does_not_do_what_it_expects_fails_and_names_its_process() {
+    let _vm = ADDRESS_SPACE_USERS.read().unwrap_or_else(|e| e.into_inner());
+    let text = r#"
+[devices.d]
+catalogue = "edu-plus"
+[processes.c]
+[[steps]]
+open = "d"
+as = "fd"
+[[steps]]
+export = "fd"
+region = 1
+ranges = [[0, "4K"]]
+as = "buf"
+[[steps]]
+pass = "buf"
+to = "c"
+as = "b"
+[[steps]]
+process = "c"
+mmap-buf = "b"
+len = "4K"
+as = "m"
+[[steps]]
+process = "c"
+read = "m"
+expect = "sigbus"
+"#;
+    let sc = parse::parse("client-wrong.toml", text).unwrap();
+    let mut world = run::build(&sc).unwrap();
+    let rep = run::run(&sc, &mut world, |_| {}).unwrap();
+    let failed: Vec<_> = rep.records.iter().filter(|r| !r.pass).collect();
+    assert_eq!(failed.len(), 1, "{:?}", rep.records);
+    assert_eq!((failed[0].line, failed[0].outcome.as_str()), (22, "0x0"));
+    assert_eq!(failed[0].process.as_deref(), Some("c"));
+    assert_eq!(rep.records[2].process.as_deref(), Some("primary"));
+}
