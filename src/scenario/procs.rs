@@ -29,7 +29,7 @@ use super::run::{addr_text, page_up, prot_text, share_text, Map, Outcome, World}
 pub struct Clients {
     procs: BTreeMap<String, Client>,
     server: Option<ServerHandle>,
-    _dir: crate::exec::SocketDir,
+    dir: crate::exec::SocketDir,
 }
 
 impl Clients {
@@ -71,9 +71,9 @@ pub(super) fn start(sc: &Scenario, devices: &BTreeMap<String, Arc<VfioPciDevice>
     let mut server = Server::new(served).map_err(|e| fail(error_chain(&e)))?;
     server.bind(dir.socket()).map_err(|e| fail(error_chain(&e)))?;
     let handle = server.spawn().map_err(|e| fail(error_chain(&e)))?;
-    let mut clients = Clients { procs: BTreeMap::new(), server: Some(handle), _dir: dir };
+    let mut clients = Clients { procs: BTreeMap::new(), server: Some(handle), dir };
     for p in &sc.processes {
-        let c = Client::spawn(&worker, &preload, &clients._dir.socket()).map_err(|m| ScenarioError {
+        let c = Client::spawn(&worker, &preload, &clients.dir.socket()).map_err(|m| ScenarioError {
             file: sc.file.clone(),
             line: p.line,
             msg: format!("process `{}`: {m}", p.name),
