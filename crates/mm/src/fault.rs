@@ -10,7 +10,7 @@
 //! or, for SIGBUS, installs a poison marker with `UFFDIO_POISON`.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use page::{Pfn, PgOff, VirtAddr, PAGE_SIZE, PMD_ORDER};
 use rustix::io::Errno;
@@ -186,24 +186,29 @@ impl VmFault<'_> {
             );
             return self.sigbus();
         }
-        // Counted before the wake, which lets the faulting thread read the
-        // counters at once.
-        let counter = if order == 0 { &self.engine.counters.order0 } else { &self.engine.counters.order9 };
-        counter.fetch_add(1, Ordering::Relaxed);
-        if len > size {
-            self.engine.counters.around_pages.fetch_add(len / PAGE_SIZE, Ordering::Relaxed);
-        }
         match self.engine.map_window(start, len, page_va) {
-            Ok((start, len)) => {
-                self.wake(start, len);
+            Ok(mapped) => {
+                // Counted before the wake, which lets the faulting thread
+                // read the counters at once. A retried fault whose page was
+                // mapped meanwhile is not one the kernel would have taken.
+                let counters = &self.engine.counters;
+                if mapped.fresh {
+                    let counter = if order == 0 { &counters.order0 } else { &counters.order9 };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    if len > size {
+                        counters.around_pages.fetch_add(len / PAGE_SIZE, Ordering::Relaxed);
+                    }
+                } else {
+                    counters.spurious.fetch_add(1, Ordering::Relaxed);
+                }
+                self.wake(mapped.start, mapped.len);
                 VmFaultResult(Outcome::NoPage)
             }
-            Err(e) => self.continue_failed(counter, start, len, e),
+            Err(e) => self.continue_failed(start, len, e),
         }
     }
 
-    fn continue_failed(&mut self, counter: &AtomicU64, start: VirtAddr, len: u64, e: Errno) -> VmFaultResult {
-        counter.fetch_sub(1, Ordering::Relaxed);
+    fn continue_failed(&mut self, start: VirtAddr, len: u64, e: Errno) -> VmFaultResult {
         tracing::error!(start = %start, len, %e, "UFFDIO_CONTINUE failed; raising SIGBUS");
         self.sigbus()
     }

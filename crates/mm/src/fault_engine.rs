@@ -53,6 +53,18 @@ pub(crate) struct FaultCounters {
     pub panics: AtomicU64,
 }
 
+/// What [`Engine::map_window`] mapped.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mapped {
+    /// First byte mapped (and to wake).
+    pub(crate) start: VirtAddr,
+    /// Bytes mapped.
+    pub(crate) len: u64,
+    /// Whether the faulting page was mapped by this call rather than
+    /// already present.
+    pub(crate) fresh: bool,
+}
+
 /// A snapshot of the fault counters of an address space.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct FaultStats {
@@ -269,25 +281,32 @@ impl Engine {
     }
 
     /// `UFFDIO_CONTINUE` of `[start, start + len)` without waking, making
-    /// sure the page at `page_va` ends up mapped; returns the range mapped.
+    /// sure the page at `page_va` ends up mapped; returns the range mapped
+    /// and whether this call mapped `page_va` itself.
     ///
     /// A racing fault may have mapped part of the range already: the
     /// continue stops there with `EEXIST` (and `EAGAIN` when the address
     /// space is changing under it; the access retries either way). If that
     /// leaves `page_va` unmapped, exactly that page is continued next:
     /// asking again for the whole range would stop at the same mapped page,
-    /// and the access would fault forever.
-    pub(crate) fn map_window(&self, start: VirtAddr, len: u64, page_va: VirtAddr) -> Result<(VirtAddr, u64), Errno> {
+    /// and the access would fault forever. When `page_va` was mapped
+    /// already, the message was a retry of a fault served meanwhile (a
+    /// thread whose wait a signal or a wider wake-up ended faults again
+    /// before the first continue lands): the kernel would not have faulted.
+    pub(crate) fn map_window(&self, start: VirtAddr, len: u64, page_va: VirtAddr) -> Result<Mapped, Errno> {
         match sys::uffdio_continue(self.uffd(), start.0, len) {
-            Ok(()) => Ok((start, len)),
+            Ok(()) => Ok(Mapped { start, len, fresh: true }),
             Err((Errno::EXIST | Errno::AGAIN, mapped)) => {
                 // A negative count is an errno, not a length (STYLE §5.11).
                 let mapped = u64::try_from(mapped).unwrap_or(0);
                 if start.0 + mapped > page_va.0 {
-                    return Ok((start, len));
+                    return Ok(Mapped { start, len, fresh: true });
                 }
                 match sys::uffdio_continue(self.uffd(), page_va.0, PAGE_SIZE) {
-                    Ok(()) | Err((Errno::EXIST | Errno::AGAIN, _)) => Ok((page_va, PAGE_SIZE)),
+                    Ok(()) => Ok(Mapped { start: page_va, len: PAGE_SIZE, fresh: true }),
+                    Err((Errno::EXIST | Errno::AGAIN, _)) => {
+                        Ok(Mapped { start: page_va, len: PAGE_SIZE, fresh: false })
+                    }
                     Err((e, _)) => Err(e),
                 }
             }
