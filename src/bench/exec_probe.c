@@ -4,25 +4,36 @@
  * process and run.
  *
  * Usage: exec_probe GROUP BDF BAR RUNS CALLS
+ *        exec_probe clients RUNS REPS STOPPED
  *
- * Opens the device through the legacy container/group flow, then times, in
- * RUNS runs of CALLS calls each:
+ * The first form opens the device through the legacy container/group flow,
+ * then times, in RUNS runs of CALLS calls each:
  *   - VFIO_DEVICE_GET_INFO on the device fd (interposed: a server round
  *     trip), against FIONREAD on a pipe issued with syscall(2), which no
  *     preload library can see (the plain kernel ioctl);
  *   - mmap + munmap of the first page of BAR on the device fd (interposed).
- * Prints one JSON object: the per-call nanoseconds of every run.
+ * The second form forks client processes that map and touch buffers the
+ * probe exports and passes them (SCM_RIGHTS), and times, REPS samples per
+ * run: the socket round trip to a client; the permanent revoke of a 2 MiB
+ * buffer and COMMAND.MEMORY clear with 1, 4 and 16 clients mapping it;
+ * first touch of 2 MiB and 64 MiB in a client and in the probe; and, with
+ * STOPPED set, the permanent revoke with one client stopped (SIGSTOP).
+ * Each prints one JSON object: the per-call nanoseconds of every run.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/vfio.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,8 +59,352 @@ static void print_runs(const char *name, const double *ns, int runs, int last)
 	printf("]%s", last ? "" : ", ");
 }
 
+/* The device `bdf` of group `group`, through the legacy container/group
+ * flow. */
+static int open_device(const char *group, const char *bdf)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/dev/vfio/%s", group);
+	int container = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
+	if (container < 0)
+		die("open /dev/vfio/vfio");
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		die(path);
+	if (ioctl(fd, VFIO_GROUP_SET_CONTAINER, &container))
+		die("VFIO_GROUP_SET_CONTAINER");
+	if (ioctl(container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU))
+		die("VFIO_SET_IOMMU");
+	int device = ioctl(fd, VFIO_GROUP_GET_DEVICE_FD, bdf);
+	if (device < 0)
+		die("VFIO_GROUP_GET_DEVICE_FD");
+	return device;
+}
+
+/* ---------------------------------------------------------------- */
+/* Client processes (the second form). */
+
+#define MAX_CLIENTS 16
+#define DEMO_GROUP "0"
+#define DEMO_BDF "0000:00:03.0"
+#define RAM_BAR 1
+#define REVOKE_LEN (2u << 20)
+#define PAGE 4096u
+#define PCI_COMMAND 0x4
+#define PCI_COMMAND_MEMORY 0x2
+
+/* VFIO_DEVICE_FEATURE_DMA_BUF and _DMA_BUF_REVOKE as the series defines
+ * them (the distribution's headers predate them). */
+#define FEATURE_DMA_BUF 11
+#define FEATURE_DMA_BUF_REVOKE 13
+
+enum op { C_MAP, C_UNMAP, C_TOUCH, C_PING, C_EXIT };
+
+struct cmd {
+	int op;
+	uint64_t len;
+};
+
+struct reply {
+	double ns;
+};
+
+static void send_msg(int sock, const void *buf, size_t len, int fd)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (fd >= 0) {
+		memset(&u, 0, sizeof(u));
+		m.msg_control = u.b;
+		m.msg_controllen = sizeof(u.b);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	if (sendmsg(sock, &m, 0) != (ssize_t)len)
+		die("sendmsg");
+}
+
+/* One message into buf; the attached fd (or -1) in *fd; 0 at end of file. */
+static ssize_t recv_msg(int sock, void *buf, size_t len, int *fd)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof(u.b) };
+	ssize_t n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		die("recvmsg");
+	*fd = -1;
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+		memcpy(fd, CMSG_DATA(c), sizeof(int));
+	return n;
+}
+
+/* A store to every page, the first touch of a fresh mapping. */
+static void touch(char *p, uint64_t len)
+{
+	for (uint64_t off = 0; off < len; off += PAGE)
+		((volatile char *)p)[off] = (char)off;
+}
+
+static char *map_fd(int fd, uint64_t len)
+{
+	char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		die("mmap of a buffer");
+	return p;
+}
+
+/* A client: serves commands one at a time until C_EXIT or end of file. */
+static void client(int sock)
+{
+	char *map = NULL;
+	uint64_t map_len = 0;
+	for (;;) {
+		struct cmd c;
+		int fd;
+		ssize_t n = recv_msg(sock, &c, sizeof(c), &fd);
+		if (n == 0)
+			_exit(0);
+		if (n != sizeof(c))
+			_exit(3);
+		struct reply r = { 0 };
+		switch (c.op) {
+		case C_MAP:
+			/* Mapped and touched: the revoke has pages to take. */
+			map = map_fd(fd, c.len);
+			map_len = c.len;
+			close(fd);
+			touch(map, c.len);
+			break;
+		case C_UNMAP:
+			if (munmap(map, map_len))
+				die("munmap");
+			map = NULL;
+			break;
+		case C_TOUCH: {
+			char *p = map_fd(fd, c.len);
+			double t = now_ns();
+			touch(p, c.len);
+			r.ns = now_ns() - t;
+			if (munmap(p, c.len))
+				die("munmap");
+			close(fd);
+			break;
+		}
+		case C_PING:
+			break;
+		case C_EXIT:
+			_exit(0);
+		}
+		send_msg(sock, &r, sizeof(r), -1);
+	}
+}
+
+static struct {
+	pid_t pid;
+	int sock;
+} clients[MAX_CLIENTS];
+
+static struct reply call(int i, int op, uint64_t len, int fd)
+{
+	struct cmd c = { op, len };
+	send_msg(clients[i].sock, &c, sizeof(c), fd);
+	struct reply r;
+	int none;
+	if (recv_msg(clients[i].sock, &r, sizeof(r), &none) != sizeof(r)) {
+		fprintf(stderr, "exec_probe: client %d died (op %d)\n", i, op);
+		exit(1);
+	}
+	return r;
+}
+
+static int dev_fd;
+static uint64_t config_off;
+
+static int export_buffer(uint64_t len)
+{
+	struct {
+		uint32_t argsz, flags;
+		uint32_t region_index, open_flags, dma_flags, nr_ranges;
+		uint64_t offset, length;
+	} e = { sizeof(e), VFIO_DEVICE_FEATURE_GET | FEATURE_DMA_BUF, RAM_BAR, O_RDWR | O_CLOEXEC, 0, 1, 0, len };
+	int fd = ioctl(dev_fd, VFIO_DEVICE_FEATURE, &e);
+	if (fd < 0)
+		die("DMA_BUF export");
+	return fd;
+}
+
+static double revoke_buffer(int buf)
+{
+	struct {
+		struct vfio_device_feature f;
+		int32_t fd;
+	} r = { { .argsz = sizeof(r), .flags = VFIO_DEVICE_FEATURE_SET | FEATURE_DMA_BUF_REVOKE }, buf };
+	double t = now_ns();
+	if (ioctl(dev_fd, VFIO_DEVICE_FEATURE, &r))
+		die("DMA_BUF_REVOKE");
+	return now_ns() - t;
+}
+
+static double set_command(uint16_t cmd)
+{
+	double t = now_ns();
+	if (pwrite(dev_fd, &cmd, 2, (off_t)(config_off + PCI_COMMAND)) != 2)
+		die("write COMMAND");
+	return now_ns() - t;
+}
+
+/* One revoke of a fresh 2 MiB buffer that clients 0..n-1 map and have
+ * touched: permanent (memory == 0) or COMMAND.MEMORY clear, set again
+ * afterwards. With `stop`, client 0 is stopped (SIGSTOP) across it. */
+static double revoke_once(int n, int memory, int stop, uint16_t cmd)
+{
+	int fd = export_buffer(REVOKE_LEN);
+	for (int i = 0; i < n; i++)
+		call(i, C_MAP, REVOKE_LEN, fd);
+	int status;
+	if (stop && (kill(clients[0].pid, SIGSTOP) || waitpid(clients[0].pid, &status, WUNTRACED) != clients[0].pid))
+		die("stopping a client");
+	double ns = memory ? set_command(cmd & ~PCI_COMMAND_MEMORY) : revoke_buffer(fd);
+	if (stop && kill(clients[0].pid, SIGCONT))
+		die("SIGCONT");
+	if (memory)
+		set_command(cmd);
+	for (int i = 0; i < n; i++)
+		call(i, C_UNMAP, 0, -1);
+	close(fd);
+	return ns;
+}
+
+/* First touch of a fresh mapping of a fresh buffer of `len` bytes, in the
+ * probe (client < 0) or in a client; ns per page. */
+static double touch_once(int client_no, uint64_t len)
+{
+	int fd = export_buffer(len);
+	double ns;
+	if (client_no < 0) {
+		char *p = map_fd(fd, len);
+		double t = now_ns();
+		touch(p, len);
+		ns = now_ns() - t;
+		if (munmap(p, len))
+			die("munmap");
+	} else {
+		ns = call(client_no, C_TOUCH, len, fd).ns;
+	}
+	close(fd);
+	return ns / (double)(len / PAGE);
+}
+
+static int clients_main(int runs, int reps, int stopped)
+{
+	if (runs < 1 || runs > 100 || reps < 1 || reps > 100)
+		return 2;
+	/* Forked before anything of the device's is open: what a client
+	 * holds, it received. */
+	for (int i = 0; i < MAX_CLIENTS; i++) {
+		int sv[2];
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
+			die("socketpair");
+		pid_t pid = fork();
+		if (pid < 0)
+			die("fork");
+		if (pid == 0) {
+			close(sv[0]);
+			for (int j = 0; j < i; j++)
+				close(clients[j].sock);
+			client(sv[1]);
+		}
+		close(sv[1]);
+		clients[i].pid = pid;
+		clients[i].sock = sv[0];
+	}
+	dev_fd = open_device(DEMO_GROUP, DEMO_BDF);
+	struct vfio_region_info cfg = { .argsz = sizeof(cfg), .index = VFIO_PCI_CONFIG_REGION_INDEX };
+	if (ioctl(dev_fd, VFIO_DEVICE_GET_REGION_INFO, &cfg))
+		die("VFIO_DEVICE_GET_REGION_INFO");
+	config_off = cfg.offset;
+	uint16_t cmd;
+	if (pread(dev_fd, &cmd, 2, (off_t)(config_off + PCI_COMMAND)) != 2)
+		die("read COMMAND");
+	cmd |= PCI_COMMAND_MEMORY;
+	set_command(cmd);
+
+	static const int counts[] = { 1, 4, 16 };
+	static const uint64_t sizes[] = { 2u << 20, 64u << 20 };
+	int total = runs * reps;
+	double *rtt = calloc((size_t)total, sizeof(double)), *perm[3], *mem[3], *tc[2], *tp[2];
+	double *stop = calloc((size_t)total, sizeof(double));
+	for (int k = 0; k < 3; k++) {
+		perm[k] = calloc((size_t)total, sizeof(double));
+		mem[k] = calloc((size_t)total, sizeof(double));
+	}
+	for (int k = 0; k < 2; k++) {
+		tc[k] = calloc((size_t)total, sizeof(double));
+		tp[k] = calloc((size_t)total, sizeof(double));
+	}
+	for (int s = 0; s < total; s++) {
+		const int pings = 100;
+		double t = now_ns();
+		for (int i = 0; i < pings; i++)
+			call(0, C_PING, 0, -1);
+		rtt[s] = (now_ns() - t) / pings;
+		for (int k = 0; k < 3; k++) {
+			perm[k][s] = revoke_once(counts[k], 0, 0, cmd);
+			mem[k][s] = revoke_once(counts[k], 1, 0, cmd);
+		}
+		for (int k = 0; k < 2; k++) {
+			tp[k][s] = touch_once(-1, sizes[k]);
+			tc[k][s] = touch_once(0, sizes[k]);
+		}
+		if (stopped)
+			stop[s] = revoke_once(1, 0, 1, cmd);
+	}
+	for (int i = 0; i < MAX_CLIENTS; i++) {
+		struct cmd c = { C_EXIT, 0 };
+		send_msg(clients[i].sock, &c, sizeof(c), -1);
+		int status;
+		if (waitpid(clients[i].pid, &status, 0) != clients[i].pid || !WIFEXITED(status) || WEXITSTATUS(status)) {
+			fprintf(stderr, "exec_probe: client %d ended with status %#x\n", i, status);
+			return 1;
+		}
+	}
+	printf("{");
+	print_runs("rtt_ns", rtt, total, 0);
+	char name[32];
+	for (int k = 0; k < 3; k++) {
+		snprintf(name, sizeof(name), "perm_revoke_%d_ns", counts[k]);
+		print_runs(name, perm[k], total, 0);
+		snprintf(name, sizeof(name), "memory_clear_%d_ns", counts[k]);
+		print_runs(name, mem[k], total, 0);
+	}
+	for (int k = 0; k < 2; k++) {
+		snprintf(name, sizeof(name), "touch_primary_%u_ns", (unsigned)(sizes[k] >> 20));
+		print_runs(name, tp[k], total, 0);
+		snprintf(name, sizeof(name), "touch_client_%u_ns", (unsigned)(sizes[k] >> 20));
+		print_runs(name, tc[k], total, k == 1 && !stopped);
+	}
+	if (stopped)
+		print_runs("stopped_revoke_ns", stop, total, 1);
+	printf("}\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 5 && !strcmp(argv[1], "clients"))
+		return clients_main(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
 	if (argc != 6) {
 		fprintf(stderr, "usage: %s GROUP BDF BAR RUNS CALLS\n", argv[0]);
 		return 2;
@@ -59,21 +414,7 @@ int main(int argc, char **argv)
 	if (runs < 1 || runs > 1000 || calls < 1)
 		return 2;
 
-	char path[64];
-	snprintf(path, sizeof(path), "/dev/vfio/%s", argv[1]);
-	int container = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
-	if (container < 0)
-		die("open /dev/vfio/vfio");
-	int group = open(path, O_RDWR | O_CLOEXEC);
-	if (group < 0)
-		die(path);
-	if (ioctl(group, VFIO_GROUP_SET_CONTAINER, &container))
-		die("VFIO_GROUP_SET_CONTAINER");
-	if (ioctl(container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU))
-		die("VFIO_SET_IOMMU");
-	int device = ioctl(group, VFIO_GROUP_GET_DEVICE_FD, argv[2]);
-	if (device < 0)
-		die("VFIO_GROUP_GET_DEVICE_FD");
+	int device = open_device(argv[1], argv[2]);
 	struct vfio_region_info region = { .argsz = sizeof(region), .index = bar };
 	if (ioctl(device, VFIO_DEVICE_GET_REGION_INFO, &region))
 		die("VFIO_DEVICE_GET_REGION_INFO");
