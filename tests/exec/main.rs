@@ -13,6 +13,7 @@ mod cli;
 mod forkmap;
 mod share;
 mod signals;
+mod storm;
 mod vfio;
 
 use std::collections::HashMap;
@@ -70,7 +71,7 @@ pub fn program(name: &str) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/exec/c").join(format!("{name}.c"));
     let out = scratch(&format!("bin-{name}")).join(name);
     let cc = Command::new("cc")
-        .args(["-O1", "-g", "-Wall", "-Werror", "-o"])
+        .args(["-O1", "-g", "-Wall", "-Werror", "-pthread", "-o"])
         .arg(&out)
         .arg(&src)
         .output()
