@@ -62,6 +62,9 @@ const ACK_BOUND_MS: f64 = 50.0;
 /// The probe's source, built at bench time.
 const PROBE_SOURCE: &str = include_str!("exec_probe.c");
 
+/// The exec tests' C helpers, which the probe includes.
+const PROBE_UTIL: &str = include_str!("../../tests/exec/c/util.h");
+
 /// Calls per run for each measurement.
 fn calls(opts: &Options) -> u64 {
     (opts.register_accesses / 20).clamp(200, 5_000)
@@ -69,6 +72,9 @@ fn calls(opts: &Options) -> u64 {
 
 /// Compiles the probe into `dir`.
 fn build_probe(dir: &Path) -> Result<PathBuf> {
+    // The probe includes the exec tests' helpers: they go beside it.
+    let util = dir.join("util.h");
+    std::fs::write(&util, PROBE_UTIL).map_err(|e| format!("{}: {e}", util.display()))?;
     crate::cc::compile(dir, "exec_probe", PROBE_SOURCE, "the exec probe of section 8")
 }
 
@@ -95,10 +101,8 @@ pub(super) fn section(opts: Options, p: &mut Progress) -> Result<Vec<Row>> {
     let probe = build_probe(&dir);
     // The demo's device: edu-plus at 0000:00:03.0 in group 0, RAM in BAR1.
     let runs = opts.runs.to_string();
-    let json = probe
-        .as_ref()
-        .map_err(Clone::clone)
-        .and_then(|probe| run_probe(&[], probe, &["0", "0000:00:03.0", "1", &runs, &n.to_string()]));
+    let json =
+        probe.as_ref().map_err(Clone::clone).and_then(|probe| run_probe(&[], probe, &["calls", &runs, &n.to_string()]));
     p.step("exec: revokes reaching 1, 4 and 16 client processes, first touch in a client");
     let stopped = json.is_ok() && takes_ack_timeout();
     if !stopped {

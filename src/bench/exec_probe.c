@@ -1,17 +1,17 @@
 /*
  * Section 8 of `vfio-dmabuf bench`: what a VFIO call costs a program that
  * runs under `vfio-dmabuf exec`, against the kernel's own path in the same
- * process and run.
+ * process and run. Built with the exec tests' util.h (the bench writes both
+ * files side by side), against the demo's device: edu-plus, RAM in BAR1.
  *
- * Usage: exec_probe GROUP BDF BAR RUNS CALLS
+ * Usage: exec_probe calls RUNS CALLS
  *        exec_probe clients RUNS REPS STOPPED
  *
- * The first form opens the device through the legacy container/group flow,
- * then times, in RUNS runs of CALLS calls each:
+ * The first form times, in RUNS runs of CALLS calls each:
  *   - VFIO_DEVICE_GET_INFO on the device fd (interposed: a server round
  *     trip), against FIONREAD on a pipe issued with syscall(2), which no
  *     preload library can see (the plain kernel ioctl);
- *   - mmap + munmap of the first page of BAR on the device fd (interposed).
+ *   - mmap + munmap of the first page of BAR1 on the device fd (interposed).
  * The second form forks client processes that map and touch buffers the
  * probe exports and passes them (SCM_RIGHTS), and times, REPS samples per
  * run: the socket round trip to a client; the permanent revoke of a 2 MiB
@@ -20,22 +20,13 @@
  * STOPPED set, the permanent revoke with one client stopped (SIGSTOP).
  * Each prints one JSON object: the per-call nanoseconds of every run.
  */
-#define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <linux/vfio.h>
-#include <signal.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mman.h>
-#include <sys/socket.h>
+#include "util.h"
+
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
-#include <unistd.h>
+
+#define RAM_BAR 1
 
 static void die(const char *what)
 {
@@ -59,45 +50,12 @@ static void print_runs(const char *name, const double *ns, int runs, int last)
 	printf("]%s", last ? "" : ", ");
 }
 
-/* The device `bdf` of group `group`, through the legacy container/group
- * flow. */
-static int open_device(const char *group, const char *bdf)
-{
-	char path[64];
-	snprintf(path, sizeof(path), "/dev/vfio/%s", group);
-	int container = open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
-	if (container < 0)
-		die("open /dev/vfio/vfio");
-	int fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		die(path);
-	if (ioctl(fd, VFIO_GROUP_SET_CONTAINER, &container))
-		die("VFIO_GROUP_SET_CONTAINER");
-	if (ioctl(container, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU))
-		die("VFIO_SET_IOMMU");
-	int device = ioctl(fd, VFIO_GROUP_GET_DEVICE_FD, bdf);
-	if (device < 0)
-		die("VFIO_GROUP_GET_DEVICE_FD");
-	return device;
-}
-
 /* ---------------------------------------------------------------- */
 /* Client processes (the second form). */
 
 #define MAX_CLIENTS 16
-#define DEMO_GROUP "0"
-#define DEMO_BDF "0000:00:03.0"
-#define RAM_BAR 1
 #define REVOKE_LEN (2u << 20)
 #define PAGE 4096u
-#define PCI_COMMAND 0x4
-#define PCI_COMMAND_MEMORY 0x2
-
-/* VFIO_DEVICE_FEATURE_DMA_BUF and _DMA_BUF_REVOKE as the series defines
- * them (the distribution's headers predate them). */
-#define FEATURE_DMA_BUF 11
-#define FEATURE_DMA_BUF_REVOKE 13
-
 enum op { C_MAP, C_UNMAP, C_TOUCH, C_PING, C_EXIT };
 
 struct cmd {
@@ -108,47 +66,6 @@ struct cmd {
 struct reply {
 	double ns;
 };
-
-static void send_msg(int sock, const void *buf, size_t len, int fd)
-{
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	union {
-		char b[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (fd >= 0) {
-		memset(&u, 0, sizeof(u));
-		m.msg_control = u.b;
-		m.msg_controllen = sizeof(u.b);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	if (sendmsg(sock, &m, 0) != (ssize_t)len)
-		die("sendmsg");
-}
-
-/* One message into buf; the attached fd (or -1) in *fd; 0 at end of file. */
-static ssize_t recv_msg(int sock, void *buf, size_t len, int *fd)
-{
-	struct iovec iov = { .iov_base = buf, .iov_len = len };
-	union {
-		char b[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof(u.b) };
-	ssize_t n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
-	if (n < 0)
-		die("recvmsg");
-	*fd = -1;
-	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-		memcpy(fd, CMSG_DATA(c), sizeof(int));
-	return n;
-}
 
 /* A store to every page, the first touch of a fresh mapping. */
 static void touch(char *p, uint64_t len)
@@ -166,14 +83,15 @@ static char *map_fd(int fd, uint64_t len)
 }
 
 /* A client: serves commands one at a time until C_EXIT or end of file. */
-static void client(int sock)
+static void client(int index, int sock)
 {
+	(void)index;
 	char *map = NULL;
 	uint64_t map_len = 0;
 	for (;;) {
 		struct cmd c;
 		int fd;
-		ssize_t n = recv_msg(sock, &c, sizeof(c), &fd);
+		ssize_t n = recv_msg(sock, &c, sizeof(c), &fd, 0);
 		if (n == 0)
 			_exit(0);
 		if (n != sizeof(c))
@@ -211,10 +129,7 @@ static void client(int sock)
 	}
 }
 
-static struct {
-	pid_t pid;
-	int sock;
-} clients[MAX_CLIENTS];
+static struct peer clients[MAX_CLIENTS];
 
 static struct reply call(int i, int op, uint64_t len, int fd)
 {
@@ -222,7 +137,7 @@ static struct reply call(int i, int op, uint64_t len, int fd)
 	send_msg(clients[i].sock, &c, sizeof(c), fd);
 	struct reply r;
 	int none;
-	if (recv_msg(clients[i].sock, &r, sizeof(r), &none) != sizeof(r)) {
+	if (recv_msg(clients[i].sock, &r, sizeof(r), &none, 0) != sizeof(r)) {
 		fprintf(stderr, "exec_probe: client %d died (op %d)\n", i, op);
 		exit(1);
 	}
@@ -232,28 +147,10 @@ static struct reply call(int i, int op, uint64_t len, int fd)
 static int dev_fd;
 static uint64_t config_off;
 
-static int export_buffer(uint64_t len)
+static double timed_revoke(int buf)
 {
-	struct {
-		uint32_t argsz, flags;
-		uint32_t region_index, open_flags, dma_flags, nr_ranges;
-		uint64_t offset, length;
-	} e = { sizeof(e), VFIO_DEVICE_FEATURE_GET | FEATURE_DMA_BUF, RAM_BAR, O_RDWR | O_CLOEXEC, 0, 1, 0, len };
-	int fd = ioctl(dev_fd, VFIO_DEVICE_FEATURE, &e);
-	if (fd < 0)
-		die("DMA_BUF export");
-	return fd;
-}
-
-static double revoke_buffer(int buf)
-{
-	struct {
-		struct vfio_device_feature f;
-		int32_t fd;
-	} r = { { .argsz = sizeof(r), .flags = VFIO_DEVICE_FEATURE_SET | FEATURE_DMA_BUF_REVOKE }, buf };
 	double t = now_ns();
-	if (ioctl(dev_fd, VFIO_DEVICE_FEATURE, &r))
-		die("DMA_BUF_REVOKE");
+	revoke_buffer(dev_fd, buf);
 	return now_ns() - t;
 }
 
@@ -270,13 +167,13 @@ static double set_command(uint16_t cmd)
  * afterwards. With `stop`, client 0 is stopped (SIGSTOP) across it. */
 static double revoke_once(int n, int memory, int stop, uint16_t cmd)
 {
-	int fd = export_buffer(REVOKE_LEN);
+	int fd = export_buffer(dev_fd, RAM_BAR, 0, REVOKE_LEN);
 	for (int i = 0; i < n; i++)
 		call(i, C_MAP, REVOKE_LEN, fd);
 	int status;
 	if (stop && (kill(clients[0].pid, SIGSTOP) || waitpid(clients[0].pid, &status, WUNTRACED) != clients[0].pid))
 		die("stopping a client");
-	double ns = memory ? set_command(cmd & ~PCI_COMMAND_MEMORY) : revoke_buffer(fd);
+	double ns = memory ? set_command(cmd & ~PCI_COMMAND_MEMORY) : timed_revoke(fd);
 	if (stop && kill(clients[0].pid, SIGCONT))
 		die("SIGCONT");
 	if (memory)
@@ -291,7 +188,7 @@ static double revoke_once(int n, int memory, int stop, uint16_t cmd)
  * probe (client < 0) or in a client; ns per page. */
 static double touch_once(int client_no, uint64_t len)
 {
-	int fd = export_buffer(len);
+	int fd = export_buffer(dev_fd, RAM_BAR, 0, len);
 	double ns;
 	if (client_no < 0) {
 		char *p = map_fd(fd, len);
@@ -313,28 +210,9 @@ static int clients_main(int runs, int reps, int stopped)
 		return 2;
 	/* Forked before anything of the device's is open: what a client
 	 * holds, it received. */
-	for (int i = 0; i < MAX_CLIENTS; i++) {
-		int sv[2];
-		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv))
-			die("socketpair");
-		pid_t pid = fork();
-		if (pid < 0)
-			die("fork");
-		if (pid == 0) {
-			close(sv[0]);
-			for (int j = 0; j < i; j++)
-				close(clients[j].sock);
-			client(sv[1]);
-		}
-		close(sv[1]);
-		clients[i].pid = pid;
-		clients[i].sock = sv[0];
-	}
-	dev_fd = open_device(DEMO_GROUP, DEMO_BDF);
-	struct vfio_region_info cfg = { .argsz = sizeof(cfg), .index = VFIO_PCI_CONFIG_REGION_INDEX };
-	if (ioctl(dev_fd, VFIO_DEVICE_GET_REGION_INFO, &cfg))
-		die("VFIO_DEVICE_GET_REGION_INFO");
-	config_off = cfg.offset;
+	fork_peers(clients, MAX_CLIENTS, client);
+	dev_fd = open_device().device;
+	config_off = region(dev_fd, VFIO_PCI_CONFIG_REGION_INDEX).offset;
 	uint16_t cmd;
 	if (pread(dev_fd, &cmd, 2, (off_t)(config_off + PCI_COMMAND)) != 2)
 		die("read COMMAND");
@@ -405,19 +283,16 @@ int main(int argc, char **argv)
 {
 	if (argc == 5 && !strcmp(argv[1], "clients"))
 		return clients_main(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
-	if (argc != 6) {
-		fprintf(stderr, "usage: %s GROUP BDF BAR RUNS CALLS\n", argv[0]);
+	if (argc != 4 || strcmp(argv[1], "calls")) {
+		fprintf(stderr, "usage: %s calls RUNS CALLS | clients RUNS REPS STOPPED\n", argv[0]);
 		return 2;
 	}
-	int runs = atoi(argv[4]), calls = atoi(argv[5]);
-	unsigned bar = (unsigned)atoi(argv[3]);
+	int runs = atoi(argv[2]), calls = atoi(argv[3]);
 	if (runs < 1 || runs > 1000 || calls < 1)
 		return 2;
 
-	int device = open_device(argv[1], argv[2]);
-	struct vfio_region_info region = { .argsz = sizeof(region), .index = bar };
-	if (ioctl(device, VFIO_DEVICE_GET_REGION_INFO, &region))
-		die("VFIO_DEVICE_GET_REGION_INFO");
+	int device = open_device().device;
+	uint64_t bar = region(device, RAM_BAR).offset;
 	int pipefd[2];
 	if (pipe(pipefd))
 		die("pipe");
@@ -444,7 +319,7 @@ int main(int argc, char **argv)
 
 		t = now_ns();
 		for (int i = 0; i < calls; i++) {
-			void *va = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, device, (off_t)region.offset);
+			void *va = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, device, (off_t)bar);
 			if (va == MAP_FAILED)
 				die("mmap of the device fd");
 			if (munmap(va, 4096))

@@ -17,7 +17,7 @@ use super::{assert_ok, exec, program};
 /// Client processes.
 const CLIENTS: u32 = 3;
 /// Cycles of each revoking thread of the primary.
-const CYCLES: u64 = 100;
+const CYCLES: u64 = 200;
 /// Accesses each client makes at least.
 const ACCESSES: u64 = 20_000;
 
@@ -25,10 +25,8 @@ const ACCESSES: u64 = 20_000;
 fn client_processes_fault_only_under_a_revoke_and_keep_their_data_through_a_revoke_storm() {
     let env = |name: &str, default: u64| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     let (cycles, seed) = (env("VFIO_DMABUF_STORM_CYCLES", CYCLES), env("VFIO_DMABUF_STORM_SEED", 1));
-    let out = exec(
-        &program("storm"),
-        &[&CLIENTS.to_string(), &seed.to_string(), &cycles.to_string(), &ACCESSES.to_string()],
-    );
+    let out =
+        exec(&program("storm"), &[&CLIENTS.to_string(), &seed.to_string(), &cycles.to_string(), &ACCESSES.to_string()]);
     assert_ok(&out, &["storm"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let tally = stdout.lines().find(|l| l.starts_with("storm:")).unwrap_or_default();

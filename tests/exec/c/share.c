@@ -9,7 +9,6 @@
  * per subcommand; prints "ok <check>" lines. */
 #include "util.h"
 
-#include <sys/socket.h>
 #include <sys/wait.h>
 
 #define EDU_BDF "0000:00:04.0"
@@ -40,45 +39,6 @@ struct reply {
 	void *addr;
 };
 
-static void send_msg(int sock, const void *buf, size_t len, int fd)
-{
-	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	union {
-		char b[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (fd >= 0) {
-		memset(&u, 0, sizeof(u));
-		m.msg_control = u.b;
-		m.msg_controllen = sizeof(u.b);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	CHECK(sendmsg(sock, &m, 0) == (ssize_t)len, "sendmsg");
-}
-
-/* Receives one message; the attached fd (or -1) in *fd. 0 at end of file. */
-static ssize_t recv_msg(int sock, void *buf, size_t len, int *fd)
-{
-	struct iovec iov = { .iov_base = buf, .iov_len = len };
-	union {
-		char b[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof(u.b) };
-	ssize_t n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
-	CHECK(n >= 0, "recvmsg");
-	*fd = -1;
-	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-		memcpy(fd, CMSG_DATA(c), sizeof(int));
-	return n;
-}
-
 static void on_bus(int signo, siginfo_t *si, void *uc)
 {
 	(void)uc;
@@ -96,7 +56,7 @@ static void client(int sock)
 	for (;;) {
 		struct cmd c;
 		int fd;
-		ssize_t n = recv_msg(sock, &c, sizeof(c), &fd);
+		ssize_t n = recv_msg(sock, &c, sizeof(c), &fd, 0);
 		if (n == 0)
 			_exit(3);
 		CHECK(n == sizeof(c) && c.slot >= 0 && c.slot < 4, "command");
@@ -164,31 +124,19 @@ static void client(int sock)
 	}
 }
 
-struct peer {
-	pid_t pid;
-	int sock;
-};
-
 static struct peer clients[CLIENTS];
+
+static void serve(int index, int sock)
+{
+	(void)index;
+	client(sock);
+}
 
 /* Forks the clients before anything of the device's is open: what a
  * client holds, it received. */
 static void fork_clients(void)
 {
-	for (int i = 0; i < CLIENTS; i++) {
-		int sv[2];
-		CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
-		pid_t pid = fork();
-		CHECK(pid >= 0, "fork");
-		if (pid == 0) {
-			close(sv[0]);
-			for (int j = 0; j < i; j++)
-				close(clients[j].sock);
-			client(sv[1]);
-		}
-		close(sv[1]);
-		clients[i] = (struct peer){ pid, sv[0] };
-	}
+	fork_peers(clients, CLIENTS, serve);
 }
 
 /* Sends one command (with `fd` attached when >= 0) and returns the reply. */
@@ -198,7 +146,7 @@ static struct reply call(int i, int op, int slot, uint64_t off, uint64_t val, ui
 	send_msg(clients[i].sock, &c, sizeof(c), fd);
 	struct reply r;
 	int none;
-	CHECK(recv_msg(clients[i].sock, &r, sizeof(r), &none) == sizeof(r), "client %d died (op %d)", i, op);
+	CHECK(recv_msg(clients[i].sock, &r, sizeof(r), &none, 0) == sizeof(r), "client %d died (op %d)", i, op);
 	return r;
 }
 

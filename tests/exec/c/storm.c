@@ -55,7 +55,6 @@
 #include "util.h"
 
 #include <pthread.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -115,47 +114,6 @@ struct msg {
 	int op, slot;
 	uint64_t gen, val;
 };
-
-static void send_msg(int sock, const struct msg *m, int fd)
-{
-	struct iovec iov = { .iov_base = (void *)m, .iov_len = sizeof(*m) };
-	union {
-		char b[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr h = { .msg_iov = &iov, .msg_iovlen = 1 };
-	if (fd >= 0) {
-		memset(&u, 0, sizeof(u));
-		h.msg_control = u.b;
-		h.msg_controllen = sizeof(u.b);
-		struct cmsghdr *c = CMSG_FIRSTHDR(&h);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	}
-	CHECK(sendmsg(sock, &h, 0) == sizeof(*m), "sendmsg");
-}
-
-/* One message (1), none waiting with `flags` MSG_DONTWAIT (0). */
-static int recv_msg(int sock, struct msg *m, int *fd, int flags)
-{
-	struct iovec iov = { .iov_base = m, .iov_len = sizeof(*m) };
-	union {
-		char b[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct msghdr h = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof(u.b) };
-	ssize_t n = recvmsg(sock, &h, MSG_CMSG_CLOEXEC | flags);
-	if (n < 0 && errno == EAGAIN && (flags & MSG_DONTWAIT))
-		return 0;
-	CHECK(n == sizeof(*m), "recvmsg %zd", n);
-	*fd = -1;
-	struct cmsghdr *c = CMSG_FIRSTHDR(&h);
-	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-		memcpy(fd, CMSG_DATA(c), sizeof(int));
-	return 1;
-}
 
 /* ---------------------------------------------------------------- */
 /* A client. */
@@ -270,7 +228,9 @@ static void take(const struct msg *m, int fd)
 	map_pending(m->slot);
 }
 
-static void client(int sock, int index, uint64_t seed, uint64_t accesses)
+static uint64_t seed, cycles, accesses;
+
+static void client(int index, int sock)
 {
 	me = index;
 	install(SIGBUS, on_bus, 0);
@@ -283,7 +243,7 @@ static void client(int sock, int index, uint64_t seed, uint64_t accesses)
 		uint64_t stop = ATOMIC_LOAD(&sh->stop);
 		struct msg m;
 		int fd;
-		while (recv_msg(sock, &m, &fd, MSG_DONTWAIT)) {
+		while (recv_msg(sock, &m, sizeof(m), &fd, MSG_DONTWAIT) > 0) {
 			CHECK(m.op == NEWBUF, "client %d: op %d", me, m.op);
 			take(&m, fd);
 		}
@@ -309,9 +269,9 @@ static void client(int sock, int index, uint64_t seed, uint64_t accesses)
 	}
 	/* Report, then wait for the primary's close of the device. */
 	struct msg m = { STOP, 0, 0, 0 };
-	send_msg(sock, &m, -1);
+	send_msg(sock, &m, sizeof(m), -1);
 	int fd;
-	CHECK(recv_msg(sock, &m, &fd, 0) && m.op == FINAL, "client %d: FINAL", me);
+	CHECK(recv_msg(sock, &m, sizeof(m), &fd, 0) == sizeof(m) && m.op == FINAL, "client %d: FINAL", me);
 	for (int s = 0; s < SLOTS; s++)
 		for (int page = 0; slots[s].map && page < PAGES; page++) {
 			for (int write = 0; write < 2; write++) {
@@ -328,7 +288,7 @@ static void client(int sock, int index, uint64_t seed, uint64_t accesses)
 				CHECK(seen_count == before + 1 && seen_code == BUS_ADRERR, "client %d: after close", me);
 			}
 		}
-	send_msg(sock, &m, -1);
+	send_msg(sock, &m, sizeof(m), -1);
 	_exit(0);
 }
 
@@ -336,14 +296,10 @@ static void client(int sock, int index, uint64_t seed, uint64_t accesses)
 /* The primary. */
 
 static int nclients;
-static struct {
-	pid_t pid;
-	int sock;
-} clients[MAX_CLIENTS];
+static struct peer clients[MAX_CLIENTS];
 static struct vdev plus;
 static int bufs[SLOTS];
 static uint64_t gens[SLOTS];
-static uint64_t seed, cycles;
 static uint64_t config_off;
 static uint64_t tally_resets, tally_flrs, tally_clears, tally_perm;
 
@@ -366,7 +322,7 @@ static void export_slot(int s)
 	gens[s]++;
 	struct msg m = { NEWBUF, s, gens[s], 0 };
 	for (int i = 0; i < nclients; i++)
-		send_msg(clients[i].sock, &m, bufs[s]);
+		send_msg(clients[i].sock, &m, sizeof(m), bufs[s]);
 }
 
 /* COMMAND.MEMORY clear and set, VFIO_DEVICE_RESET and FLR, publishing
@@ -431,26 +387,12 @@ int main(int argc, char **argv)
 	nclients = atoi(argv[1]);
 	seed = strtoull(argv[2], NULL, 0);
 	cycles = strtoull(argv[3], NULL, 0);
-	uint64_t accesses = strtoull(argv[4], NULL, 0);
+	accesses = strtoull(argv[4], NULL, 0);
 	CHECK(nclients >= 1 && nclients <= MAX_CLIENTS && cycles >= 1, "arguments");
 	sh = mmap(NULL, sizeof(*sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	CHECK(sh != MAP_FAILED, "shared page");
 	/* Clients first: what a client holds, it received. */
-	for (int i = 0; i < nclients; i++) {
-		int sv[2];
-		CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
-		pid_t pid = fork();
-		CHECK(pid >= 0, "fork");
-		if (pid == 0) {
-			close(sv[0]);
-			for (int j = 0; j < i; j++)
-				close(clients[j].sock);
-			client(sv[1], i, seed, accesses);
-		}
-		close(sv[1]);
-		clients[i].pid = pid;
-		clients[i].sock = sv[0];
-	}
+	fork_peers(clients, nclients, client);
 	plus = open_device();
 	config_off = region(plus.device, VFIO_PCI_CONFIG_REGION_INDEX).offset;
 	memory_enable(plus.device, 1);
@@ -472,7 +414,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nclients; i++) {
 		struct msg m;
 		int fd;
-		CHECK(recv_msg(clients[i].sock, &m, &fd, 0) && m.op == STOP, "client %d's report", i);
+		CHECK(recv_msg(clients[i].sock, &m, sizeof(m), &fd, 0) == sizeof(m) && m.op == STOP,
+		      "client %d's report", i);
 	}
 	/* The last close of the device revokes every client's mapping. */
 	for (int s = 0; s < SLOTS; s++)
@@ -481,8 +424,9 @@ int main(int argc, char **argv)
 	for (int i = 0; i < nclients; i++) {
 		struct msg m = { FINAL, 0, 0, 0 };
 		int fd, status;
-		send_msg(clients[i].sock, &m, -1);
-		CHECK(recv_msg(clients[i].sock, &m, &fd, 0) && m.op == FINAL, "client %d after the close", i);
+		send_msg(clients[i].sock, &m, sizeof(m), -1);
+		CHECK(recv_msg(clients[i].sock, &m, sizeof(m), &fd, 0) == sizeof(m) && m.op == FINAL,
+		      "client %d after the close", i);
 		CHECK(waitpid(clients[i].pid, &status, 0) == clients[i].pid && WIFEXITED(status) && !WEXITSTATUS(status),
 		      "client %d status %#x", i, status);
 	}

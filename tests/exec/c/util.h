@@ -1,6 +1,8 @@
-/* Helpers shared by the focused preload test programs: open the demo's
- * device through the legacy group/container API, map regions, toggle
- * COMMAND.MEMORY through config space, and touch memory with recovery. */
+/* Helpers shared by the focused preload test programs (and the bench's
+ * exec probe): open the demo's device through the legacy group/container
+ * API, map regions, toggle COMMAND.MEMORY through config space, touch
+ * memory with recovery, export and revoke buffers, and pass messages with
+ * an fd over a UNIX socket. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +15,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define CHECK(cond, ...)                                                         \
@@ -153,4 +156,76 @@ static inline void revoke_buffer(int dev, int buf)
 		int32_t fd;
 	} r = { { .argsz = sizeof(r), .flags = VFIO_DEVICE_FEATURE_SET | FEATURE_DMA_BUF_REVOKE }, buf };
 	CHECK(ioctl(dev, VFIO_DEVICE_FEATURE, &r) == 0, "DMA_BUF_REVOKE");
+}
+
+/* Sends `len` bytes on `sock`, with `fd` attached (SCM_RIGHTS) when >= 0. */
+static inline void send_msg(int sock, const void *buf, size_t len, int fd)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	if (fd >= 0) {
+		memset(&u, 0, sizeof(u));
+		m.msg_control = u.b;
+		m.msg_controllen = sizeof(u.b);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	CHECK(sendmsg(sock, &m, 0) == (ssize_t)len, "sendmsg");
+}
+
+/* Receives one message (recvmsg `flags` besides MSG_CMSG_CLOEXEC); the
+ * attached fd (or -1) in *fd. The length; 0 at end of file; -1 when
+ * MSG_DONTWAIT finds nothing waiting. */
+static inline ssize_t recv_msg(int sock, void *buf, size_t len, int *fd, int flags)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} u;
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof(u.b) };
+	*fd = -1;
+	ssize_t n = recvmsg(sock, &m, MSG_CMSG_CLOEXEC | flags);
+	if (n < 0 && errno == EAGAIN && (flags & MSG_DONTWAIT))
+		return -1;
+	CHECK(n >= 0, "recvmsg");
+	struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+	if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+		memcpy(fd, CMSG_DATA(c), sizeof(int));
+	return n;
+}
+
+/* A forked client process and the primary's end of its socket. */
+struct peer {
+	pid_t pid;
+	int sock;
+};
+
+/* Forks n clients, each with its own SOCK_SEQPACKET socketpair, and runs
+ * serve(index, its end) in each (serve must not return); a client keeps
+ * no other client's socket. */
+static inline void fork_peers(struct peer *peers, int n, void (*serve)(int index, int sock))
+{
+	for (int i = 0; i < n; i++) {
+		int sv[2];
+		CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
+		pid_t pid = fork();
+		CHECK(pid >= 0, "fork");
+		if (pid == 0) {
+			close(sv[0]);
+			for (int j = 0; j < i; j++)
+				close(peers[j].sock);
+			serve(i, sv[1]);
+			_exit(4);
+		}
+		close(sv[1]);
+		peers[i] = (struct peer){ pid, sv[0] };
+	}
 }
