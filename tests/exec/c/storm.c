@@ -55,6 +55,7 @@
 #include "util.h"
 
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -233,6 +234,8 @@ static uint64_t seed, cycles, accesses;
 static void client(int index, int sock)
 {
 	me = index;
+	/* A primary that fails must not leave its clients spinning. */
+	CHECK(prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 && getppid() != 1, "PR_SET_PDEATHSIG");
 	install(SIGBUS, on_bus, 0);
 	for (int s = 0; s < SLOTS; s++)
 		slots[s].pending = -1;
@@ -243,10 +246,12 @@ static void client(int index, int sock)
 		uint64_t stop = ATOMIC_LOAD(&sh->stop);
 		struct msg m;
 		int fd;
-		while (recv_msg(sock, &m, sizeof(m), &fd, MSG_DONTWAIT) > 0) {
+		ssize_t got;
+		while ((got = recv_msg(sock, &m, sizeof(m), &fd, MSG_DONTWAIT)) > 0) {
 			CHECK(m.op == NEWBUF, "client %d: op %d", me, m.op);
 			take(&m, fd);
 		}
+		CHECK(got != 0, "client %d: the primary is gone", me);
 		if (stop && n >= accesses)
 			break;
 		/* After every un-revoke, every word I own reads back. */
@@ -267,13 +272,21 @@ static void client(int index, int sock)
 		}
 		access_word(s, page, write, ((uint64_t)me << 48) | ++n);
 	}
+	/* Nothing revokes any more: every slot maps, so the close below has
+	 * every buffer to take back. */
+	for (int s = 0; s < SLOTS; s++)
+		if (!slots[s].map) {
+			CHECK(slots[s].pending >= 0, "client %d: slot %d never received", me, s);
+			map_pending(s);
+			CHECK(slots[s].map, "client %d: slot %d does not map after the storm", me, s);
+		}
 	/* Report, then wait for the primary's close of the device. */
 	struct msg m = { STOP, 0, 0, 0 };
 	send_msg(sock, &m, sizeof(m), -1);
 	int fd;
 	CHECK(recv_msg(sock, &m, sizeof(m), &fd, 0) == sizeof(m) && m.op == FINAL, "client %d: FINAL", me);
 	for (int s = 0; s < SLOTS; s++)
-		for (int page = 0; slots[s].map && page < PAGES; page++) {
+		for (int page = 0; page < PAGES; page++) {
 			for (int write = 0; write < 2; write++) {
 				volatile uint64_t *p = word(s, page);
 				int before = seen_count;
@@ -285,7 +298,8 @@ static void client(int index, int sock)
 					CHECK(0, "client %d: slot %d page %d accessible after the device's last close", me, s,
 					      page);
 				}
-				CHECK(seen_count == before + 1 && seen_code == BUS_ADRERR, "client %d: after close", me);
+				CHECK(seen_count == before + 1 && seen_code == BUS_ADRERR && seen_addr == (void *)p,
+				      "client %d: after close", me);
 			}
 		}
 	send_msg(sock, &m, sizeof(m), -1);
