@@ -21,12 +21,28 @@ pub trait CpuMapping: Send + Sync + fmt::Debug {
     /// still hold its own serialising lock, so a zap must not take that lock.
     fn zap(&self);
 
+    /// Starts a zap and returns what is left to wait for, so that a buffer with many
+    /// mappings waits for all of them together: a mapping whose zap is a message to
+    /// another process and its answer costs one round trip for the lot instead of one
+    /// each. The zap is complete only once the returned [`PendingZap`] is finished. The
+    /// default does the whole zap here and leaves nothing to wait for.
+    fn start_zap(&self) -> Option<Box<dyn PendingZap + '_>> {
+        self.zap();
+        None
+    }
+
     /// Whether the mapping may hold page table entries: a page was mapped since its last
     /// zap. Used to check that a revoked buffer has none (spec §6.2 invariant 3). The
     /// default, for mappings that cannot tell, is `false`.
     fn has_entries(&self) -> bool {
         false
     }
+}
+
+/// The second half of a zap begun by [`CpuMapping::start_zap`].
+pub trait PendingZap {
+    /// Waits until the mapping has no page table entry left.
+    fn finish(self: Box<Self>);
 }
 
 impl DmaBuf {
@@ -46,15 +62,17 @@ impl DmaBuf {
     ///
     /// The zaps run after the registry lock is released. A mapping registered while this
     /// runs may be missed, which is harmless: a new mapping has no page table entries yet
-    /// and its faults check the status.
+    /// and its faults check the status. Every zap is started before any is waited for
+    /// ([`CpuMapping::start_zap`]); all have finished when this returns.
     pub fn zap_cpu_mappings(&self) -> usize {
         let live: Vec<Arc<dyn CpuMapping>> = {
             let mut mappings = lock(&self.cpu_mappings);
             mappings.retain(|m| m.strong_count() > 0);
             mappings.iter().filter_map(Weak::upgrade).collect()
         };
-        for mapping in &live {
-            mapping.zap();
+        let pending: Vec<Box<dyn PendingZap + '_>> = live.iter().filter_map(|m| m.start_zap()).collect();
+        for zap in pending {
+            zap.finish();
         }
         live.len()
     }
@@ -114,6 +132,45 @@ mod tests {
         assert_eq!(live.zaps.load(Ordering::SeqCst), 1);
         assert_eq!(dead_zaps.load(Ordering::SeqCst), 0);
         assert_eq!(lock(&buf.cpu_mappings).len(), 1);
+    }
+
+    #[test]
+    fn every_zap_starts_before_any_is_waited_for() {
+        /// Logs its start and its finish in a shared journal.
+        #[derive(Debug)]
+        struct TwoPhase {
+            id: usize,
+            journal: Arc<std::sync::Mutex<Vec<(char, usize)>>>,
+        }
+        struct Waiting<'a>(&'a TwoPhase);
+        impl PendingZap for Waiting<'_> {
+            fn finish(self: Box<Self>) {
+                self.0.journal.lock().unwrap().push(('f', self.0.id));
+            }
+        }
+        impl CpuMapping for TwoPhase {
+            fn zap(&self) {
+                unreachable!("zapped through start_zap");
+            }
+            fn start_zap(&self) -> Option<Box<dyn PendingZap + '_>> {
+                self.journal.lock().unwrap().push(('s', self.id));
+                Some(Box::new(Waiting(self)))
+            }
+        }
+        let buf = export_ok();
+        let journal = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let maps: Vec<Arc<TwoPhase>> =
+            (0..3).map(|id| Arc::new(TwoPhase { id, journal: Arc::clone(&journal) })).collect();
+        for m in &maps {
+            buf.register_cpu_mapping(Arc::<TwoPhase>::downgrade(m) as Weak<dyn CpuMapping>);
+        }
+        assert_eq!(buf.zap_cpu_mappings(), 3);
+        let journal = journal.lock().unwrap();
+        let phases: String = journal.iter().map(|(p, _)| *p).collect();
+        assert_eq!(phases, "sssfff", "{journal:?}");
+        let mut finished: Vec<usize> = journal.iter().filter(|(p, _)| *p == 'f').map(|(_, id)| *id).collect();
+        finished.sort_unstable();
+        assert_eq!(finished, [0, 1, 2]);
     }
 
     #[test]

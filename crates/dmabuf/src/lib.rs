@@ -55,7 +55,7 @@ mod types;
 
 pub use attach::{Attachment, AttachmentRef, Importer, ImporterMapping};
 pub use buffer::{DmaBuf, DmaBufOps, ExportInfo, ResvGuard};
-pub use cpu::CpuMapping;
+pub use cpu::{CpuMapping, PendingZap};
 pub use error::Error;
 pub use fd::{get, nr_handles, DmaBufFd};
 pub use mmap::VmArea;
