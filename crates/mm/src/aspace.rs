@@ -304,9 +304,7 @@ impl AddressSpace {
         let start = res.start() as u64;
         let mut va = start;
         for p in &req.pieces {
-            let (fd, file_offset) = p.memory.locate(p.paddr);
-            sys::map_shared_fixed(&res, va as usize, p.len as usize, fd, file_offset, req.writable)
-                .map_err(MmError::sys("mmap(MAP_SHARED|MAP_FIXED)"))?;
+            map_frames(&res, va, p, req.writable)?;
             va += p.len;
         }
         sys::uffdio_register_minor(self.inner.engine.uffd(), start, req.len)
@@ -352,6 +350,7 @@ impl AddressSpace {
         if table.overlaps(start, end) {
             return Err(MmError::Sys { call: "adopt", errno: Errno::EXIST });
         }
+        // One madvise spans the frame runs (each a kernel VMA) of the range.
         sys::zap_owned(start.0 as usize, req.len as usize).map_err(MmError::sys("madvise(MADV_DONTNEED)"))?;
         sys::uffdio_register_minor(self.inner.engine.uffd(), start.0, req.len)
             .map_err(MmError::sys("UFFDIO_REGISTER"))?;
@@ -511,8 +510,56 @@ impl ForkGuard<'_> {
     }
 }
 
-/// The VMA `req` makes at `start`, and its register access.
-fn vma_at(start: VirtAddr, req: MapRequest) -> (Vma, Option<Arc<dyn VmMmio>>) {
+/// Maps piece `p` at `va` inside `res`, frame by frame: adjacent mappings
+/// of different files never merge, so each frame run is a kernel VMA.
+///
+/// # Errors
+///
+/// `EINVAL` when a frame of the piece is not held; the errno of `mmap`.
+pub(crate) fn map_frames(res: &Reservation, va: u64, p: &MapPiece, writable: bool) -> Result<(), MmError> {
+    let mut va = va;
+    for (paddr, len) in frame_runs(p) {
+        let (fd, file_offset, _) = p.memory.locate(paddr).ok_or(MmError::Invalid("mapping of a frame not held"))?;
+        sys::map_shared_fixed(res, va as usize, len as usize, fd, file_offset, writable)
+            .map_err(MmError::sys("mmap(MAP_SHARED|MAP_FIXED)"))?;
+        va += len;
+    }
+    Ok(())
+}
+
+/// Piece `p` cut at frame boundaries: `(physical address, length)` in order.
+fn frame_runs(p: &MapPiece) -> Vec<(page::PhysAddr, u64)> {
+    let fs = p.memory.frame_size();
+    let base = p.memory.base().0;
+    let mut runs = Vec::new();
+    let (mut at, end) = (p.paddr.0, p.paddr.0 + p.len);
+    while at < end {
+        let frame_end = base + ((at - base) / fs + 1) * fs;
+        let n = frame_end.min(end) - at;
+        runs.push((page::PhysAddr(at), n));
+        at += n;
+    }
+    runs
+}
+
+/// The VMA `req` makes at `start`, and its register access. The VMA keeps
+/// its backing's geometry, not its frame descriptors (as a kernel VMA holds
+/// the mapped file, not an fd): a process closes every frame it was sent
+/// once its mapping calls are done.
+fn vma_at(start: VirtAddr, mut req: MapRequest) -> (Vma, Option<Arc<dyn VmMmio>>) {
+    let mut detached: Vec<(*const crate::PhysMemory, Arc<crate::PhysMemory>)> = Vec::new();
+    for p in &mut req.pieces {
+        let key = Arc::as_ptr(&p.memory);
+        let shell = match detached.iter().find(|(k, _)| *k == key) {
+            Some((_, d)) => d.clone(),
+            None => {
+                let d = Arc::new(p.memory.detached());
+                detached.push((key, d.clone()));
+                d
+            }
+        };
+        p.memory = shell;
+    }
     let vma = Vma {
         vm_start: start,
         vm_end: VirtAddr(start.0 + req.len),

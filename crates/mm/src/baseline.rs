@@ -45,8 +45,8 @@ impl PlainMapping {
         let align = if len >= HPAGE_PMD_SIZE { HPAGE_PMD_SIZE } else { PAGE_SIZE };
         let mut mapped = probe::lock_for_update();
         let res = Reservation::new(len as usize, align as usize, None).map_err(MmError::sys("mmap"))?;
-        let (fd, offset) = memory.locate(paddr);
-        sys::map_shared_fixed(&res, res.start(), len as usize, fd, offset, writable).map_err(MmError::sys("mmap"))?;
+        let piece = crate::MapPiece { memory: memory.clone(), paddr, len };
+        crate::aspace::map_frames(&res, res.start() as u64, &piece, writable)?;
         let (start, _) = res.into_owned_range();
         // Ours from now on, so the safe probes may touch it.
         mapped.insert(start as u64, start as u64 + len);

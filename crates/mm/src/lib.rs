@@ -22,7 +22,7 @@
 //! Modules: `aspace` (the address space and its VMA table, analogous to
 //! `mm_struct`), `vma` (`vm_area_struct`), `fault` (the operations seam and
 //! `struct vm_fault`), `fault_engine` (the userfaultfd handler), `phys`
-//! (memfd "physical memory"), [`probe`] (accesses that report SIGBUS, safe
+//! (memfd "physical memory"), [`frames`] (its memfds, cut off and restored), [`probe`] (accesses that report SIGBUS, safe
 //! on our own mappings only), [`fd`] (descriptors handed in by number),
 //! [`maps`] (`/proc/<pid>/maps` lines), [`budget`] (whether memory fits),
 //! [`process_vm`] (another process's memory by address),
@@ -44,6 +44,7 @@ pub mod budget;
 mod fault;
 mod fault_engine;
 pub mod fd;
+pub mod frames;
 pub mod maps;
 mod mmio;
 mod phys;

@@ -1,80 +1,118 @@
 //! "Physical memory": memfd-backed storage for device memory.
 //!
-//! A [`PhysMemory`] is one memfd holding `len` bytes at file offset `base`
-//! (the file is sparse before that). A physical address in this system is a
-//! file offset of such a memfd, and a PFN is that offset divided by the page
-//! size. Every page of `[base, base+len)` is allocated in the page cache when
-//! the memory is created: userfaultfd MINOR faults fire only for pages that
-//! exist in the page cache, and a hole would be read straight through,
-//! bypassing the fault handler.
+//! A [`PhysMemory`] holds `len` bytes at physical address `base`, in FRAMES
+//! of a fixed power-of-two size (default 2 MiB, one PMD folio): frame `i`
+//! is a memfd of its own holding `[base + i * frame_size, ...)` at file
+//! offset 0 (see [`crate::frames`], which also cuts a frame off from every
+//! process and restores it). A PFN is a physical address divided by the page
+//! size. Every page is allocated in the page cache when the memory is
+//! created: userfaultfd MINOR faults fire only for pages that exist in the
+//! page cache, and a hole would be read straight through, bypassing the
+//! fault handler.
+//!
+//! A process that is sent some frames holds a SPARSE memory
+//! ([`PhysMemory::from_frames`]): only those frames, and only until it has
+//! mapped them.
 //!
 //! This type is the one place that answers "which memfd and file offset hold
 //! this physical address"; nothing above `mm` should need to know.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-
-use rustix::fs::{FallocateFlags, MemfdFlags};
-use rustix::io::Errno;
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use page::{PhysAddr, PAGE_SIZE};
 
+use crate::frames::{self, Frame, DEFAULT_FRAME_SIZE};
 use crate::{budget, MmError};
 
-/// memfd-backed storage of `len` bytes at physical (file) address `base`.
+/// Storage of `len` bytes at physical address `base`, in frames of
+/// `frame_size` bytes, each its own memfd (see [`crate::frames`]).
 #[derive(Debug)]
 pub struct PhysMemory {
-    fd: OwnedFd,
     name: String,
     base: PhysAddr,
     len: u64,
+    frame_size: u64,
+    /// Frame `i` holds `[base + i * frame_size, ...)` at file offset 0;
+    /// `None` for a frame this process was not given (or no longer holds).
+    frames: Vec<Option<Frame>>,
 }
 
 impl PhysMemory {
-    /// Creates the memfd named `name`, sized to `base + len`, and populates
-    /// every page of `[base, base + len)`. Before anything is created, `len`
-    /// is checked against the memory available (see [`crate::budget`]).
+    /// [`PhysMemory::with_frames`] with the default 2 MiB frame.
     ///
     /// # Errors
     ///
-    /// `EINVAL` if `base` or `len` is not page aligned or `len` is 0, or the
-    /// end overflows; `ENOMEM` ([`MmError::NoMemory`]) if `len` is more than
-    /// the machine has available; otherwise the errno of `memfd_create`,
+    /// As [`PhysMemory::with_frames`].
+    pub fn new(name: &str, base: PhysAddr, len: u64) -> Result<Self, MmError> {
+        Self::with_frames(name, base, len, DEFAULT_FRAME_SIZE)
+    }
+
+    /// Creates the frames of `[base, base + len)`, each a memfd named
+    /// `<name>.<index>` of `frame_size` bytes (a memory smaller than that is
+    /// one frame of its own size), and populates every page. Before anything
+    /// is created, `len` is checked against the memory available (see
+    /// [`crate::budget`]).
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` if `base` or `len` is not page aligned or `len` is 0, the end
+    /// overflows, or `frame_size` is not a power-of-two page multiple;
+    /// `ENOMEM` ([`MmError::NoMemory`]) if `len` is more than the machine
+    /// has available; otherwise the errno of `memfd_create`, `fcntl`,
     /// `ftruncate` or `fallocate` (e.g. `ENOSPC`/`ENOMEM` when the memory
     /// went elsewhere meanwhile).
-    pub fn new(name: &str, base: PhysAddr, len: u64) -> Result<Self, MmError> {
-        let end = base.0.checked_add(len).ok_or(MmError::Invalid("physical range overflows"))?;
-        if len == 0 || !base.is_page_aligned() || len % PAGE_SIZE != 0 {
-            return Err(MmError::Invalid("physical memory must be non-empty and page aligned"));
-        }
+    pub fn with_frames(name: &str, base: PhysAddr, len: u64, frame_size: u64) -> Result<Self, MmError> {
+        let frame_size = geometry(base, len, frame_size)?;
         budget::check_budget(len, budget::memory_budget())?;
-        let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC).map_err(MmError::sys("memfd_create"))?;
-        rustix::fs::ftruncate(&fd, end).map_err(MmError::sys("ftruncate"))?;
-        rustix::fs::fallocate(&fd, FallocateFlags::empty(), base.0, len).map_err(MmError::sys("fallocate"))?;
-        Ok(Self { fd, name: name.to_owned(), base, len })
+        let count = len.div_ceil(frame_size);
+        let frames = (0..count)
+            .map(|i| Frame::create(&frame_name(name, i as usize), frame_size.min(len - i * frame_size)).map(Some))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { name: name.to_owned(), base, len, frame_size, frames })
     }
 
-    /// Adopts a memfd that another process created and populated (received
-    /// with `SCM_RIGHTS`): `[base, base + len)` are its pages. Nothing is
-    /// allocated or populated here; the creator did that.
+    /// The process side: the memory as another process created it, holding
+    /// only the frames it was sent (`(index, memfd)`); an access to any
+    /// other frame is refused. Nothing is allocated or populated here.
     ///
     /// # Errors
     ///
-    /// `EINVAL` if `base` or `len` is not page aligned, `len` is 0, the end
-    /// overflows, or the file is shorter than `base + len` (`fstat`'s
-    /// errno if it cannot be asked).
-    pub fn from_fd(fd: OwnedFd, name: &str, base: PhysAddr, len: u64) -> Result<Self, MmError> {
-        let end = base.0.checked_add(len).ok_or(MmError::Invalid("physical range overflows"))?;
-        if len == 0 || !base.is_page_aligned() || len % PAGE_SIZE != 0 {
-            return Err(MmError::Invalid("physical memory must be non-empty and page aligned"));
+    /// `EINVAL` for a bad geometry (as [`PhysMemory::with_frames`]), a frame
+    /// index past the end or given twice, or a file shorter than its frame
+    /// (`fstat`'s errno if it cannot be asked).
+    pub fn from_frames(
+        name: &str,
+        base: PhysAddr,
+        len: u64,
+        frame_size: u64,
+        frames: Vec<(usize, OwnedFd)>,
+    ) -> Result<Self, MmError> {
+        let frame_size = geometry(base, len, frame_size)?;
+        let mut mem = Self { name: name.to_owned(), base, len, frame_size, frames: Vec::new() };
+        mem.frames.resize_with(mem.frame_count(), || None);
+        for (i, fd) in frames {
+            let flen = mem.frame_len(i).ok_or(MmError::Invalid("frame index past the memory"))?;
+            let size = rustix::fs::fstat(&fd).map_err(MmError::sys("fstat"))?.st_size;
+            if u64::try_from(size).map_or(true, |s| s < flen) {
+                return Err(MmError::Invalid("frame file is shorter than its frame"));
+            }
+            if mem.frames[i].replace(Frame::adopt(fd, flen)).is_some() {
+                return Err(MmError::Invalid("frame given twice"));
+            }
         }
-        let size = rustix::fs::fstat(&fd).map_err(MmError::sys("fstat"))?.st_size;
-        if u64::try_from(size).map_or(true, |s| s < end) {
-            return Err(MmError::Invalid("memory file is shorter than the range it holds"));
-        }
-        Ok(Self { fd, name: name.to_owned(), base, len })
+        Ok(mem)
     }
 
-    /// The memfd's name (shown as `/memfd:<name>` in `/proc/self/maps`).
+    /// The same memory (name and geometry) holding no frame at all: what a
+    /// mapping remembers of its backing once it is mapped (a VMA keeps the
+    /// file mapped, not a descriptor).
+    pub fn detached(&self) -> Self {
+        let mut frames = Vec::new();
+        frames.resize_with(self.frames.len(), || None);
+        Self { name: self.name.clone(), base: self.base, len: self.len, frame_size: self.frame_size, frames }
+    }
+
+    /// The memfd name prefix (frame `i` is `/memfd:<name>.<i>` in `/proc/self/maps`).
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -94,60 +132,169 @@ impl PhysMemory {
         self.len == 0
     }
 
+    /// Bytes per frame (the last frame may be shorter).
+    pub fn frame_size(&self) -> u64 {
+        self.frame_size
+    }
+
+    /// Number of frames, held or not.
+    pub fn frame_count(&self) -> usize {
+        self.len.div_ceil(self.frame_size) as usize
+    }
+
+    /// The frame holding `paddr` (which must lie in this memory).
+    pub fn frame_index(&self, paddr: PhysAddr) -> usize {
+        debug_assert!(self.contains(paddr, 0));
+        ((paddr.0 - self.base.0) / self.frame_size) as usize
+    }
+
+    /// The frames that hold some byte of `[paddr, paddr + len)` (clipped to the memory).
+    pub fn frames_of(&self, paddr: PhysAddr, len: u64) -> std::ops::Range<usize> {
+        let end = paddr.0.saturating_add(len).min(self.base.0 + self.len);
+        let start = paddr.0.max(self.base.0);
+        if start >= end {
+            return 0..0;
+        }
+        self.frame_index(PhysAddr(start))..self.frame_index(PhysAddr(end - 1)) + 1
+    }
+
+    fn frame_len(&self, i: usize) -> Option<u64> {
+        (i < self.frame_count()).then(|| self.frame_size.min(self.len - i as u64 * self.frame_size))
+    }
+
+    fn frame(&self, i: usize) -> Option<&Frame> {
+        self.frames.get(i).and_then(Option::as_ref)
+    }
+
+    /// Frame `i`'s memfd, if this memory holds it.
+    pub fn frame_fd(&self, i: usize) -> Option<BorrowedFd<'_>> {
+        self.frame(i).map(Frame::fd)
+    }
+
     /// Whether `[paddr, paddr + len)` lies inside this memory.
     pub fn contains(&self, paddr: PhysAddr, len: u64) -> bool {
         paddr >= self.base && paddr.0.checked_add(len).is_some_and(|end| end <= self.base.0 + self.len)
     }
 
-    /// The memfd and file offset that hold physical address `paddr`.
-    pub fn locate(&self, paddr: PhysAddr) -> (BorrowedFd<'_>, u64) {
-        (self.fd.as_fd(), paddr.0)
+    /// The frame memfd holding physical address `paddr`, the offset in that
+    /// file, and the bytes from there to the frame's end; `None` outside the
+    /// memory or in a frame not held.
+    pub fn locate(&self, paddr: PhysAddr) -> Option<(BorrowedFd<'_>, u64, u64)> {
+        if !self.contains(paddr, 1) {
+            return None;
+        }
+        let i = self.frame_index(paddr);
+        let off = paddr.0 - self.base.0 - i as u64 * self.frame_size;
+        let frame = self.frame(i)?;
+        Some((frame.fd(), off, self.frame_len(i)? - off))
     }
 
-    /// Reads bytes at a physical address through the file (not through any
-    /// mapping, so it never faults).
+    /// Cuts frame `i` off from every mapping in every process (see
+    /// [`crate::frames`]): `true` if it was not cut before.
     ///
     /// # Errors
     ///
-    /// `EINVAL` when the range is outside this memory; else the errno of `pread`.
-    pub fn read(&self, paddr: PhysAddr, buf: &mut [u8]) -> Result<(), MmError> {
-        if !self.contains(paddr, buf.len() as u64) {
-            return Err(MmError::Invalid("read outside physical memory"));
+    /// `EINVAL` for a frame not held; the errno of `pipe2`, `fcntl`,
+    /// `splice` or `ftruncate`.
+    pub fn cut_off(&self, i: usize) -> Result<bool, MmError> {
+        self.cut_off_with(i, |_| {})
+    }
+
+    pub(crate) fn cut_off_with(&self, i: usize, between: impl FnOnce(BorrowedFd<'_>)) -> Result<bool, MmError> {
+        self.frame(i).ok_or(MmError::Invalid("no such frame held"))?.cut_off(between)
+    }
+
+    /// Regrows cut frame `i` and writes its contents back, so existing
+    /// mappings work again: `true` if it was cut.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a frame not held; the errno of `ftruncate`, `fallocate`
+    /// (the frame then stays cut), `read` or `pwrite`.
+    pub fn restore(&self, i: usize) -> Result<bool, MmError> {
+        self.frame(i).ok_or(MmError::Invalid("no such frame held"))?.restore()
+    }
+
+    /// Whether frame `i` is cut off (`false` for a frame not held).
+    pub fn is_cut_off(&self, i: usize) -> bool {
+        self.frame(i).is_some_and(Frame::is_cut_off)
+    }
+
+    /// Splits `[paddr, paddr + len)` at frame boundaries: `(frame, offset
+    /// in it, bytes)` for each part, in order.
+    fn parts(&self, paddr: PhysAddr, len: u64) -> Result<Vec<(&Frame, u64, usize)>, MmError> {
+        if !self.contains(paddr, len) {
+            return Err(MmError::Invalid("access outside physical memory"));
         }
+        let mut parts = Vec::new();
+        let mut at = paddr.0;
+        while at < paddr.0 + len {
+            let i = self.frame_index(PhysAddr(at));
+            let frame = self.frame(i).ok_or(MmError::Invalid("access to a frame not held"))?;
+            let off = at - self.base.0 - i as u64 * self.frame_size;
+            let n = (self.frame_size - off).min(paddr.0 + len - at);
+            parts.push((frame, off, n as usize));
+            at += n;
+        }
+        Ok(parts)
+    }
+
+    /// Reads bytes at a physical address through the frames (not through
+    /// any mapping, so it never faults); a cut frame reads its snapshot.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` when the range is outside this memory or touches a frame
+    /// not held; else the errno of `pread`.
+    pub fn read(&self, paddr: PhysAddr, buf: &mut [u8]) -> Result<(), MmError> {
         let mut done = 0;
-        while done < buf.len() {
-            let n =
-                rustix::io::pread(&self.fd, &mut buf[done..], paddr.0 + done as u64).map_err(MmError::sys("pread"))?;
-            if n == 0 {
-                return Err(MmError::Sys { call: "pread", errno: Errno::IO });
-            }
+        for (frame, off, n) in self.parts(paddr, buf.len() as u64)? {
+            frame.read(off, &mut buf[done..done + n])?;
             done += n;
         }
         Ok(())
     }
 
-    /// Writes bytes at a physical address through the file.
+    /// Writes bytes at a physical address through the frames; a cut frame's
+    /// snapshot takes them.
     ///
     /// # Errors
     ///
-    /// `EINVAL` when the range is outside this memory; else the errno of `pwrite`.
+    /// `EINVAL` when the range is outside this memory or touches a frame
+    /// not held; else the errno of `pwrite`.
     pub fn write(&self, paddr: PhysAddr, data: &[u8]) -> Result<(), MmError> {
-        if !self.contains(paddr, data.len() as u64) {
-            return Err(MmError::Invalid("write outside physical memory"));
-        }
         let mut done = 0;
-        while done < data.len() {
-            let n =
-                rustix::io::pwrite(&self.fd, &data[done..], paddr.0 + done as u64).map_err(MmError::sys("pwrite"))?;
+        for (frame, off, n) in self.parts(paddr, data.len() as u64)? {
+            frame.write(off, &data[done..done + n])?;
             done += n;
         }
         Ok(())
     }
 }
 
+/// Checks a memory's geometry and gives its effective frame size.
+fn geometry(base: PhysAddr, len: u64, frame_size: u64) -> Result<u64, MmError> {
+    base.0.checked_add(len).ok_or(MmError::Invalid("physical range overflows"))?;
+    if len == 0 || !base.is_page_aligned() || len % PAGE_SIZE != 0 {
+        return Err(MmError::Invalid("physical memory must be non-empty and page aligned"));
+    }
+    if frame_size >= len && frame_size % PAGE_SIZE == 0 {
+        // One frame of the memory's own size.
+        return Ok(len);
+    }
+    frames::check_frame_size(frame_size)?;
+    Ok(frame_size)
+}
+
+/// The memfd name of frame `i` of memory `name`.
+pub(crate) fn frame_name(name: &str, i: usize) -> String {
+    format!("{name}.{i}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustix::io::Errno;
 
     /// The memfds of this process whose name contains `name`.
     fn memfds_named(name: &str) -> usize {
