@@ -120,12 +120,8 @@ fn place(
     plan: MapPlan,
     memfds: Vec<std::os::fd::OwnedFd>,
 ) -> Result<u64, Errno> {
-    let mut memfds = memfds.into_iter();
-    let mut memories = Vec::with_capacity(plan.memories.len());
-    for m in &plan.memories {
-        let fd = if m.attached { Some(memfds.next().ok_or(Errno::IO)?) } else { None };
-        memories.push((m.id, p.memory(m, fd)?));
-    }
+    // Held for the mapping calls only: dropped (closed) when this returns.
+    let memories = p.frame_memories(mapping.id, &plan.memories, memfds)?;
     let pieces = plan
         .pieces
         .iter()
@@ -169,8 +165,19 @@ fn place(
         aspace.mmap(req(None))
     }
     .map_err(|e| e.errno())?;
-    let _ =
-        mapping.placed.set(Placed { vm_pgoff: plan.vm_pgoff, pieces, ops, mmio, path: plan.path, inode: plan.inode });
+    let detached: Vec<_> = memories.iter().map(|(_, m)| Arc::new(m.detached())).collect();
+    let pieces = pieces
+        .into_iter()
+        .map(|mut pc| {
+            if let Some(at) = memories.iter().position(|(_, m)| Arc::ptr_eq(m, &pc.memory)) {
+                pc.memory = detached[at].clone();
+            }
+            pc
+        })
+        .collect();
+    let memories = plan.memories.into_iter().zip(detached).collect();
+    let placed = Placed { vm_pgoff: plan.vm_pgoff, pieces, ops, mmio, path: plan.path, inode: plan.inode, memories };
+    let _ = mapping.placed.set(placed);
     tracing::debug!(va = format_args!("{:#x}", va.0), len = plan.len, mapping = mapping.id, "mapped");
     Ok(va.0)
 }
@@ -351,12 +358,24 @@ fn remap_to(
     let placed = m.placed.get().ok_or(Errno::FAULT)?;
     let vm_pgoff = vma.vm_pgoff.wrapping_add((old - vma.vm_start) / PAGE_SIZE);
     let first = vm_pgoff.wrapping_sub(placed.vm_pgoff);
+    // The process holds no frame: ask for them again to map the new range.
+    let refs: Vec<wire::MemoryRef> = placed.memories.iter().map(|(r, _)| r.clone()).collect();
+    let fresh = p.frame_memories(m.id, &refs, Vec::new())?;
+    let pieces = placed
+        .slice(first, new_len)
+        .into_iter()
+        .map(|mut pc| {
+            let at = placed.memories.iter().position(|(_, d)| Arc::ptr_eq(d, &pc.memory)).ok_or(Errno::IO)?;
+            pc.memory = fresh[at].1.clone();
+            Ok(pc)
+        })
+        .collect::<Result<Vec<_>, Errno>>()?;
     let req = MapRequest {
         mapping: vma.mapping,
         len: new_len,
         vm_pgoff: PgOff(vm_pgoff),
         writable: vma.writable,
-        pieces: placed.slice(first, new_len),
+        pieces,
         ops: placed.ops.clone() as Arc<dyn mm::VmOperations>,
         path: placed.path.clone(),
         inode: placed.inode,

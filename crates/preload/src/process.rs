@@ -141,8 +141,6 @@ pub(crate) struct Process {
     /// Protected by itself. Our mappings by id (`MappingId` numbers of
     /// `aspace`). Lock order: `mappings` → a mapping's `allowed`.
     mappings: Mutex<HashMap<u64, Arc<ClientMapping>>>,
-    /// Protected by itself. Device memories received, by the server's id.
-    memories: Mutex<HashMap<u64, Arc<PhysMemory>>>,
     /// Whether the notify thread runs (set once it is connected).
     notify_started: Mutex<bool>,
     /// The notify connection's number, so `close` can refuse to close it.
@@ -180,7 +178,6 @@ impl Process {
             bdfs: OnceLock::new(),
             aspace: OnceLock::new(),
             mappings: Mutex::new(HashMap::new()),
-            memories: Mutex::new(HashMap::new()),
             notify_started: Mutex::new(false),
             notify_fd: AtomicI32::new(-1),
             notified: AtomicU64::new(0),
@@ -280,20 +277,45 @@ impl Process {
         lock(&self.mappings)
     }
 
-    /// A device memory the server sent now (`fd`) or earlier.
-    pub(crate) fn memory(&self, r: &wire::MemoryRef, fd: Option<OwnedFd>) -> Result<Arc<PhysMemory>, Errno> {
-        let mut memories = lock(&self.memories);
-        if let Some(fd) = fd {
-            let fd = pool::move_high(fd);
-            let mem = PhysMemory::from_fd(fd, &r.name, page::PhysAddr(r.base), r.len).map_err(|e| e.errno())?;
-            let mem = Arc::new(mem);
-            memories.insert(r.id, mem.clone());
-            return Ok(mem);
+    /// The memories of mapping `mapping`'s plan, each holding only the
+    /// frames the plan names: `fds` came with the plan, the rest are asked
+    /// for ([`Request::Frames`], from the `skip`-th frame). The caller maps
+    /// them and drops them: the process keeps no frame open.
+    ///
+    /// # Errors
+    ///
+    /// `EIO` when the server sends fewer frames than its plan names or a
+    /// frame that does not fit; the server's errno.
+    pub(crate) fn frame_memories(
+        &self,
+        mapping: u64,
+        memories: &[wire::MemoryRef],
+        mut fds: Vec<OwnedFd>,
+    ) -> Result<Vec<(u64, Arc<PhysMemory>)>, Errno> {
+        let total: usize = memories.iter().map(|m| m.frames.len()).sum();
+        while fds.len() < total {
+            let req = Request::Frames { mapping, skip: fds.len() as u64 };
+            let (_, more) = self.call(&req, &[])?;
+            if more.is_empty() {
+                tracing::error!(mapping, "the server sent fewer frames than its plan names");
+                return Err(Errno::IO);
+            }
+            fds.extend(more);
         }
-        memories.get(&r.id).cloned().ok_or_else(|| {
-            tracing::error!(memory = r.id, "the server named a memory it never sent");
-            Errno::IO
-        })
+        let mut fds = fds.into_iter();
+        memories
+            .iter()
+            .map(|r| {
+                let frames = r.frames.iter().map(|&i| Ok((i as usize, fds.next().ok_or(Errno::IO)?)));
+                let frames = frames.collect::<Result<Vec<_>, Errno>>()?;
+                let mem = PhysMemory::from_frames(&r.name, page::PhysAddr(r.base), r.len, r.frame_size, frames)
+                    .map_err(|e| {
+                        tracing::error!(memory = r.id, %e, "a memory the server sent does not fit its plan");
+                        Errno::IO
+                    })?;
+                Ok((r.id, Arc::new(mem)))
+            })
+            .collect()
     }
 
     /// Whether `raw` is one of our own connections (which `close` of the

@@ -68,6 +68,9 @@ pub(crate) struct Placed {
     pub(crate) mmio: Option<Arc<dyn VmMmio>>,
     pub(crate) path: String,
     pub(crate) inode: u64,
+    /// The plan's memories, each with the geometry-only copy the pieces
+    /// name (the frames are asked for again to map more: `mremap`).
+    pub(crate) memories: Vec<(wire::MemoryRef, Arc<mm::PhysMemory>)>,
 }
 
 impl Placed {

@@ -176,9 +176,9 @@ fn dispatch(
                 let args = MmapArgs { addr: None, len, write, shared: map_shared, offset };
                 match crate::mapping::mmap(process, file, mapping, args) {
                     Ok(planned) => {
-                        let memfds = crate::mapping::memfds(&planned);
+                        let memfds = crate::mapping::memfds(&planned, 0);
                         transport::send(conn, &Reply::Map(planned.plan.clone()), &memfds)?;
-                        crate::mapping::memories_delivered(process, &planned);
+                        crate::mapping::frames_delivered(process, &planned, 0);
                         return Ok(());
                     }
                     Err(e) => errno_reply(e),
@@ -197,6 +197,16 @@ fn dispatch(
                 crate::mapping::inherit(process, &parent, mapping).map_or_else(errno_reply, |()| Reply::Ok)
             }
             _ => errno_reply(Errno::SRCH),
+        },
+        Request::Frames { mapping, skip } => match crate::mapping::replan(process, mapping) {
+            Ok(planned) => {
+                let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+                let memfds = crate::mapping::memfds(&planned, skip);
+                transport::send(conn, &Reply::Count(memfds.len() as u64), &memfds)?;
+                crate::mapping::frames_delivered(process, &planned, skip);
+                return Ok(());
+            }
+            Err(e) => errno_reply(e),
         },
         Request::Sync => {
             shared.objects.reap_now();

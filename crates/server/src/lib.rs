@@ -36,7 +36,7 @@
 //!   vfio's locks (open_lock → memory_lock → resv)   in releases and ioctls
 //!     RemoteMapping.notify_lock            one zap of one remote mapping
 //!       Process.notify_send, Process.acks  send one notification, wait for its ack
-//! objects.table, registry, Process.mappings, Process.memories_sent,
+//! objects.table, registry, Process.mappings, Process.frames_sent,
 //! GroupFile.state → ContainerFile.groups, Group.state, Served.binding      leaves:
 //!   nothing is dropped and no vfio call is made while one of them is held
 //! Served.dma (a device's DMA users)

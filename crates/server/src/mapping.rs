@@ -10,7 +10,9 @@
 //! Mmap{mapping,len,offset,...} + fd  ───▶  checks, buffer, RemoteMapping registered on it
 //!                                  ◀───  Notify{seq,mapping,allowed}   (notify connection)
 //! Ack{seq}                           ───▶
-//!                                  ◀───  Map(plan) + new memfds
+//!                                  ◀───  Map(plan) + the frames its pieces touch
+//! Frames{mapping,skip}               ───▶  (more frames than one message holds)
+//!                                  ◀───  Count(n) + n frame memfds
 //! Mapped{mapping,addr}               ───▶  its addresses are a BAR mapping (DMA pin checks)
 //! ... revoke / un-revoke of the buffer (any thread of the server, memory_lock held):
 //!                                  ◀───  Notify{seq,mapping,allowed}
@@ -22,7 +24,6 @@
 //! with its own token: it gets its own registration on the same buffer,
 //! and its first notification, exactly as if it had made the mapping.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use dmabuf::{DmaBuf, Status};
@@ -87,7 +88,8 @@ pub(crate) struct MappingRecord {
 #[derive(Debug)]
 pub(crate) struct Planned {
     pub(crate) plan: MapPlan,
-    pub(crate) attach: Vec<Arc<PhysMemory>>,
+    /// Each memory of the plan with the frames it attaches.
+    pub(crate) attach: Vec<(Arc<PhysMemory>, Vec<u64>)>,
 }
 
 /// The id of a memory: its address, stable while it lives (BAR memory
@@ -128,7 +130,7 @@ pub(crate) fn mmap(
         }
         _ => return Err(Errno::NODEV),
     };
-    let planned = plan(process, &vma);
+    let planned = plan(&vma);
     register(process, mapping, target, MappingRecord { vma, file });
     Ok(planned)
 }
@@ -182,22 +184,34 @@ fn check_process(process: &Process, mapping: u64) -> Result<(), Errno> {
     Ok(())
 }
 
-/// The plan of `vma` for `process`.
-fn plan(process: &Process, vma: &RemoteVma) -> Planned {
-    let sent = process.memories_sent.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let mut seen = HashSet::new();
-    let mut memories = Vec::new();
-    let mut attach = Vec::new();
+/// The plan of `vma`: per memory, only the frames its pieces touch.
+fn plan(vma: &RemoteVma) -> Planned {
+    let mut memories: Vec<MemoryRef> = Vec::new();
+    let mut attach: Vec<(Arc<PhysMemory>, Vec<u64>)> = Vec::new();
     for p in &vma.pieces {
         let id = memory_id(&p.memory);
-        if seen.insert(id) {
-            let attached = !sent.contains(&id);
-            if attached {
-                attach.push(Arc::clone(&p.memory));
+        let at = match memories.iter().position(|m| m.id == id) {
+            Some(at) => at,
+            None => {
+                let m = &p.memory;
+                memories.push(MemoryRef {
+                    id,
+                    name: m.name().to_owned(),
+                    base: m.base().0,
+                    len: m.len(),
+                    frame_size: m.frame_size(),
+                    frames: Vec::new(),
+                });
+                attach.push((Arc::clone(m), Vec::new()));
+                memories.len() - 1
             }
-            let m = &p.memory;
-            memories.push(MemoryRef { id, name: m.name().to_owned(), base: m.base().0, len: m.len(), attached });
-        }
+        };
+        memories[at].frames.extend(p.memory.frames_of(p.paddr, p.len).map(|i| i as u64));
+    }
+    for (m, a) in memories.iter_mut().zip(&mut attach) {
+        m.frames.sort_unstable();
+        m.frames.dedup();
+        a.1.clone_from(&m.frames);
     }
     let plan = MapPlan {
         len: vma.len,
@@ -218,15 +232,35 @@ fn plan(process: &Process, vma: &RemoteVma) -> Planned {
     Planned { plan, attach }
 }
 
-/// The reply carrying `planned` went out: the process has those memfds.
-pub(crate) fn memories_delivered(process: &Process, planned: &Planned) {
-    let mut sent = process.memories_sent.lock().unwrap_or_else(|e| e.into_inner());
-    sent.extend(planned.attach.iter().map(memory_id));
+/// The reply carrying `planned`'s frames from the `skip`-th on went out:
+/// the process was given those frames (a cut-off must reach them).
+pub(crate) fn frames_delivered(process: &Process, planned: &Planned, skip: usize) {
+    let mut sent = process.frames_sent.lock().unwrap_or_else(|e| e.into_inner());
+    let all = planned.attach.iter().flat_map(|(m, frames)| frames.iter().map(move |&i| (memory_id(m), i)));
+    sent.extend(all.skip(skip).take(wire::MAX_FDS));
 }
 
-/// The memfds to attach, borrowed from their memories.
-pub(crate) fn memfds(planned: &Planned) -> Vec<std::os::fd::BorrowedFd<'_>> {
-    planned.attach.iter().map(|m| m.locate(m.base()).0).collect()
+/// The frame memfds to attach, from the `skip`-th in the plan's order, at
+/// most [`wire::MAX_FDS`] of them, borrowed from their memories.
+pub(crate) fn memfds(planned: &Planned, skip: usize) -> Vec<std::os::fd::BorrowedFd<'_>> {
+    planned
+        .attach
+        .iter()
+        .flat_map(|(m, frames)| frames.iter().filter_map(move |&i| m.frame_fd(i as usize)))
+        .skip(skip)
+        .take(wire::MAX_FDS)
+        .collect()
+}
+
+/// `Request::Frames`: the plan of `process`'s mapping `mapping` again (its
+/// frames are attached from the caller's `skip`).
+///
+/// # Errors
+///
+/// `EINVAL` for a mapping the process does not have.
+pub(crate) fn replan(process: &Process, mapping: u64) -> Result<Planned, Errno> {
+    let record = process.mappings.lock().unwrap_or_else(|e| e.into_inner()).get(&mapping).cloned();
+    Ok(plan(&record.ok_or(Errno::INVAL)?.vma))
 }
 
 /// `Request::Mapped`: the process placed mapping `mapping` at `addr`.

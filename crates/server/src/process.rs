@@ -54,9 +54,9 @@ pub(crate) struct Process {
     acked: Condvar,
     /// Protected by: itself, a leaf. Live mappings by the process's id.
     pub(crate) mappings: Mutex<HashMap<u64, Arc<MappingRecord>>>,
-    /// Protected by: itself, a leaf. Memories whose memfd the process was
-    /// given.
-    pub(crate) memories_sent: Mutex<HashSet<u64>>,
+    /// Protected by: itself, a leaf. Frames whose memfd the process was
+    /// given, as (memory id, frame index): those a cut-off must reach.
+    pub(crate) frames_sent: Mutex<HashSet<(u64, u64)>>,
 }
 
 impl Process {
@@ -70,7 +70,7 @@ impl Process {
             acks: Mutex::new(Acks::default()),
             acked: Condvar::new(),
             mappings: Mutex::new(HashMap::new()),
-            memories_sent: Mutex::new(HashSet::new()),
+            frames_sent: Mutex::new(HashSet::new()),
         }
     }
 

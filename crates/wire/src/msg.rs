@@ -115,7 +115,8 @@ pub enum Request {
     },
     /// `mmap(2)` of the attached fd. `mapping` is the process's own name
     /// for the new mapping; notifications about it carry it back. Reply:
-    /// [`Reply::Map`], with the memory fds it announces attached.
+    /// [`Reply::Map`], with the first [`crate::MAX_FDS`] frame memfds it
+    /// announces attached (the rest: [`Request::Frames`]).
     Mmap {
         /// The process's id for this mapping.
         mapping: u64,
@@ -209,6 +210,19 @@ pub enum Request {
         parent: u64,
         /// The parent's (and now this process's) id of the mapping.
         mapping: u64,
+    },
+    /// The frame memfds of mapping `mapping`'s plan again, from the
+    /// `skip`-th on (in the plan's order: memory by memory, frame by
+    /// frame): a plan whose frames do not fit one message
+    /// ([`crate::MAX_FDS`]), or a process that must map a mapping again
+    /// (`mremap`) after it closed the frames. Reply: [`Reply::Count`] with
+    /// the number attached (at most `MAX_FDS`), or `EINVAL` for a mapping
+    /// the process does not have.
+    Frames {
+        /// The process's id of the mapping.
+        mapping: u64,
+        /// Frames already received.
+        skip: u64,
     },
 }
 
@@ -329,8 +343,8 @@ pub struct MapPlan {
     /// The buffer's ranges `(paddr, len)`, concatenated in order: what
     /// `find_pfn` walks.
     pub ranges: Vec<(u64, u64)>,
-    /// The memories the pieces name; those with `attached` come with their
-    /// memfd attached (in order), the others the process already has.
+    /// The memories the pieces name, each with the frames the pieces touch
+    /// (their memfds attached, memory by memory, frame by frame).
     pub memories: Vec<MemoryRef>,
     /// A register mapping: every access traps and is forwarded.
     pub traps: bool,
@@ -351,20 +365,25 @@ pub struct Piece {
     pub len: u64,
 }
 
-/// A memfd of device memory: physical addresses `[base, base + len)` are
-/// its file offsets.
+/// Device memory, held in frames of `frame_size` bytes, each a memfd of
+/// its own: frame `i` holds physical addresses `[base + i * frame_size,
+/// ...)` at file offset 0.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemoryRef {
     /// The server's id of the memory, stable for its life.
     pub id: u64,
-    /// Its name (shown as `/memfd:<name>`).
+    /// Its name (frame `i` shows as `/memfd:<name>.<i>`).
     pub name: String,
     /// First physical address.
     pub base: u64,
     /// Length in bytes.
     pub len: u64,
-    /// Its memfd is attached to this message.
-    pub attached: bool,
+    /// Bytes per frame (the memory's length when it is one smaller frame).
+    pub frame_size: u64,
+    /// The frames the plan's pieces touch, ascending; their memfds are
+    /// attached to the message in this order (after those of the memories
+    /// before this one). The process closes them once it has mapped them.
+    pub frames: Vec<u64>,
 }
 
 /// A notification from the server on a process's notify connection.
