@@ -238,6 +238,7 @@ mod tests {
             }),
             mmio: None,
             path: String::new(),
+            memories: Vec::new(),
             inode: 0,
         };
         // Pages 2..6: the second half of the first piece, the first half of the second.

@@ -11,9 +11,10 @@ use wire::msg::MmioAt;
 use wire::{Reply, Request};
 
 const BAR1_LEN: u64 = 64 << 20;
+const FRAME: u64 = 2 << 20;
 
 #[test]
-fn a_device_mapping_of_a_ram_bar_comes_as_a_plan_with_its_memfd_once() {
+fn a_device_mapping_of_a_ram_bar_comes_as_a_plan_with_the_frames_it_touches() {
     let srv = TestServer::edu_plus();
     let c = Client::new(&srv);
     let notify = Notifier::acking(&srv, c.token);
@@ -31,18 +32,37 @@ fn a_device_mapping_of_a_ram_bar_comes_as_a_plan_with_its_memfd_once() {
     assert_eq!((plan.pieces[0].paddr, plan.pieces[0].len), (region(1) + 0x4000, 0x3000));
     assert_eq!(plan.memories.len(), 1);
     let memory = &plan.memories[0];
-    assert!(memory.attached && memory.name == "vfio0:0000:00:03.0/1");
-    assert_eq!((memory.base, memory.len), (region(1), BAR1_LEN));
-    assert_eq!(fds.len(), 1);
-    // The memfd is the BAR: what the device writes, the memfd holds.
+    assert_eq!(memory.name, "vfio0:0000:00:03.0/1");
+    assert_eq!((memory.base, memory.len, memory.frame_size), (region(1), BAR1_LEN, FRAME));
+    // Only the frame the range lies in.
+    assert_eq!((memory.frames.as_slice(), fds.len()), (&[0][..], 1));
+    // The frame's memfd is the BAR: what the device writes, the frame holds.
     c.pwrite(&dev, region(1) + 0x4000, b"shared!!").unwrap();
     let mut got = [0u8; 8];
-    rustix::io::pread(&fds[0], &mut got, region(1) + 0x4000).unwrap();
+    rustix::io::pread(&fds[0], &mut got, 0x4000).unwrap();
     assert_eq!(&got, b"shared!!");
-    // A second mapping of the same BAR names the memory without its fd.
-    let (plan2, fds2) = c.mmap(&dev, 2, region(1), 0x1000).unwrap();
-    assert!(!plan2.memories[0].attached && fds2.is_empty());
+    // A mapping across a frame boundary names both frames, with their fds
+    // again: the process keeps none.
+    let (plan2, fds2) = c.mmap(&dev, 2, region(1) + FRAME - 0x1000, 0x2000).unwrap();
+    assert_eq!((plan2.memories[0].frames.as_slice(), fds2.len()), (&[0, 1][..], 2));
     assert_eq!(plan2.memories[0].id, memory.id);
+    c.pwrite(&dev, region(1) + FRAME, b"frame #1").unwrap();
+    rustix::io::pread(&fds2[1], &mut got, 0).unwrap();
+    assert_eq!(&got, b"frame #1");
+}
+
+#[test]
+fn the_frames_of_a_mapping_can_be_asked_for_again() {
+    let srv = TestServer::edu_plus();
+    let c = Client::new(&srv);
+    let _notify = Notifier::acking(&srv, c.token);
+    let (_iommufd, dev) = c.bound_device(0);
+    let (plan, fds) = c.mmap(&dev, 4, region(1) + FRAME, 3 * FRAME).unwrap();
+    assert_eq!((plan.memories[0].frames.as_slice(), fds.len()), (&[1, 2, 3][..], 3));
+    let (reply, again) = c.call(&Request::Frames { mapping: 4, skip: 1 }, &[]);
+    assert_eq!((reply, again.len()), (Reply::Count(2), 2));
+    let (reply, _) = c.call(&Request::Frames { mapping: 5, skip: 0 }, &[]);
+    assert_eq!(reply, Reply::Err { errno: libc::EINVAL });
 }
 
 #[test]
