@@ -88,6 +88,18 @@ mod tests {
     }
 
     #[test]
+    fn frame_size_is_per_device_and_must_be_a_power_of_two_page_multiple() {
+        let text = "[devices.a]\ncatalogue = \"edu-plus\"\nframe_size = \"64K\"\n[devices.b]\ncatalogue = \"edu\"\n";
+        let d = parse_devices("t.toml", text).unwrap();
+        assert_eq!((d[0].vdev.frame_size(), d[1].vdev.frame_size()), (64 << 10, 2 << 20));
+        for bad in ["\"96K\"", "\"2K\"", "0"] {
+            let text = format!("[devices.a]\ncatalogue = \"edu\"\nframe_size = {bad}\n");
+            let e = parse_devices("t.toml", &text).unwrap_err().to_string();
+            assert!(e.starts_with("t.toml:1:") && e.contains("power of two"), "{e}");
+        }
+    }
+
+    #[test]
     fn without_a_file_the_demo_device_is_served() {
         let d = load(None).unwrap();
         assert_eq!(d.len(), 1);

@@ -163,6 +163,18 @@ impl Fields<'_> {
     }
 
     /// A 64-bit key (any value) with a default.
+    /// `frame_size`: a power of two and a multiple of the page size.
+    pub(super) fn frame_size(&mut self) -> Result<Option<u64>, ScenarioError> {
+        let Some(n) = self.opt_num("frame_size")? else { return Ok(None) };
+        if !n.is_power_of_two() || n % page::PAGE_SIZE != 0 {
+            return Err(self.err(format!(
+                "`frame_size` {n:#x} must be a power of two and a multiple of the page size ({:#x})",
+                page::PAGE_SIZE
+            )));
+        }
+        Ok(Some(n))
+    }
+
     pub(super) fn num_or(&mut self, key: &str, default: u64) -> Result<u64, ScenarioError> {
         self.int_or(key, Bounds::U64, default)
     }

@@ -46,6 +46,9 @@ pub struct DeviceDecl {
     /// The IOMMU group number (`group`, default the device's position):
     /// `/dev/vfio/<group>` when the device is served to other processes.
     pub group: u32,
+    /// Bytes per frame of its RAM BAR storage (`frame_size`, default 2 MiB;
+    /// a power-of-two page multiple): a process is given whole frames.
+    pub frame_size: Option<u64>,
 }
 
 impl DeviceDecl {
@@ -56,7 +59,8 @@ impl DeviceDecl {
     ///
     /// As [`vfio::VfioPciDevice::new`].
     pub fn create(&self) -> Result<std::sync::Arc<vfio::VfioPciDevice>, vfio::VfioError> {
-        let vdev = vfio::VfioPciDevice::new(self.cdev, self.bdf, self.spec.clone())?;
+        let frame_size = self.frame_size.unwrap_or(mm::frames::DEFAULT_FRAME_SIZE);
+        let vdev = vfio::VfioPciDevice::with_frame_size(self.cdev, self.bdf, self.spec.clone(), frame_size)?;
         vdev.set_fault_around(self.fault_around);
         vdev.set_revoke_timeout(self.revoke_timeout_ms.map(std::time::Duration::from_millis));
         Ok(vdev)
@@ -427,6 +431,7 @@ fn parse_device(cx: &Ctx<'_>, id: String, t: Table, line: usize, index: u32) -> 
     let group = f.int_or("group", GROUP, index)?;
     let fault_around = f.bool_or("fault-around", true)?;
     let revoke_timeout_ms = f.opt_num("revoke-timeout-ms")?;
+    let frame_size = f.frame_size()?;
     let catalogue = f.opt_str("catalogue")?;
     let vgamem = f.opt_num("vgamem")?;
     let bars = f.take("bars");
@@ -484,7 +489,7 @@ fn parse_device(cx: &Ctx<'_>, id: String, t: Table, line: usize, index: u32) -> 
     };
     spec.validate().map_err(|e| f.err(e.to_string()))?;
     f.finish()?;
-    Ok(DeviceDecl { id, cdev, bdf, spec, line, fault_around, revoke_timeout_ms, group })
+    Ok(DeviceDecl { id, cdev, bdf, spec, line, fault_around, revoke_timeout_ms, group, frame_size })
 }
 
 fn parse_step(cx: &Ctx<'_>, mut t: Table, line: usize) -> Result<StepAt, ScenarioError> {

@@ -320,3 +320,75 @@ mod tests {
         drop(small);
     }
 }
+
+#[cfg(test)]
+mod frame_tests {
+    use super::*;
+
+    fn pattern(mem: &PhysMemory) -> Vec<u8> {
+        let data: Vec<u8> = (0..mem.len()).map(|i| (i * 7 % 251) as u8).collect();
+        mem.write(mem.base(), &data).unwrap();
+        data
+    }
+
+    fn file_size(mem: &PhysMemory, i: usize) -> i64 {
+        rustix::fs::fstat(mem.frame_fd(i).unwrap()).unwrap().st_size
+    }
+
+    #[test]
+    fn a_store_between_the_splice_and_the_truncation_is_kept() {
+        let mem = PhysMemory::with_frames("frames-race", PhysAddr(1 << 40), 4 << 16, 1 << 16).unwrap();
+        let mut want = pattern(&mem);
+        // What a store through a mapping in another process does to the
+        // page cache after the pages went into the pipe, before the
+        // truncation took them from the file.
+        let late = |fd: BorrowedFd<'_>| {
+            rustix::io::pwrite(fd, b"late store", 0x1234).unwrap();
+        };
+        assert!(mem.cut_off_with(1, late).unwrap());
+        assert_eq!(file_size(&mem, 1), 0);
+        assert!(mem.restore(1).unwrap());
+        assert_eq!(file_size(&mem, 1), 1 << 16);
+        want[(1 << 16) + 0x1234..(1 << 16) + 0x1234 + 10].copy_from_slice(b"late store");
+        let mut got = vec![0u8; want.len()];
+        mem.read(mem.base(), &mut got).unwrap();
+        assert!(got == want, "restored contents differ");
+    }
+
+    #[test]
+    fn reads_and_writes_of_a_cut_frame_use_its_snapshot_and_never_regrow_it() {
+        let mem = PhysMemory::with_frames("frames-cut-rw", PhysAddr(0), 3 << 16, 1 << 16).unwrap();
+        let mut want = pattern(&mem);
+        mem.cut_off(1).unwrap();
+        // Across the boundary of a live frame and the cut one.
+        let mut got = vec![0u8; 0x2000];
+        mem.read(PhysAddr((1 << 16) - 0x1000), &mut got).unwrap();
+        assert!(got[..] == want[(1 << 16) - 0x1000..(1 << 16) + 0x1000]);
+        mem.write(PhysAddr((2 << 16) - 4), b"straddle").unwrap();
+        want[(2 << 16) - 4..(2 << 16) + 4].copy_from_slice(b"straddle");
+        assert_eq!(file_size(&mem, 1), 0, "a write while cut regrew the frame");
+        let mut back = [0u8; 8];
+        mem.read(PhysAddr((2 << 16) - 4), &mut back).unwrap();
+        assert_eq!(&back, b"straddle");
+        mem.restore(1).unwrap();
+        let mut all = vec![0u8; want.len()];
+        mem.read(mem.base(), &mut all).unwrap();
+        assert!(all == want, "the snapshot's changes were not written back");
+    }
+
+    #[test]
+    fn frames_are_sealed_against_new_seals() {
+        let mem = PhysMemory::with_frames("frames-sealed", PhysAddr(0), 1 << 16, 1 << 16).unwrap();
+        let e = rustix::fs::fcntl_add_seals(mem.frame_fd(0).unwrap(), rustix::fs::SealFlags::SHRINK).unwrap_err();
+        assert_eq!(e, rustix::io::Errno::PERM);
+    }
+
+    #[test]
+    fn a_memory_smaller_than_a_frame_is_one_frame_of_its_size() {
+        let mem = PhysMemory::new("frames-small", PhysAddr(0), 3 * PAGE_SIZE).unwrap();
+        assert_eq!((mem.frame_size(), mem.frame_count()), (3 * PAGE_SIZE, 1));
+        assert_eq!(file_size(&mem, 0), 3 * PAGE_SIZE as i64);
+        let e = PhysMemory::with_frames("frames-bad", PhysAddr(0), 4 << 16, 3 * PAGE_SIZE).unwrap_err();
+        assert_eq!(e.errno(), rustix::io::Errno::INVAL);
+    }
+}

@@ -36,6 +36,8 @@ pub struct VfioPciDevice {
     bdf: Bdf,
     /// Immutable. BAR0..BAR5.
     bars: [Option<Bar>; 6],
+    /// Immutable; bytes per frame of the RAM BARs' storage.
+    frame_size: u64,
     /// The device's memory lock (a reader/writer semaphore in Linux).
     /// Write: memory enable/disable, power and reset transitions, every
     /// buffer status change, buffer list changes. Read: the end of every
@@ -71,8 +73,9 @@ impl fmt::Debug for VfioPciDevice {
 
 impl VfioPciDevice {
     /// Creates a device bound to vfio-pci: validates the spec, and creates
-    /// one fully populated memfd per RAM BAR, named like the kernel names the
-    /// buffer (`vfio0:0000:00:03.0/1`), with BAR `i` at file offset `i << 40`.
+    /// the fully populated storage of each RAM BAR in 2 MiB frames (memfds
+    /// named after the kernel's buffer name, `vfio0:0000:00:03.0/1.<frame>`),
+    /// BAR `i` at physical address `i << 40`.
     ///
     /// # Errors
     ///
@@ -81,6 +84,25 @@ impl VfioPciDevice {
     /// need more than the machine has available (see [`mm::budget`]); the
     /// memfd's errno when memory cannot be had.
     pub fn new(cdev_index: u32, bdf: Bdf, spec: DeviceSpec) -> Result<Arc<Self>, VfioError> {
+        Self::with_frame_size(cdev_index, bdf, spec, mm::frames::DEFAULT_FRAME_SIZE)
+    }
+
+    /// [`VfioPciDevice::new`] with RAM BARs stored in frames of
+    /// `frame_size` bytes (see `mm::frames`; a BAR smaller than that is one
+    /// frame of its size): a process is given whole frames, so this is the
+    /// granularity at which sub-ranges of a BAR can be vended.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` when `frame_size` is not a power-of-two page multiple; else
+    /// as [`VfioPciDevice::new`].
+    pub fn with_frame_size(
+        cdev_index: u32,
+        bdf: Bdf,
+        spec: DeviceSpec,
+        frame_size: u64,
+    ) -> Result<Arc<Self>, VfioError> {
+        mm::frames::check_frame_size(frame_size)?;
         let cdev_name = format!("vfio{cdev_index}");
         // Refuse a bad spec (the function validates it), and RAM BARs that
         // cannot fit together, before the first BAR is allocated: a device is
@@ -93,7 +115,7 @@ impl VfioPciDevice {
             let store = match &bar.backing {
                 BarBacking::Ram => {
                     let name = bar_name(&cdev_name, bdf, i as u32);
-                    BarStore::Ram(Arc::new(PhysMemory::new(&name, bar_start(i as u32), bar.size)?))
+                    BarStore::Ram(Arc::new(PhysMemory::with_frames(&name, bar_start(i as u32), bar.size, frame_size)?))
                 }
                 BarBacking::Registers(r) => {
                     // The placeholder is never written; its pages exist only
@@ -114,6 +136,7 @@ impl VfioPciDevice {
             cdev_name,
             bdf,
             bars,
+            frame_size,
             memory_lock: RwLock::new(MemoryState {
                 pci,
                 dmabufs: HashMap::new(),
@@ -141,6 +164,12 @@ impl VfioPciDevice {
             return Err(VfioError::new(Errno::NOENT, format!("no catalogue device named {name:?}")));
         };
         Self::new(cdev_index, bdf, spec)
+    }
+
+    /// Bytes per frame of the RAM BARs' storage (a BAR smaller than that is
+    /// one frame of its own size).
+    pub fn frame_size(&self) -> u64 {
+        self.frame_size
     }
 
     /// The cdev name (`vfio0`).
@@ -294,13 +323,16 @@ impl VfioPciDevice {
     ///
     /// Preconditions: `memory_lock` held for write (the guard proves it).
     pub(crate) fn revoke_bars(&self, mem: &mut MemoryWriteGuard<'_>) -> Result<(), VfioError> {
-        vdmabuf::dma_buf_move(mem, true)
+        let r = vdmabuf::dma_buf_move(mem, true);
+        self.restore_reachable_frames(mem);
+        r
     }
 
     /// `vfio_pci_unrevoke_bars()`: un-revoke every temporarily revoked buffer.
     ///
     /// Preconditions: `memory_lock` held for write (the guard proves it).
     pub(crate) fn unrevoke_bars(&self, mem: &mut MemoryWriteGuard<'_>) -> Result<(), VfioError> {
+        self.restore_frames_to_unrevoke(mem);
         vdmabuf::dma_buf_move(mem, false)
     }
 

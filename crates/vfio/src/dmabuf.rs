@@ -317,6 +317,7 @@ fn feature_dma_buf_revoke(fd: &DeviceFd, data: &[u8]) -> Result<FeatureReply, Vf
     } else {
         set_status(&mem, &buf, Status::PermRevoked).map(|_| FeatureReply::Done)
     };
+    vdev.restore_reachable_frames(&mut mem);
     mem.defer_drop(buf);
     r
 }

@@ -101,6 +101,7 @@ mod intrs;
 mod pm;
 mod private;
 mod rdwr;
+mod reconcile;
 mod remote;
 pub mod uapi;
 mod virqfd;

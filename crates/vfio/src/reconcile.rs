@@ -1,0 +1,65 @@
+//! Cut frames and buffer statuses. A frame of a RAM BAR may be CUT OFF
+//! (see `mm::frames`): every process's mappings of it are zapped and any
+//! later access is SIGBUS, e.g. when a process does not acknowledge a
+//! revoke in time. The core, which knows every buffer and its status, gives
+//! the frame back as soon as any page of it is reachable again:
+//!
+//! - after every revoke pass, each cut frame that an `Ok` buffer's ranges
+//!   intersect is restored (a buffer-only permanent revoke while the primary
+//!   still maps the pages through another buffer);
+//! - before an un-revoke pass makes buffers `Ok`, the cut frames their
+//!   ranges touch are restored (a mapping that faults once the status is
+//!   `Ok` finds its pages).
+//!
+//! Cut frames of a closed device stay cut: its memory goes with it.
+//!
+//! Preconditions of everything here: `memory_lock` held for write (the
+//! guard proves a lock is held), so no status changes meanwhile.
+
+use dmabuf::{PhysVec, Status};
+
+use crate::core::VfioPciDevice;
+use crate::private::{BarStore, MemoryWriteGuard};
+
+impl VfioPciDevice {
+    /// After a revoke pass: restores the cut frames an `Ok` buffer reaches.
+    pub(crate) fn restore_reachable_frames(&self, mem: &mut MemoryWriteGuard<'_>) {
+        self.restore_frames_of(mem, |s| s == Status::Ok);
+    }
+
+    /// Before an un-revoke pass: restores the cut frames of every buffer
+    /// that the pass makes `Ok` (all but the permanently revoked).
+    pub(crate) fn restore_frames_to_unrevoke(&self, mem: &mut MemoryWriteGuard<'_>) {
+        self.restore_frames_of(mem, |s| s != Status::PermRevoked);
+    }
+
+    fn restore_frames_of(&self, mem: &mut MemoryWriteGuard<'_>, wanted: impl Fn(Status) -> bool) {
+        let bufs: Vec<_> = mem.dmabufs.values().filter_map(std::sync::Weak::upgrade).collect();
+        for buf in bufs {
+            if wanted(buf.status()) {
+                self.restore_ranges(buf.ranges());
+            }
+            // Its release takes this lock: never the last reference here.
+            mem.defer_drop(buf);
+        }
+    }
+
+    /// Restores every cut frame of a RAM BAR that `ranges` touch.
+    fn restore_ranges(&self, ranges: &[PhysVec]) {
+        for r in ranges {
+            for bar in (0..6).filter_map(|i| self.bar(i)) {
+                let BarStore::Ram(m) = &bar.store else { continue };
+                for i in m.frames_of(r.paddr, r.len) {
+                    match m.restore(i) {
+                        Ok(true) => tracing::debug!(memory = m.name(), frame = i, "cut frame restored"),
+                        Ok(false) => {}
+                        Err(e) => tracing::error!(memory = m.name(), frame = i, %e, "cannot restore a cut frame"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
