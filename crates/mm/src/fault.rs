@@ -165,8 +165,24 @@ impl VmFault<'_> {
     /// fault of `order`. (A continue stopped early by a page a racing fault
     /// mapped still maps the faulting page: see `Engine::map_window`.)
     fn map_range(&mut self, window: PfnWindow, order: u32) -> VmFaultResult {
-        let PfnWindow { start, len, pfn } = window;
+        let PfnWindow { mut start, mut len, mut pfn } = window;
         let page_va = self.address.page_down();
+        // A fault maps inside the kernel VMA holding it (one frame run):
+        // one UFFDIO_CONTINUE cannot span two, and fault-around stops there.
+        if let Some((run_start, run_end)) = self.vma.frame_run(page_va) {
+            let order_va = self.address.align_down(PAGE_SIZE << order);
+            if order_va < run_start || order_va.0 + (PAGE_SIZE << order) > run_end.0 {
+                // A PMD over frames smaller than it: the kernel cannot map it
+                // (it would span VMAs); the order-0 fault comes next.
+                return VmFaultResult::FALLBACK;
+            }
+            let end = start.0.saturating_add(len);
+            let (s, e) = (start.max(run_start), end.min(run_end.0));
+            if s.0 < e {
+                pfn = Pfn(pfn.0 + (s.0 - start.0) / PAGE_SIZE);
+                (start, len) = (s, e - s.0);
+            }
+        }
         let size = PAGE_SIZE << order;
         let order_va = self.address.align_down(size);
         let consistent = start.is_page_aligned()

@@ -112,6 +112,28 @@ impl Vma {
         None
     }
 
+    /// The part of this VMA around `va` that the kernel holds as one VMA:
+    /// one frame of one piece (mappings of different frame files never
+    /// merge). A `UFFDIO_CONTINUE` and a PMD must stay inside it.
+    pub fn frame_run(&self, va: VirtAddr) -> Option<(VirtAddr, VirtAddr)> {
+        if !self.contains(va) {
+            return None;
+        }
+        let mut piece_va = self.vm_start.0;
+        for p in &self.pieces {
+            if va.0 < piece_va + p.len {
+                let paddr = p.paddr.0 + (va.0 - piece_va);
+                let (base, fs) = (p.memory.base().0, p.memory.frame_size());
+                let frame_start = base + (paddr - base) / fs * fs;
+                let start = piece_va.max(va.0 - (paddr - frame_start));
+                let end = (piece_va + p.len).min(va.0 + (frame_start + fs - paddr));
+                return Some((VirtAddr(start), VirtAddr(end)));
+            }
+            piece_va += p.len;
+        }
+        None
+    }
+
     /// Cuts `[from, to)` out of this VMA (both page aligned, clipped to the
     /// VMA), returning what remains on each side. The tail's `vm_pgoff`
     /// advances by the pages it skipped, exactly as a Linux VMA split does.

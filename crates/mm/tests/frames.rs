@@ -171,3 +171,20 @@ fn a_process_side_memory_holds_only_the_frames_it_was_sent() {
     assert!(PhysMemory::from_frames("x", PhysAddr(BASE), 4 << 16, 1 << 16, vec![(4, fd())]).is_err());
     assert!(PhysMemory::from_frames("x", PhysAddr(BASE), 4 << 16, 1 << 16, vec![(0, fd()), (0, fd())]).is_err());
 }
+
+#[test]
+fn frames_smaller_than_a_pmd_take_order_0_faults_only() {
+    let _vm = vm_shared();
+    let aspace = mm::AddressSpace::new().unwrap();
+    let mem = Arc::new(PhysMemory::with_frames("mm-test", PhysAddr(BASE), MEM_LEN, 64 << 10).unwrap());
+    let words: Vec<u8> = (0..MEM_LEN / 8).flat_map(|i| (BASE + i * 8).to_ne_bytes()).collect();
+    mem.write(PhysAddr(BASE), &words).unwrap();
+    let va = map(&aspace, &mem, Exporter::new(Mode::Linear), 0, 4 << 20);
+    for off in (0..4u64 << 20).step_by(PAGE_SIZE as usize) {
+        assert_eq!(probe::read_u64(va + off).unwrap(), word_at(BASE + off));
+    }
+    let s = aspace.fault_stats();
+    assert_eq!((s.order9, s.order0, s.sigbus), (0, 1024, 0), "{s:?}");
+    // Every fault tries the PMD first, as Linux does, and falls back.
+    assert_eq!(s.fallback, 1024, "{s:?}");
+}
