@@ -11,6 +11,7 @@
 
 mod cli;
 mod forkmap;
+mod frames;
 mod share;
 mod signals;
 mod storm;
