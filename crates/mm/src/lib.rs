@@ -4,12 +4,12 @@
 //! ranges, the VMAs in them, and the page-fault entry point, and it calls a
 //! VMA's fault operations ([`VmOperations`], analogous to
 //! `vm_operations_struct`) to decide what a fault maps. It also owns the
-//! "physical memory" that device memory lives in ([`PhysMemory`], one memfd
-//! per region of device memory). Addresses and page geometry come from the
+//! "physical memory" that device memory lives in ([`PhysMemory`], a row of
+//! memfd frames per region of device memory). Addresses and page geometry come from the
 //! `page` crate ([`page::VirtAddr`], [`page::PhysAddr`], [`page::Pfn`],
 //! [`page::PgOff`], `PAGE_SIZE`, `PMD_ORDER`).
 //!
-//! Mechanism: every VMA is a real shared mapping of the backing memfd,
+//! Mechanism: every VMA is a real shared mapping of the backing frames,
 //! registered with a userfaultfd in MINOR mode. The first touch of each page
 //! stops in the kernel and reaches the address space's fault engine
 //! (`fault_engine.rs`), which asks the VMA's operations; success is
