@@ -1,7 +1,10 @@
 //! Frames: the fixed-size memfds a [`PhysMemory`](crate::PhysMemory) keeps
 //! its pages in, and how one is cut off from every process and restored.
 //!
-//! A frame is one memfd, created with `MFD_ALLOW_SEALING` and sealed
+//! A frame is one memfd holding its bytes at their physical address as the
+//! file offset (the file is sparse before them, so `/proc/<pid>/maps`
+//! shows the physical address, i.e. the mmap offset, as for a single
+//! memfd). It is created with `MFD_ALLOW_SEALING` and sealed
 //! `F_SEAL_SEAL` at once: nobody who receives it can add `F_SEAL_SHRINK` or
 //! `F_SEAL_GROW` later and so block the truncation a cut-off needs.
 //!
@@ -41,10 +44,15 @@ use crate::MmError;
 /// Default frame size: one 2 MiB folio, so a frame can be PMD-mapped.
 pub const DEFAULT_FRAME_SIZE: u64 = 2 << 20;
 
-/// One frame: its memfd, its length and, while cut, its snapshot.
+/// One frame: its memfd, where its bytes lie in the file, and, while cut,
+/// its snapshot.
 #[derive(Debug)]
 pub(crate) struct Frame {
     fd: OwnedFd,
+    /// File offset of the frame's first byte: its physical address (the
+    /// file is sparse before it), so that the offset column of
+    /// `/proc/<pid>/maps` is the physical address, as for one memfd.
+    start: u64,
     len: u64,
     /// Protected by itself; held across every file access (module doc).
     cut: Mutex<Option<Snapshot>>,
@@ -60,19 +68,25 @@ enum Snapshot {
 }
 
 impl Frame {
-    /// Creates and populates a frame of `len` bytes named `name`.
-    pub(crate) fn create(name: &str, len: u64) -> Result<Self, MmError> {
+    /// Creates and populates a frame of `len` bytes at file offset `start`,
+    /// named `name`.
+    pub(crate) fn create(name: &str, start: u64, len: u64) -> Result<Self, MmError> {
         let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
             .map_err(MmError::sys("memfd_create"))?;
         rustix::fs::fcntl_add_seals(&fd, SealFlags::SEAL).map_err(MmError::sys("fcntl(F_ADD_SEALS)"))?;
-        rustix::fs::ftruncate(&fd, len).map_err(MmError::sys("ftruncate"))?;
-        rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, len).map_err(MmError::sys("fallocate"))?;
-        Ok(Self::adopt(fd, len))
+        rustix::fs::ftruncate(&fd, start + len).map_err(MmError::sys("ftruncate"))?;
+        rustix::fs::fallocate(&fd, FallocateFlags::empty(), start, len).map_err(MmError::sys("fallocate"))?;
+        Ok(Self::adopt(fd, start, len))
     }
 
     /// A frame another process created (received with `SCM_RIGHTS`).
-    pub(crate) fn adopt(fd: OwnedFd, len: u64) -> Self {
-        Self { fd, len, cut: Mutex::new(None) }
+    pub(crate) fn adopt(fd: OwnedFd, start: u64, len: u64) -> Self {
+        Self { fd, start, len, cut: Mutex::new(None) }
+    }
+
+    /// File offset of the frame's first byte.
+    pub(crate) fn start(&self) -> u64 {
+        self.start
     }
 
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
@@ -106,10 +120,11 @@ impl Frame {
     fn splice_out(&self) -> Result<Vec<(OwnedFd, usize)>, MmError> {
         let capacity = pipe_max_size();
         let mut pipes = Vec::new();
-        let mut off = 0u64;
-        while off < self.len {
+        let mut off = self.start;
+        let end = self.start + self.len;
+        while off < end {
             let (rd, wr) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(MmError::sys("pipe2"))?;
-            let want = (self.len - off).min(capacity as u64) as usize;
+            let want = (end - off).min(capacity as u64) as usize;
             let got = rustix::pipe::fcntl_setpipe_size(&wr, want).map_err(MmError::sys("fcntl(F_SETPIPE_SZ)"))?;
             let chunk = want.min(got);
             let mut filled = 0;
@@ -132,8 +147,8 @@ impl Frame {
     pub(crate) fn restore(&self) -> Result<bool, MmError> {
         let mut cut = self.lock();
         let Some(snapshot) = cut.take() else { return Ok(false) };
-        let grown = rustix::fs::ftruncate(&self.fd, self.len)
-            .and_then(|()| rustix::fs::fallocate(&self.fd, FallocateFlags::empty(), 0, self.len));
+        let grown = rustix::fs::ftruncate(&self.fd, self.start + self.len)
+            .and_then(|()| rustix::fs::fallocate(&self.fd, FallocateFlags::empty(), self.start, self.len));
         if let Err(e) = grown {
             // Keep the frame cut (and the data) rather than half restored.
             let _ = rustix::fs::ftruncate(&self.fd, 0);
@@ -144,11 +159,11 @@ impl Frame {
             Snapshot::Copy(copy) => copy,
             Snapshot::Piped(pipes) => drain(pipes, self.len)?,
         };
-        pwrite_all(&self.fd, &copy, 0)?;
+        pwrite_all(&self.fd, &copy, self.start)?;
         Ok(true)
     }
 
-    /// Reads `buf.len()` bytes at `off` in the frame (file or snapshot).
+    /// Reads `buf.len()` bytes at `off` from the frame's start (file or snapshot).
     pub(crate) fn read(&self, off: u64, buf: &mut [u8]) -> Result<(), MmError> {
         let mut cut = self.lock();
         if let Some(copy) = private_copy(&mut cut, self.len)? {
@@ -157,7 +172,8 @@ impl Frame {
         }
         let mut done = 0;
         while done < buf.len() {
-            let n = rustix::io::pread(&self.fd, &mut buf[done..], off + done as u64).map_err(MmError::sys("pread"))?;
+            let at = self.start + off + done as u64;
+            let n = rustix::io::pread(&self.fd, &mut buf[done..], at).map_err(MmError::sys("pread"))?;
             if n == 0 {
                 return Err(MmError::Sys { call: "pread", errno: Errno::IO });
             }
@@ -166,14 +182,14 @@ impl Frame {
         Ok(())
     }
 
-    /// Writes `data` at `off` in the frame (file or snapshot).
+    /// Writes `data` at `off` from the frame's start (file or snapshot).
     pub(crate) fn write(&self, off: u64, data: &[u8]) -> Result<(), MmError> {
         let mut cut = self.lock();
         if let Some(copy) = private_copy(&mut cut, self.len)? {
             copy[off as usize..off as usize + data.len()].copy_from_slice(data);
             return Ok(());
         }
-        pwrite_all(&self.fd, data, off)
+        pwrite_all(&self.fd, data, self.start + off)
     }
 }
 

@@ -2,8 +2,8 @@
 //!
 //! A [`PhysMemory`] holds `len` bytes at physical address `base`, in FRAMES
 //! of a fixed power-of-two size (default 2 MiB, one PMD folio): frame `i`
-//! is a memfd of its own holding `[base + i * frame_size, ...)` at file
-//! offset 0 (see [`crate::frames`], which also cuts a frame off from every
+//! is a memfd of its own holding `[base + i * frame_size, ...)` at those
+//! file offsets, sparse before them (see [`crate::frames`], which also cuts a frame off from every
 //! process and restores it). A PFN is a physical address divided by the page
 //! size. Every page is allocated in the page cache when the memory is
 //! created: userfaultfd MINOR faults fire only for pages that exist in the
@@ -32,7 +32,7 @@ pub struct PhysMemory {
     base: PhysAddr,
     len: u64,
     frame_size: u64,
-    /// Frame `i` holds `[base + i * frame_size, ...)` at file offset 0;
+    /// Frame `i` holds `[base + i * frame_size, ...)` at those file offsets;
     /// `None` for a frame this process was not given (or no longer holds).
     frames: Vec<Option<Frame>>,
 }
@@ -48,7 +48,7 @@ impl PhysMemory {
     }
 
     /// Creates the frames of `[base, base + len)`, each a memfd named
-    /// `<name>.<index>` of `frame_size` bytes (a memory smaller than that is
+    /// `<name>.<index>` holding `frame_size` bytes at their physical address (a memory smaller than that is
     /// one frame of its own size), and populates every page. Before anything
     /// is created, `len` is checked against the memory available (see
     /// [`crate::budget`]).
@@ -66,7 +66,10 @@ impl PhysMemory {
         budget::check_budget(len, budget::memory_budget())?;
         let count = len.div_ceil(frame_size);
         let frames = (0..count)
-            .map(|i| Frame::create(&frame_name(name, i as usize), frame_size.min(len - i * frame_size)).map(Some))
+            .map(|i| {
+                let start = base.0 + i * frame_size;
+                Frame::create(&frame_name(name, i as usize), start, frame_size.min(len - i * frame_size)).map(Some)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { name: name.to_owned(), base, len, frame_size, frames })
     }
@@ -93,10 +96,11 @@ impl PhysMemory {
         for (i, fd) in frames {
             let flen = mem.frame_len(i).ok_or(MmError::Invalid("frame index past the memory"))?;
             let size = rustix::fs::fstat(&fd).map_err(MmError::sys("fstat"))?.st_size;
-            if u64::try_from(size).map_or(true, |s| s < flen) {
+            let start = base.0 + i as u64 * frame_size;
+            if u64::try_from(size).map_or(true, |s| s < start + flen) {
                 return Err(MmError::Invalid("frame file is shorter than its frame"));
             }
-            if mem.frames[i].replace(Frame::adopt(fd, flen)).is_some() {
+            if mem.frames[i].replace(Frame::adopt(fd, start, flen)).is_some() {
                 return Err(MmError::Invalid("frame given twice"));
             }
         }
@@ -177,8 +181,9 @@ impl PhysMemory {
     }
 
     /// The frame memfd holding physical address `paddr`, the offset in that
-    /// file, and the bytes from there to the frame's end; `None` outside the
-    /// memory or in a frame not held.
+    /// file (the physical address itself: a frame's file is sparse before
+    /// its bytes), and the bytes from there to the frame's end; `None`
+    /// outside the memory or in a frame not held.
     pub fn locate(&self, paddr: PhysAddr) -> Option<(BorrowedFd<'_>, u64, u64)> {
         if !self.contains(paddr, 1) {
             return None;
@@ -186,7 +191,7 @@ impl PhysMemory {
         let i = self.frame_index(paddr);
         let off = paddr.0 - self.base.0 - i as u64 * self.frame_size;
         let frame = self.frame(i)?;
-        Some((frame.fd(), off, self.frame_len(i)? - off))
+        Some((frame.fd(), frame.start() + off, self.frame_len(i)? - off))
     }
 
     /// Cuts frame `i` off from every mapping in every process (see
@@ -343,12 +348,12 @@ mod frame_tests {
         // page cache after the pages went into the pipe, before the
         // truncation took them from the file.
         let late = |fd: BorrowedFd<'_>| {
-            rustix::io::pwrite(fd, b"late store", 0x1234).unwrap();
+            rustix::io::pwrite(fd, b"late store", (1 << 40) + (1 << 16) + 0x1234).unwrap();
         };
         assert!(mem.cut_off_with(1, late).unwrap());
         assert_eq!(file_size(&mem, 1), 0);
         assert!(mem.restore(1).unwrap());
-        assert_eq!(file_size(&mem, 1), 1 << 16);
+        assert_eq!(file_size(&mem, 1), (1 << 40) + (2 << 16));
         want[(1 << 16) + 0x1234..(1 << 16) + 0x1234 + 10].copy_from_slice(b"late store");
         let mut got = vec![0u8; want.len()];
         mem.read(mem.base(), &mut got).unwrap();

@@ -58,10 +58,8 @@ fn real_proc_maps_shows_the_mmap_offset_and_split_keeps_the_arithmetic() {
     let (aspace, mem, _ops, va) = setup(Mode::Linear, 16 << 12, 0x4000);
     let real = mm::maps::proc_self_maps(va, va + (16 << 12)).unwrap();
     assert_eq!(real.len(), 1);
-    // The kernel maps the frame file: its offset is the one in the frame
-    // (BASE starts frame 0), while our maps view keeps the mmap offset.
-    assert_eq!(real[0].offset, 0x4000);
-    assert!(real[0].path.contains("mm-test.0"), "{}", real[0].path);
+    assert_eq!(real[0].offset, BASE + 0x4000);
+    assert!(real[0].path.contains("mm-test.0"), "frame 0: {}", real[0].path);
     assert!(aspace.maps()[0].contains(" 10000004000 "), "{}", aspace.maps()[0]);
     assert!(aspace.maps()[0].ends_with(" /test:mm"), "{}", aspace.maps()[0]);
     for i in 0..16u64 {

@@ -39,7 +39,7 @@ fn a_device_mapping_of_a_ram_bar_comes_as_a_plan_with_the_frames_it_touches() {
     // The frame's memfd is the BAR: what the device writes, the frame holds.
     c.pwrite(&dev, region(1) + 0x4000, b"shared!!").unwrap();
     let mut got = [0u8; 8];
-    rustix::io::pread(&fds[0], &mut got, 0x4000).unwrap();
+    rustix::io::pread(&fds[0], &mut got, region(1) + 0x4000).unwrap();
     assert_eq!(&got, b"shared!!");
     // A mapping across a frame boundary names both frames, with their fds
     // again: the process keeps none.
@@ -47,7 +47,7 @@ fn a_device_mapping_of_a_ram_bar_comes_as_a_plan_with_the_frames_it_touches() {
     assert_eq!((plan2.memories[0].frames.as_slice(), fds2.len()), (&[0, 1][..], 2));
     assert_eq!(plan2.memories[0].id, memory.id);
     c.pwrite(&dev, region(1) + FRAME, b"frame #1").unwrap();
-    rustix::io::pread(&fds2[1], &mut got, 0).unwrap();
+    rustix::io::pread(&fds2[1], &mut got, region(1) + FRAME).unwrap();
     assert_eq!(&got, b"frame #1");
 }
 

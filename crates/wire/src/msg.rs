@@ -367,7 +367,7 @@ pub struct Piece {
 
 /// Device memory, held in frames of `frame_size` bytes, each a memfd of
 /// its own: frame `i` holds physical addresses `[base + i * frame_size,
-/// ...)` at file offset 0.
+/// ...)` at those file offsets (the file is sparse before them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemoryRef {
     /// The server's id of the memory, stable for its life.
