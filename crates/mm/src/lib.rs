@@ -25,15 +25,16 @@
 //! (memfd "physical memory"), [`frames`] (its memfds, cut off and restored), [`probe`] (accesses that report SIGBUS, safe
 //! on our own mappings only), [`fd`] (descriptors handed in by number),
 //! [`maps`] (`/proc/<pid>/maps` lines), [`budget`] (whether memory fits),
-//! [`process_vm`] (another process's memory by address),
+//! [`process_vm`] (another process's memory by address), `status` (sealed
+//! status words other processes only read),
 //! [`baseline`] (the kernel's own paths, for benchmarks), [`trap`] (decode
 //! and emulation of an access that trapped on a register page), `sys` (raw
 //! syscalls and the userfaultfd UAPI).
 //!
 //! What it is not: it knows nothing of buses, devices or buffers; the
 //! exporter above implements the fault operations and names its mappings.
-//! All `unsafe` of the project lives here: in the `sys` and `probe`
-//! modules, in `baseline::bare_trap` (the bare trapped access the
+//! All `unsafe` of the project lives here: in the `sys`, `probe` and
+//! `status` modules, in `baseline::bare_trap` (the bare trapped access the
 //! benchmarks compare against), and in test-only code of `trap` (a counting
 //! allocator and the processor's own flags as an oracle).
 #![deny(unsafe_code)]
@@ -50,6 +51,7 @@ mod mmio;
 mod phys;
 pub mod probe;
 pub mod process_vm;
+mod status;
 mod sys;
 pub mod trap;
 mod vma;
@@ -60,6 +62,7 @@ pub use fault_engine::FaultStats;
 pub use mmio::{MmioAddr, MmioRegs, MmioRevoked, VmMmio};
 pub use phys::PhysMemory;
 pub use probe::{AccessFault, Width};
+pub use status::{StatusPage, StatusView};
 pub use vma::{MapPiece, MappingId};
 
 use rustix::io::Errno;

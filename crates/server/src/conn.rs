@@ -38,16 +38,30 @@ pub(crate) fn serve_connection(shared: &Arc<Shared>, conn: Arc<OwnedFd>) {
     };
     let process = shared.registry.attach(token, pid);
     // The notify connection is in place before the process hears back, so
-    // its first mmap finds it.
+    // its first mmap finds it; its status page follows the reply.
+    let mut status = None;
     let hello = match role {
-        Role::Notify if process.set_notify(Arc::clone(&conn)).is_err() => {
-            tracing::warn!(pid, "a second notify connection; refused");
-            Reply::Err { errno: Errno::BUSY.raw_os_error() }
-        }
-        _ => Reply::Hello { server_pid: std::process::id(), bdfs: shared.bdfs() },
+        Role::Notify => match process.set_notify(Arc::clone(&conn)) {
+            Ok(page) => {
+                status = Some(page);
+                Reply::Hello { server_pid: std::process::id(), bdfs: shared.bdfs() }
+            }
+            Err(e) => {
+                tracing::warn!(pid, %e, "notify connection refused (a second one, or no status page)");
+                Reply::Err { errno: e.raw_os_error() }
+            }
+        },
+        Role::Control => Reply::Hello { server_pid: std::process::id(), bdfs: shared.bdfs() },
     };
     let accepted = matches!(hello, Reply::Hello { .. });
-    if transport::send(conn.as_ref(), &hello, &[]).is_ok() && accepted {
+    let sent = transport::send(conn.as_ref(), &hello, &[]).and_then(|()| match status {
+        Some(page) => {
+            let msg = wire::Notify::StatusPage { slots: page.slots() as u32 };
+            transport::send(conn.as_ref(), &msg, &[page.fd()])
+        }
+        None => Ok(()),
+    });
+    if sent.is_ok() && accepted {
         tracing::debug!(pid, token, ?role, "connection");
         match role {
             Role::Notify => serve_notify(&process, &conn),

@@ -24,7 +24,8 @@
 //! their notify connection), `object` (the object table, tags, hang-up
 //! watcher), `open` (opens and the sysfs/dev view), `group`, `container`,
 //! `device`, `dmabuf`, `mapping` (remote CPU mappings and their
-//! notifications), `mmio` (register accesses), `procmem` (the memory of a
+//! notifications), `backstop` (cutting off a process that does not
+//! answer), `mmio` (register accesses), `procmem` (the memory of a
 //! process, for DMA), `local` (files of objects the serving process
 //! holds), `args` (ioctl argument helpers), `names` (ioctl names
 //! for the log), and `iommu` (the IOMMU side: Type1 container, iommufd).
@@ -36,7 +37,7 @@
 //!   vfio's locks (open_lock → memory_lock → resv)   in releases and ioctls
 //!     RemoteMapping.notify_lock            one zap of one remote mapping
 //!       Process.notify_send, Process.acks  send one notification, wait for its ack
-//! objects.table, registry, Process.mappings, Process.frames_sent,
+//! objects.table, registry, Process.mappings, Process.frames_sent, Process.slots,
 //! GroupFile.state → ContainerFile.groups, Group.state, Served.binding      leaves:
 //!   nothing is dropped and no vfio call is made while one of them is held
 //! Served.dma (a device's DMA users)
@@ -51,10 +52,14 @@
 //!
 //! A zap of a remote mapping waits (bounded) for a process while the
 //! revoking thread holds the device's `memory_lock` (write); the process
-//! answers from its notify thread, which never waits for the server.
+//! answers from its notify thread, which never waits for the server. A
+//! process that does not answer within the bound ([`Server::set_ack_timeout`])
+//! is cut off (`backstop`): the frames of the revoked buffer it was sent
+//! are truncated, which zaps its page tables without its help.
 #![forbid(unsafe_code)]
 
 mod args;
+mod backstop;
 mod conn;
 mod container;
 mod device;
@@ -71,6 +76,7 @@ mod process;
 mod procmem;
 mod server;
 
+pub use crate::process::DEFAULT_ACK_TIMEOUT;
 pub use crate::procmem::PeerMemory;
 
 /// Locks `m`. A thread that panicked while holding one of the server's

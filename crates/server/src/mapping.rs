@@ -34,10 +34,12 @@ use wire::{MapPlan, MemoryRef, Piece};
 
 use crate::args::vfio_errno;
 use crate::object::{Object, OpenFile};
-use crate::process::Process;
+use crate::process::{Acked, Process};
 
 /// The zap target of one remote mapping: a zap is a notification to the
-/// process that made it, acknowledged before the zap returns.
+/// process that made it, acknowledged before the zap returns, or, when the
+/// process does not answer within the bound, a cut-off
+/// ([`crate::backstop::cut_off`]).
 #[derive(Debug)]
 pub(crate) struct RemoteMapping {
     /// Immutable. The process (weak: a process that is gone counts as
@@ -45,6 +47,9 @@ pub(crate) struct RemoteMapping {
     process: Weak<Process>,
     /// Immutable. The process's id of the mapping.
     mapping: u64,
+    /// Immutable. The mapping's slot in the process's status page, given
+    /// back when this registration goes.
+    slot: u32,
     /// Set once the mapping exists. Weak: the VMA holds the buffer, and
     /// every caller of a zap holds it too, so a zap never drops the last
     /// reference under the device's locks.
@@ -59,12 +64,35 @@ impl RemoteMapping {
     /// Tells the process the buffer's current status and waits for its
     /// ack. Before the mapping exists there is nothing to tell: the first
     /// notification, sent when it does, reads the status then.
+    ///
+    /// A revoke the process does not acknowledge within the bound cuts it
+    /// off from the buffer's frames before this returns; an un-revoke it
+    /// does not acknowledge needs nothing: its status-page slot already
+    /// allows, and its faults find the pages once it applies the message.
     fn notify(&self) {
         let Some(buf) = self.buffer.get().and_then(Weak::upgrade) else { return };
         let Some(process) = self.process.upgrade() else { return };
         let _serial = self.notify_lock.lock().unwrap_or_else(|e| e.into_inner());
         let allowed = buf.status() == Status::Ok;
-        process.notify_mapping(self.mapping, allowed);
+        match process.notify_mapping(self.mapping, self.slot, allowed) {
+            Acked::Yes | Acked::Gone => {}
+            Acked::TimedOut if allowed => {
+                tracing::warn!(
+                    pid = process.pid,
+                    mapping = self.mapping,
+                    "a process did not acknowledge an un-revoke in time; it maps the pages again once it does"
+                );
+            }
+            Acked::TimedOut => crate::backstop::cut_off(&process, self.mapping, &buf),
+        }
+    }
+}
+
+impl Drop for RemoteMapping {
+    fn drop(&mut self) {
+        if let Some(p) = self.process.upgrade() {
+            p.free_slot(self.slot);
+        }
     }
 }
 
@@ -103,7 +131,8 @@ fn memory_id(m: &Arc<PhysMemory>) -> u64 {
 /// # Errors
 ///
 /// `EPROTO` when the process has no notify connection (it could not be told
-/// of a revoke); `EEXIST` for a mapping id in use; `ENODEV` for a file
+/// of a revoke); `EEXIST` for a mapping id in use; `ENOMEM` when its status
+/// page has no free slot; `ENODEV` for a file
 /// without mmap; `EACCES` when the file's open mode does not allow the
 /// mapping; else the device's or the buffer's mmap errors.
 pub(crate) fn mmap(
@@ -112,7 +141,7 @@ pub(crate) fn mmap(
     mapping: u64,
     args: MmapArgs,
 ) -> Result<Planned, Errno> {
-    let target = new_target(process, mapping);
+    let target = new_target(process, mapping)?;
     let vma = match &file.object {
         Object::Device(dev) => {
             // do_mmap(): a file must be open for reading, and for writing
@@ -144,13 +173,19 @@ fn register(process: &Process, mapping: u64, target: Arc<RemoteMapping>, record:
     target.notify();
 }
 
-fn new_target(process: &Arc<Process>, mapping: u64) -> Arc<RemoteMapping> {
-    Arc::new(RemoteMapping {
+/// The zap target of `process`'s new mapping `mapping`, with its slot.
+///
+/// # Errors
+///
+/// `ENOMEM` when the process's status page has no free slot.
+fn new_target(process: &Arc<Process>, mapping: u64) -> Result<Arc<RemoteMapping>, Errno> {
+    Ok(Arc::new(RemoteMapping {
         process: Arc::downgrade(process),
         mapping,
+        slot: process.alloc_slot()?,
         buffer: OnceLock::new(),
         notify_lock: Mutex::new(()),
-    })
+    }))
 }
 
 /// `Request::Inherit`: `process`, a fork child of `parent`, holds the
@@ -165,7 +200,7 @@ pub(crate) fn inherit(process: &Arc<Process>, parent: &Process, mapping: u64) ->
     let from = parent.mappings.lock().unwrap_or_else(|e| e.into_inner()).get(&mapping).cloned();
     let from = from.ok_or(Errno::INVAL)?;
     check_process(process, mapping)?;
-    let target = new_target(process, mapping);
+    let target = new_target(process, mapping)?;
     let vma = from.vma.inherit(target.clone());
     register(process, mapping, target, MappingRecord { vma, file: Arc::clone(&from.file) });
     Ok(())

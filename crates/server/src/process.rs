@@ -8,31 +8,103 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::fd::OwnedFd;
-use std::sync::{Arc, Condvar, Mutex};
-
-use crate::lock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use mm::StatusPage;
 use rustix::io::Errno;
+use wire::msg::status_slot;
 use wire::Notify;
 
+use crate::lock;
 use crate::mapping::MappingRecord;
 use crate::procmem::PeerMemory;
 
 /// How long a revoke waits for a process to acknowledge a notification
-/// before it goes on without it (and says so loudly). A process that never
-/// answers is cut off by the backstop of the sharing work, not here.
-pub(crate) const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// unless the server is told otherwise ([`Backstop::set_ack_timeout`]).
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Slots of a process's status page: how many mappings it can hold at
+/// once (a further mmap is `ENOMEM`, as at `vm.max_map_count`). 64 KiB of
+/// memfd, of which only the pages of slots in use are ever touched.
+pub(crate) const STATUS_SLOTS: usize = 16 * 1024;
+
+/// The bound on a process's answer, and what the server did when it was
+/// not met: shared by every process.
+#[derive(Debug)]
+pub(crate) struct Backstop {
+    /// The ack wait in nanoseconds (set before serving; read per wait).
+    ack_timeout_ns: AtomicU64,
+    /// Processes cut off from a revoked buffer's frames, counted once per
+    /// (notification, process).
+    cut_offs: AtomicU64,
+}
+
+impl Default for Backstop {
+    fn default() -> Self {
+        Self { ack_timeout_ns: AtomicU64::new(DEFAULT_ACK_TIMEOUT.as_nanos() as u64), cut_offs: AtomicU64::new(0) }
+    }
+}
+
+impl Backstop {
+    /// The ack wait.
+    pub(crate) fn ack_timeout(&self) -> Duration {
+        Duration::from_nanos(self.ack_timeout_ns.load(Ordering::Relaxed))
+    }
+
+    /// Sets the ack wait.
+    pub(crate) fn set_ack_timeout(&self, d: Duration) {
+        self.ack_timeout_ns.store(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Counts one cut-off; returns the total.
+    pub(crate) fn count_cut_off(&self) -> u64 {
+        self.cut_offs.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Cut-offs so far.
+    pub(crate) fn cut_offs(&self) -> u64 {
+        self.cut_offs.load(Ordering::Relaxed)
+    }
+}
+
+/// How a notification ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Acked {
+    /// The process applied it.
+    Yes,
+    /// The process is gone, or cannot be told (no notify connection): as
+    /// good as acknowledged, its mappings go with it.
+    Gone,
+    /// No answer within the bound (or the notification could not even be
+    /// queued): the caller cuts the process off where it must.
+    TimedOut,
+}
 
 /// Notification sequence numbers and the acks that came back.
 #[derive(Debug, Default)]
 struct Acks {
     next_seq: u64,
-    /// Acked sequence numbers nobody has collected yet.
-    acked: BTreeSet<u64>,
+    /// Sequence numbers a revoking thread waits for; an ack removes its
+    /// number. One that is not here any more (given up on) is a late ack.
+    waiting: BTreeSet<u64>,
+    /// The process let a notification time out and has acked nothing
+    /// since: later notifications do not wait for it at all (it is cut off
+    /// at once), until it answers again.
+    unresponsive: bool,
     /// The notify connection is closed: nothing will be acked again, and
     /// a process that is gone counts as having acked.
     gone: bool,
+}
+
+/// Free slots of a status page.
+#[derive(Debug, Default)]
+struct Slots {
+    /// Slots handed out and released, reused first.
+    free: Vec<u32>,
+    /// Slots below this were handed out at some point.
+    high: u32,
 }
 
 /// One process.
@@ -44,11 +116,18 @@ pub(crate) struct Process {
     pub(crate) pid: i32,
     /// Immutable. Its memory, for DMA.
     pub(crate) memory: Arc<PeerMemory>,
+    /// Immutable. The bound and the cut-off count, shared by every process.
+    backstop: Arc<Backstop>,
     /// Protected by: `Registry::procs`. Live connections.
     connections: Mutex<usize>,
     /// Protected by: itself; held while one notification is sent, so they
     /// leave in sequence order. The notify connection.
     notify: Mutex<Option<Arc<OwnedFd>>>,
+    /// Set with the notify connection: one slot per mapping, written
+    /// before each notification of it (atomic stores; no lock).
+    status: OnceLock<StatusPage>,
+    /// Protected by: itself, a leaf. The status page's free slots.
+    slots: Mutex<Slots>,
     /// Protected by: itself, a leaf; paired with `acked`.
     acks: Mutex<Acks>,
     acked: Condvar,
@@ -60,13 +139,16 @@ pub(crate) struct Process {
 }
 
 impl Process {
-    fn new(token: u64, pid: i32) -> Self {
+    fn new(token: u64, pid: i32, backstop: Arc<Backstop>) -> Self {
         Self {
             token,
             pid,
             memory: Arc::new(PeerMemory::new(pid)),
+            backstop,
             connections: Mutex::new(0),
             notify: Mutex::new(None),
+            status: OnceLock::new(),
+            slots: Mutex::new(Slots::default()),
             acks: Mutex::new(Acks::default()),
             acked: Condvar::new(),
             mappings: Mutex::new(HashMap::new()),
@@ -74,18 +156,36 @@ impl Process {
         }
     }
 
-    /// Makes `conn` the process's notify connection.
+    /// Makes `conn` the process's notify connection and creates its status
+    /// page; returns the page, to be sent on `conn` after the `Hello`
+    /// reply. Sends on `conn` give up after the ack wait (`SO_SNDTIMEO`),
+    /// so a process that reads nothing cannot block a revoke on a full
+    /// socket either.
     ///
     /// # Errors
     ///
-    /// `EBUSY` when it has one already.
-    pub(crate) fn set_notify(&self, conn: Arc<OwnedFd>) -> Result<(), Errno> {
+    /// `EBUSY` when it has one already; the errno of creating the page.
+    pub(crate) fn set_notify(&self, conn: Arc<OwnedFd>) -> Result<&StatusPage, Errno> {
         let mut notify = lock(&self.notify);
         if notify.is_some() || lock(&self.acks).gone {
             return Err(Errno::BUSY);
         }
+        let name = format!("vfio-dmabuf-status:{}", self.pid);
+        let page = match self.status.get() {
+            Some(p) => p,
+            None => {
+                let p = StatusPage::new(&name, STATUS_SLOTS).map_err(|e| e.errno())?;
+                self.status.get_or_init(|| p)
+            }
+        };
+        let timeout = Some(self.backstop.ack_timeout()).filter(|d| !d.is_zero());
+        if let Err(e) =
+            rustix::net::sockopt::set_socket_timeout(conn.as_ref(), rustix::net::sockopt::Timeout::Send, timeout)
+        {
+            tracing::warn!(pid = self.pid, %e, "cannot bound sends on the notify connection");
+        }
         *notify = Some(conn);
-        Ok(())
+        Ok(page)
     }
 
     /// Whether the process can be told about its mappings.
@@ -99,58 +199,117 @@ impl Process {
         self.acked.notify_all();
     }
 
-    /// `Request::Ack{seq}` arrived.
+    /// `Request::Ack{seq}` arrived. One that nobody waits for any more is
+    /// late (the process was cut off meanwhile): it only says the process
+    /// answers again.
     pub(crate) fn ack(&self, seq: u64) {
-        lock(&self.acks).acked.insert(seq);
+        let mut acks = lock(&self.acks);
+        if !acks.waiting.remove(&seq) {
+            tracing::debug!(pid = self.pid, seq, "late acknowledgement of a notification given up on");
+        }
+        acks.unresponsive = false;
+        drop(acks);
         self.acked.notify_all();
+    }
+
+    /// A slot of the status page for a new mapping.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM` when every slot is in use (the process holds
+    /// [`STATUS_SLOTS`] mappings).
+    pub(crate) fn alloc_slot(&self) -> Result<u32, Errno> {
+        let mut slots = lock(&self.slots);
+        if let Some(s) = slots.free.pop() {
+            return Ok(s);
+        }
+        if slots.high as usize >= STATUS_SLOTS {
+            return Err(Errno::NOMEM);
+        }
+        slots.high += 1;
+        Ok(slots.high - 1)
+    }
+
+    /// Gives a mapping's slot back (its registration is gone).
+    pub(crate) fn free_slot(&self, slot: u32) {
+        lock(&self.slots).free.push(slot);
+    }
+
+    /// The bound and the cut-off count.
+    pub(crate) fn backstop(&self) -> &Backstop {
+        &self.backstop
     }
 
     /// Tells the process that mapping `mapping` may (`allowed`) or may not
     /// map pages from now on, and waits until it has applied that and
-    /// zapped its pages of the mapping (its ack). A process that is gone,
-    /// or has no notify connection, counts as having acked; one that does
-    /// not answer within [`ACK_TIMEOUT`] is logged and left behind.
-    pub(crate) fn notify_mapping(&self, mapping: u64, allowed: bool) {
-        let seq = {
+    /// zapped its pages of the mapping (its ack).
+    ///
+    /// The mapping's status-page slot is written first, so the process's
+    /// fault path refuses (or allows) from that moment, whether or not it
+    /// ever reads the notification. A process that is gone, or has no
+    /// notify connection, counts as having acked ([`Acked::Gone`]). One
+    /// that does not answer within the ack wait, or whose connection
+    /// cannot take the message within it, is [`Acked::TimedOut`]; after
+    /// that, until it answers again, its notifications do not wait at all.
+    pub(crate) fn notify_mapping(&self, mapping: u64, slot: u32, allowed: bool) -> Acked {
+        if let Some(page) = self.status.get() {
+            let s = slot as usize;
+            page.set(s, status_slot::next(page.get(s), allowed));
+        }
+        let (seq, wait) = {
             let notify = lock(&self.notify);
-            let Some(conn) = notify.as_ref() else { return };
-            let seq = {
+            let Some(conn) = notify.as_ref() else { return Acked::Gone };
+            let (seq, wait) = {
                 let mut acks = lock(&self.acks);
                 if acks.gone {
-                    return;
+                    return Acked::Gone;
                 }
                 acks.next_seq += 1;
-                acks.next_seq
+                let seq = acks.next_seq;
+                acks.waiting.insert(seq);
+                (seq, if acks.unresponsive { Duration::ZERO } else { self.backstop.ack_timeout() })
             };
-            match wire::transport::send(conn.as_ref(), &Notify::Mapping { seq, mapping, allowed }, &[]) {
-                Ok(()) => seq,
+            let msg = Notify::Mapping { seq, mapping, allowed, slot };
+            match wire::transport::send(conn.as_ref(), &msg, &[]) {
+                Ok(()) => (seq, wait),
+                Err(wire::transport::WireError::Sys(Errno::AGAIN)) => {
+                    // Its queue is full and stayed full for the whole wait.
+                    self.give_up(seq);
+                    return Acked::TimedOut;
+                }
                 Err(e) => {
                     tracing::debug!(pid = self.pid, %e, "notify connection gone; counted as acked");
                     drop(notify);
                     self.notify_closed();
-                    return;
+                    return Acked::Gone;
                 }
             }
         };
-        let deadline = Instant::now() + ACK_TIMEOUT;
+        let deadline = Instant::now() + wait;
         let mut acks = lock(&self.acks);
         loop {
-            if acks.acked.remove(&seq) || acks.gone {
-                return;
+            if acks.gone {
+                acks.waiting.remove(&seq);
+                return Acked::Gone;
+            }
+            if !acks.waiting.contains(&seq) {
+                return Acked::Yes;
             }
             let now = Instant::now();
             if now >= deadline {
-                tracing::error!(
-                    pid = self.pid,
-                    mapping,
-                    allowed,
-                    seq,
-                    "PROCESS DID NOT ACKNOWLEDGE A MAPPING CHANGE within {ACK_TIMEOUT:?}: it may still access a revoked mapping"
-                );
-                return;
+                drop(acks);
+                self.give_up(seq);
+                return Acked::TimedOut;
             }
             acks = self.acked.wait_timeout(acks, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
         }
+    }
+
+    /// Stops waiting for `seq`: the process is unresponsive until it acks.
+    fn give_up(&self, seq: u64) {
+        let mut acks = lock(&self.acks);
+        acks.waiting.remove(&seq);
+        acks.unresponsive = true;
     }
 
     /// The process is gone: nothing will be acked, and its mappings go as
@@ -173,13 +332,15 @@ pub(crate) struct Registry {
     /// Protected by: itself, a leaf (a process that leaves is cleaned up
     /// after it is released).
     procs: Mutex<HashMap<u64, Arc<Process>>>,
+    /// The bound every process is held to, and the cut-off count.
+    pub(crate) backstop: Arc<Backstop>,
 }
 
 impl Registry {
     /// A new connection of process `token` (pid `pid`).
     pub(crate) fn attach(&self, token: u64, pid: i32) -> Arc<Process> {
         let mut procs = lock(&self.procs);
-        let p = procs.entry(token).or_insert_with(|| Arc::new(Process::new(token, pid)));
+        let p = procs.entry(token).or_insert_with(|| Arc::new(Process::new(token, pid, Arc::clone(&self.backstop))));
         if p.pid != pid {
             // A token names one process; a fork child draws a new one.
             tracing::warn!(token, first = p.pid, now = pid, "one token used by two processes");

@@ -172,6 +172,15 @@ impl Server {
         Ok(Self { shared, listener: None })
     }
 
+    /// How long a revoke waits for each process that maps the buffer to
+    /// acknowledge it ([`DEFAULT_ACK_TIMEOUT`](crate::DEFAULT_ACK_TIMEOUT)
+    /// unless set) before it cuts the process off from the buffer's frames
+    /// and goes on. Set it before [`Server::spawn`]; zero cuts off every
+    /// process that has not answered at once.
+    pub fn set_ack_timeout(&mut self, timeout: std::time::Duration) {
+        self.shared.registry.backstop.set_ack_timeout(timeout);
+    }
+
     /// Creates the listening socket at `path` (`SOCK_SEQPACKET`). A socket
     /// file left there by a server that is gone is replaced.
     ///
@@ -322,6 +331,12 @@ impl ServerHandle {
         crate::local::device_file(&self.shared, fd)
     }
 
+    /// How many times a process was cut off because it did not acknowledge
+    /// a revoke within the bound (each is also logged as a warning).
+    pub fn cut_offs(&self) -> u64 {
+        self.shared.registry.backstop.cut_offs()
+    }
+
     /// Blocks until the server stops on its own (the listening socket
     /// failed).
     fn wait(mut self) {
@@ -364,7 +379,11 @@ impl ServerHandle {
         if let Err(e) = std::fs::remove_file(&self.path) {
             tracing::warn!(path = %self.path.display(), %e, "cannot remove the socket file");
         }
-        tracing::info!(socket = %self.path.display(), "stopped");
+        let cut_offs = self.shared.registry.backstop.cut_offs();
+        if cut_offs > 0 {
+            tracing::warn!(cut_offs, "processes were cut off for not acknowledging a revoke in time");
+        }
+        tracing::info!(socket = %self.path.display(), cut_offs, "stopped");
     }
 }
 

@@ -389,10 +389,23 @@ pub struct MemoryRef {
 /// A notification from the server on a process's notify connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Notify {
+    /// The process's status page: the first message on the notify
+    /// connection, right after [`Reply::Hello`], with the page's sealed
+    /// memfd attached. The process maps it read-only and closes the fd. No
+    /// ack.
+    StatusPage {
+        /// Its number of slots ([`status_slot`] values).
+        slots: u32,
+    },
     /// Mapping `mapping` may (`allowed`) or may not map pages from now on.
     /// The process applies it under the lock its faults take, zaps every
     /// page of the mapping (so revoked pages go and poison markers are
     /// cleared), then answers [`Request::Ack`] with `seq`.
+    ///
+    /// The server wrote the mapping's slot of the status page before it
+    /// sent this (see [`status_slot`]): a fault checks the slot as well as
+    /// what the notifications said, so a revoke takes effect in the
+    /// process's fault path even before it reads this message.
     Mapping {
         /// Sequence number of this notification on this connection.
         seq: u64,
@@ -400,5 +413,27 @@ pub enum Notify {
         mapping: u64,
         /// Whether faults may map pages (the buffer's status is Ok).
         allowed: bool,
+        /// The mapping's slot in the status page (the same in every
+        /// notification of the mapping).
+        slot: u32,
     },
+}
+
+/// The value of a status-page slot: bit 0 says whether the mapping may map
+/// pages, the bits above count the server's writes of the slot, so a
+/// fault that reads it before and after its insert sees any change in
+/// between (even a revoke and an un-revoke).
+pub mod status_slot {
+    /// The mapping may map pages.
+    pub const ALLOWED: u32 = 1;
+
+    /// The value following `old` with `allowed`.
+    pub const fn next(old: u32, allowed: bool) -> u32 {
+        ((old >> 1).wrapping_add(1) << 1) | allowed as u32
+    }
+
+    /// Whether `value` allows mapping pages.
+    pub const fn allows(value: u32) -> bool {
+        value & ALLOWED != 0
+    }
 }
