@@ -22,7 +22,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use mm::{AddressSpace, PhysMemory};
+use mm::{AddressSpace, PhysMemory, StatusView};
 use rustix::io::Errno;
 use rustix::net::SocketAddrUnix;
 use rustix::process::Pid;
@@ -145,6 +145,9 @@ pub(crate) struct Process {
     notify_started: Mutex<bool>,
     /// The notify connection's number, so `close` can refuse to close it.
     pub(crate) notify_fd: AtomicI32,
+    /// The status page the server sent on the notify connection, mapped
+    /// read-only (its fd is closed at once).
+    pub(crate) status: OnceLock<StatusView>,
     /// Sequence numbers of notifications applied (tests and logs).
     pub(crate) notified: AtomicU64,
 }
@@ -180,6 +183,7 @@ impl Process {
             mappings: Mutex::new(HashMap::new()),
             notify_started: Mutex::new(false),
             notify_fd: AtomicI32::new(-1),
+            status: OnceLock::new(),
             notified: AtomicU64::new(0),
         }
     }

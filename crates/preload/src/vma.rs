@@ -20,6 +20,17 @@
 //! the in-process `BarVma` keeps it with `memory_lock`). An un-revoke zaps
 //! too, clearing the poison markers earlier faults left.
 //!
+//! The server's status page adds a second condition that needs nothing
+//! from our notify thread: before it sends a notification it writes the
+//! mapping's slot, and a fault maps pages only when both `allowed` and the
+//! slot allow. So a revoke takes effect in our fault path at once, even
+//! while our notify thread is stopped or behind; if the process does not
+//! acknowledge in time, the server cuts it off (truncates the frames),
+//! which zaps our pages without us, and any later fault is refused here.
+//! A fault re-reads the slot after its insert and zaps the mapping if the
+//! slot changed meanwhile (a revoke racing the insert): the insert cannot
+//! outlive it by more than this check.
+//!
 //! A register access is not covered by `allowed`: the server's hold
 //! (`MmioBegin`) is the authoritative check, and holding our lock across
 //! that round trip would deadlock with a revoke that waits for our ack.
@@ -29,10 +40,13 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use dmabuf::PhysVec;
-use mm::{MapPiece, MmioAddr, MmioRegs, MmioRevoked, VmFault, VmFaultResult, VmMmio, VmOperations, Width};
+use mm::{
+    MapPiece, MappingId, MmioAddr, MmioRegs, MmioRevoked, StatusView, VmFault, VmFaultResult, VmMmio, VmOperations,
+    Width,
+};
 use page::PgOff;
 use vfio::{find_pfn, PfnLookup, VmaGeometry, FAULT_AROUND_BYTES};
-use wire::msg::MmioAt;
+use wire::msg::{status_slot, MmioAt};
 use wire::transport::{recv_small, send_small};
 use wire::{Reply, Request};
 
@@ -49,12 +63,30 @@ pub(crate) struct ClientMapping {
     pub(crate) allowed: RwLock<bool>,
     /// Set once when mapped: what moving it (`mremap`) needs.
     pub(crate) placed: OnceLock<Placed>,
+    /// Its slot in the status page, from its first notification (which
+    /// comes before any fault can be allowed).
+    pub(crate) slot: OnceLock<Slot>,
 }
 
 impl ClientMapping {
     pub(crate) fn new(id: u64) -> Self {
-        ClientMapping { id, allowed: RwLock::new(false), placed: OnceLock::new() }
+        ClientMapping { id, allowed: RwLock::new(false), placed: OnceLock::new(), slot: OnceLock::new() }
     }
+
+    /// The current value of the mapping's status-page slot; `None` before
+    /// its first notification.
+    fn slot_value(&self) -> Option<u32> {
+        self.slot.get().and_then(|s| s.view.get(s.index))
+    }
+}
+
+/// A mapping's slot in this process's status page.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slot {
+    /// The page, mapped read-only for the life of the process.
+    pub(crate) view: &'static StatusView,
+    /// The slot's index.
+    pub(crate) index: usize,
 }
 
 /// How a mapping was made.
@@ -95,7 +127,7 @@ impl Placed {
 }
 
 /// The fault operations of a mapping: the in-process `BarVma`'s, with the
-/// status check replaced by the local `allowed`.
+/// status check replaced by the local `allowed` and the status-page slot.
 #[derive(Debug)]
 pub(crate) struct ClientVma {
     pub(crate) mapping: Arc<ClientMapping>,
@@ -108,14 +140,29 @@ pub(crate) struct ClientVma {
 }
 
 impl VmOperations for ClientVma {
-    /// As `vfio_pci_mmap_huge_fault()`: SIGBUS unless allowed, then
-    /// `find_pfn` at this order and a fault-around window, all under the
-    /// read lock (see the module doc).
+    /// As `vfio_pci_mmap_huge_fault()`: SIGBUS unless both `allowed` and
+    /// the slot allow, then `find_pfn` at this order and a fault-around
+    /// window, all under the read lock; the slot is read again afterwards
+    /// (see the module doc).
     fn huge_fault(&self, vmf: &mut VmFault<'_>, order: u32) -> VmFaultResult {
         let allowed = self.mapping.allowed.read().unwrap_or_else(|e| e.into_inner());
-        if !*allowed {
+        let before = self.mapping.slot_value();
+        if !*allowed || !before.is_some_and(status_slot::allows) {
             return vmf.sigbus();
         }
+        let r = self.insert(vmf, order);
+        if r.is_nopage() && self.mapping.slot_value() != before {
+            // The server changed the slot while we inserted: what we mapped
+            // may be revoked already. Zapping makes the retry decide anew.
+            self.zap_after_race();
+        }
+        r
+    }
+}
+
+impl ClientVma {
+    /// The insert of [`ClientVma::huge_fault`], once allowed.
+    fn insert(&self, vmf: &mut VmFault<'_>, order: u32) -> VmFaultResult {
         if self.traps {
             return if order > 0 { VmFaultResult::FALLBACK } else { vmf.sigbus() };
         }
@@ -134,6 +181,18 @@ impl VmOperations for ClientVma {
             PfnLookup::Fault => {
                 tracing::warn!(%address, order, mapping = self.mapping.id, "fault outside every range of the buffer");
                 vmf.sigbus()
+            }
+        }
+    }
+
+    /// Zaps every page of the mapping (from the fault thread, which holds
+    /// `mmap_lock` for read and no VMA-table lock: the zap takes only the
+    /// latter).
+    fn zap_after_race(&self) {
+        let aspace = process::current().and_then(|p| p.aspace_if_made());
+        if let Some(aspace) = aspace {
+            if let Err(e) = aspace.mapping_handle(MappingId(self.mapping.id)).zap() {
+                tracing::error!(mapping = self.mapping.id, %e, "zap after a racing status change failed");
             }
         }
     }
