@@ -23,6 +23,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use rustix::process::{Pid, Signal};
 use server::Server;
@@ -102,19 +103,25 @@ impl ExecError {
 
 /// Runs `program` (name and arguments) against the devices of `devices`
 /// (the demo's device when `None`); returns the exit status to give.
+/// `ack_timeout`, when given, overrides the devices file's
+/// `[server] ack_timeout` (default 1 s): how long a revoke waits for each
+/// process before it cuts that process off.
 ///
 /// # Errors
 ///
 /// [`ExecError`]: nothing was run, or the program could not start.
-pub fn run(devices: Option<&Path>, program: &[OsString]) -> Result<u8, ExecError> {
+pub fn run(devices: Option<&Path>, ack_timeout: Option<Duration>, program: &[OsString]) -> Result<u8, ExecError> {
     let (name, args) = program.split_first().ok_or_else(|| ExecError::NotFound(OsString::new()))?;
     let path = find_program(name)?;
     check_dynamic(&path)?;
     check_kernel()?;
     let preload = preload_library()?;
-    let devices = devices::load(devices)?;
+    let (devices, settings) = devices::load_with_settings(devices)?;
     let dir = SocketDir::new()?;
     let mut server = Server::new(devices)?;
+    if let Some(t) = ack_timeout.or(settings.ack_timeout) {
+        server.set_ack_timeout(t);
+    }
     server.bind(dir.socket())?;
     let handle = server.spawn()?;
     let ld_preload = match std::env::var_os("LD_PRELOAD").filter(|v| !v.is_empty()) {
@@ -150,8 +157,12 @@ pub fn run(devices: Option<&Path>, program: &[OsString]) -> Result<u8, ExecError
         h.close();
         let _ = t.join();
     }
+    let cut_offs = handle.cut_offs();
     handle.shutdown();
     drop(dir);
+    if cut_offs > 0 {
+        eprintln!("-W- {cut_offs} client cut-off(s): a process did not acknowledge a revoke within the bound");
+    }
     let status = status.map_err(|source| ExecError::Spawn { program: path.display().to_string(), source })?;
     Ok(match (status.code(), status.signal()) {
         (Some(c), _) => c as u8,

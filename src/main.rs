@@ -79,7 +79,8 @@ connect to its socket: the preload library of `vfio-dmabuf exec` makes their ope
 SIGINT or SIGTERM: every connection ends, every open file is released, the socket file is removed.\n\n\
 The devices file holds the scenario format's [devices.<id>] tables (catalogue or bars, bdf, cdev, ...) \
 plus `group = N`, the IOMMU group (/dev/vfio/N); by default each device gets its own group, numbered \
-from its position (0, 1, ...). Other contents of a scenario file are ignored. Without --devices, the \
+from its position (0, 1, ...). A `[server]` table may set `ack_timeout = \"1s\"`: how long a revoke waits \
+for each client process before cutting it off from the buffer's frames (see docs/clients.md). Other contents of a scenario file are ignored. Without --devices, the \
 demo's device is served: an edu-plus at 0000:00:03.0 (cdev vfio0, group 0).",
         after_help = "Example:\n  vfio-dmabuf serve --devices devices.toml --socket /tmp/vfio.sock\n  # devices.toml:\n  #   [devices.edu]\n  #   catalogue = \"edu-plus\"\n  #   bdf = \"0000:00:03.0\"\n  #   group = 3\n\nLog: VFIO_DMABUF_LOG=info (or debug) shows every device, connection and refused call."
     )]
@@ -90,6 +91,10 @@ demo's device is served: an edu-plus at 0000:00:03.0 (cdev vfio0, group 0).",
         /// Path of the listening socket (a stale one left by a dead server is replaced).
         #[arg(long)]
         socket: PathBuf,
+        /// How long a revoke waits for each client process before cutting it off (e.g. 1s, 200ms); overrides the
+        /// devices file's [server] ack_timeout; default 1s.
+        #[arg(long, value_parser = vfio_dmabuf::devices::parse_duration)]
+        ack_timeout: Option<std::time::Duration>,
     },
     /// Run an unmodified, dynamically linked program against emulated devices (a private server and the
     /// preload library).
@@ -102,6 +107,10 @@ the preload library to stderr; VFIO_DMABUF_PRELOAD names the library if it is no
         /// Devices file; the demo's device (edu-plus at 0000:00:03.0, group 0) when absent.
         #[arg(long)]
         devices: Option<PathBuf>,
+        /// How long a revoke waits for each process before cutting it off (e.g. 1s, 200ms); overrides the devices
+        /// file's [server] ack_timeout; default 1s.
+        #[arg(long, value_parser = vfio_dmabuf::devices::parse_duration)]
+        ack_timeout: Option<std::time::Duration>,
         /// The program and its arguments (after `--`).
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         program: Vec<std::ffi::OsString>,
@@ -210,8 +219,8 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or(Command::Demo { json: false }) {
-        Command::Exec { devices, program } => {
-            return match vfio_dmabuf::exec::run(devices.as_deref(), &program) {
+        Command::Exec { devices, ack_timeout, program } => {
+            return match vfio_dmabuf::exec::run(devices.as_deref(), ack_timeout, &program) {
                 Ok(status) => ExitCode::from(status),
                 Err(e) => {
                     print_error_chain(&e);
@@ -258,7 +267,9 @@ fn main() -> ExitCode {
             eprintln!("-i- measured in {:.1} s", started.elapsed().as_secs_f64());
             Ok(())
         })(),
-        Command::Serve { devices, socket } => vfio_dmabuf::serve::run(devices, socket).map_err(CliError::from),
+        Command::Serve { devices, socket, ack_timeout } => {
+            vfio_dmabuf::serve::run(devices, socket, ack_timeout).map_err(CliError::from)
+        }
         Command::Inspect { file, json } => (|| {
             let sc = match &file {
                 Some(f) => load(f)?,
