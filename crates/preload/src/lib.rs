@@ -21,6 +21,7 @@
 //! | `ioctl`, `close`, `pread`, `pread64`, `__pread_chk`, `__pread64_chk`, `pwrite`, `pwrite64` | object fds (`ioctl`, `fds`, `rw`) |
 //! | `read`, `__read_chk`, `write`, `lseek`, `lseek64` | object fds we handed out (`fds`) |
 //! | `mmap`, `mmap64`, `munmap`, `mremap`, `mprotect` | object fds and our mappings (`maps`) |
+//! | `madvise` | our mappings: the kernel's answers for a VFIO/dma-buf VMA, never applied to the frames (`madvise`) |
 //! | `sigaction`, `signal`, `bsd_signal`, `sysv_signal` | SIGBUS and SIGSEGV (`mm::probe::program_sigaction`) |
 //! | `pthread_sigmask`, `sigprocmask` | SIGBUS stays deliverable (a register access traps with it); the program's wish is recorded per thread and reported back (`mm::probe::set_program_blocks`) |
 //! | `vfork` | runs as `fork` |
@@ -30,6 +31,15 @@
 //!
 //! - `dup`, `dup2`, `dup3`, `fcntl`: object fds are real descriptors, so
 //!   the kernel's answers are right as they are.
+//! - `ftruncate`, `fallocate`, `fcntl(F_ADD_SEALS/F_GET_SEALS)` and
+//!   `open("/proc/self/fd/N")` of an object fd: the socket behind it
+//!   answers as a dma-buf or VFIO device file does (`EINVAL`, `ENODEV`,
+//!   `EINVAL`, `ENXIO`: none of them is a regular or shmem file, and their
+//!   inodes cannot be opened), so nothing needs interposing. The frames a
+//!   mapping is made of are closed once mapped, and the status page once
+//!   mapped read-only: the program holds no file it could truncate, seal,
+//!   punch or reopen. `process_madvise` (glibc calls the system call
+//!   directly) is not seen; it needs `CAP_SYS_NICE` for another process.
 //! - `fork`, `posix_spawn`: a `pthread_atfork` child handler starts the
 //!   child's own state (new token, new connections, made lazily); a child
 //!   that bypasses it is recognised by its pid. `posix_spawn` children run
@@ -59,6 +69,7 @@ mod dirs;
 mod fds;
 mod inherit;
 mod ioctl;
+mod madvise;
 mod maps;
 mod notify;
 mod paths;

@@ -27,6 +27,7 @@ use std::time::Instant;
 
 use dmabuf::DmaBuf;
 use mm::PhysMemory;
+use page::PhysAddr;
 
 use crate::process::Process;
 
@@ -40,10 +41,11 @@ use crate::process::Process;
 pub(crate) fn cut_off(process: &Process, mapping: u64, buffer: &DmaBuf) {
     let started = Instant::now();
     let memories = memories_of(process);
+    let sent = process.frames_sent.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mut frames = 0;
     for r in buffer.ranges() {
-        for m in memories.values() {
-            frames += cut_off_range(m, r.paddr.0, r.len);
+        for (&id, m) in &memories {
+            frames += cut_off_range(m, r.paddr, r.len, |i| sent.contains(&(id, i as u64)));
         }
     }
     let took = started.elapsed();
@@ -60,22 +62,32 @@ pub(crate) fn cut_off(process: &Process, mapping: u64, buffer: &DmaBuf) {
     );
 }
 
-/// The device memories whose frames `process` was sent, by identity.
-fn memories_of(process: &Process) -> HashMap<usize, Arc<PhysMemory>> {
+/// The device memories of `process`'s mappings, by the id its plans give
+/// them (the memory's address).
+fn memories_of(process: &Process) -> HashMap<u64, Arc<PhysMemory>> {
     let records: Vec<_> = process.mappings.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
     let mut out = HashMap::new();
     for r in records {
         for p in &r.vma.pieces {
-            out.entry(Arc::as_ptr(&p.memory) as usize).or_insert_with(|| Arc::clone(&p.memory));
+            out.entry(Arc::as_ptr(&p.memory) as usize as u64).or_insert_with(|| Arc::clone(&p.memory));
         }
     }
     out
 }
 
-/// Cuts off every frame of `memory` that `[paddr, paddr + len)` touches;
-/// returns how many were newly cut. A range outside the memory touches
-/// none.
-fn cut_off_range(memory: &PhysMemory, paddr: u64, len: u64) -> usize {
-    let _ = (memory, paddr, len);
-    0
+/// Cuts off every frame of `memory` that `[paddr, paddr + len)` touches and
+/// `sent` names (frames the process never received are not in its page
+/// tables); returns how many were newly cut. A range outside the memory
+/// touches none. A frame that cannot be cut is logged: its pages stay
+/// reachable by the process until its own notify thread zaps them.
+fn cut_off_range(memory: &PhysMemory, paddr: PhysAddr, len: u64, sent: impl Fn(usize) -> bool) -> usize {
+    let mut n = 0;
+    for i in memory.frames_of(paddr, len).filter(|&i| sent(i)) {
+        match memory.cut_off(i) {
+            Ok(true) => n += 1,
+            Ok(false) => {}
+            Err(e) => tracing::error!(memory = memory.name(), frame = i, %e, "cannot cut a frame off"),
+        }
+    }
+    n
 }

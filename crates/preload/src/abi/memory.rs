@@ -1,5 +1,6 @@
 //! The interposers of object fds, mappings and signals: `ioctl`, region
-//! reads and writes, `mmap` and friends, `sigaction` and `signal`.
+//! reads and writes, `mmap` and friends, `madvise`, `sigaction` and
+//! `signal`.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_int, c_ulong, c_void};
@@ -191,6 +192,15 @@ pub unsafe extern "C" fn mprotect(addr: *mut c_void, len: size_t, prot: c_int) -
     // SAFETY: the program's arguments, unchanged.
     interpose!(inside => unsafe { next::mprotect(addr, len, prot) },
         maps::mprotect(addr as u64, len as u64, prot).map(|r| r.map(|()| 0)), -1)
+}
+
+/// Interposed: advice on our mappings is answered as for a VFIO or
+/// dma-buf VMA (`madvise`), never applied to the frames beneath.
+#[cfg_attr(not(test), no_mangle)]
+pub unsafe extern "C" fn madvise(addr: *mut c_void, len: size_t, advice: c_int) -> c_int {
+    // SAFETY: the program's arguments, unchanged.
+    interpose!(inside => unsafe { next::madvise(addr, len, advice) },
+        crate::madvise::madvise(addr as u64, len as u64, advice).map(|r| r.map(|()| 0)), -1)
 }
 
 // ---------------------------------------------------------------------------

@@ -164,6 +164,7 @@ next_fns! {
     fn munmap(addr: *mut c_void, len: size_t) -> c_int;
     fn mremap(old: *mut c_void, old_len: size_t, new_len: size_t, flags: c_int, new: *mut c_void) -> *mut c_void;
     fn mprotect(addr: *mut c_void, len: size_t, prot: c_int) -> c_int;
+    fn madvise(addr: *mut c_void, len: size_t, advice: c_int) -> c_int;
     fn fork() -> pid_t;
     fn wait(status: *mut c_int) -> pid_t;
     fn waitpid(pid: pid_t, status: *mut c_int, options: c_int) -> pid_t;
@@ -402,6 +403,19 @@ pub(crate) fn unmap_foreign(addr: u64, len: u64) -> Result<(), Errno> {
     // SAFETY: the program asked for this range to be unmapped (or replaced)
     // and maps::* passes only the parts of it that are not ours.
     let r = unsafe { next::munmap(addr as *mut c_void, len as size_t) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(Errno::from_raw_os_error(errno()))
+    }
+}
+
+/// `madvise(2)` of a range that holds none of our mappings, for a call the
+/// program made over a range that also meets ours.
+pub(crate) fn madvise_foreign(addr: u64, len: u64, advice: c_int) -> Result<(), Errno> {
+    // SAFETY: the program asked for this advice on this range, and
+    // madvise::madvise passes only the parts of it that are not ours.
+    let r = unsafe { next::madvise(addr as *mut c_void, len as size_t, advice) };
     if r == 0 {
         Ok(())
     } else {
