@@ -10,6 +10,7 @@
 //! binary (`VFIO_DMABUF_PRELOAD` names it, so `exec` never builds).
 
 mod cli;
+mod clients;
 mod forkmap;
 mod frames;
 mod share;
