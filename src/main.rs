@@ -92,7 +92,7 @@ demo's device is served: an edu-plus at 0000:00:03.0 (cdev vfio0, group 0).",
         #[arg(long)]
         socket: PathBuf,
         /// How long a revoke waits for each client process before cutting it off (e.g. 1s, 200ms); overrides the
-        /// devices file's [server] ack_timeout; default 1s.
+        /// devices file's `[server] ack_timeout`; default 1s.
         #[arg(long, value_parser = vfio_dmabuf::devices::parse_duration)]
         ack_timeout: Option<std::time::Duration>,
     },
@@ -108,7 +108,7 @@ the preload library to stderr; VFIO_DMABUF_PRELOAD names the library if it is no
         #[arg(long)]
         devices: Option<PathBuf>,
         /// How long a revoke waits for each process before cutting it off (e.g. 1s, 200ms); overrides the devices
-        /// file's [server] ack_timeout; default 1s.
+        /// file's `[server] ack_timeout`; default 1s.
         #[arg(long, value_parser = vfio_dmabuf::devices::parse_duration)]
         ack_timeout: Option<std::time::Duration>,
         /// The program and its arguments (after `--`).

@@ -1,4 +1,4 @@
-//! Clients that do not cooperate (`c/clients.c`): a SIGSTOPped client does
+//! Clients that do not cooperate (`c/clients.c`): a client stopped with SIGSTOP does
 //! not hold up a permanent revoke or a COMMAND.MEMORY clear (the server
 //! cuts it off from the buffer's frames after the bound) and faults on
 //! every page once continued; a hostile client cannot map past its buffer,
@@ -8,22 +8,14 @@
 //! The bound is short here (200 ms) so the tests are quick; nothing is
 //! timed: the program only asserts that the revoke returned.
 
-use super::{assert_ok, exec_command_with, program, scratch};
+use super::run_check;
 
 /// edu-plus in group 0 with BAR1 in 64 KiB frames, and a short bound.
 const DEVICES: &str = "[server]\nack_timeout = \"200ms\"\n\
                        [devices.plus]\ncatalogue = \"edu-plus\"\nbdf = \"0000:00:03.0\"\ngroup = 0\nframe_size = \"64K\"\n";
 
 fn check(name: &str) -> std::process::Output {
-    let dir = scratch(&format!("clients-{name}"));
-    let devices = dir.join("devices.toml");
-    std::fs::write(&devices, DEVICES).unwrap_or_else(|e| panic!("{}: {e}", devices.display()));
-    let prog = program("clients");
-    let out = exec_command_with(Some(&devices), &[prog.as_os_str(), name.as_ref()])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run vfio-dmabuf exec: {e}"));
-    assert_ok(&out, &[name]);
-    out
+    run_check("clients", DEVICES, name)
 }
 
 #[test]

@@ -107,6 +107,21 @@ pub fn exec(prog: &Path, args: &[&str]) -> Output {
     exec_command(&all).output().unwrap_or_else(|e| panic!("cannot run vfio-dmabuf exec: {e}"))
 }
 
+/// Runs check `name` of `tests/exec/c/<prog>.c` under `exec` with a
+/// devices file holding `devices`, asserts it printed `ok <name>`, and
+/// returns what it did.
+pub fn run_check(prog: &str, devices: &str, name: &str) -> Output {
+    let dir = scratch(&format!("{prog}-{name}"));
+    let file = dir.join("devices.toml");
+    std::fs::write(&file, devices).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let prog = program(prog);
+    let out = exec_command_with(Some(&file), &[prog.as_os_str(), name.as_ref()])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run vfio-dmabuf exec: {e}"));
+    assert_ok(&out, &[name]);
+    out
+}
+
 /// Asserts that the run succeeded and printed `ok <what>` for each check.
 pub fn assert_ok(out: &Output, checks: &[&str]) {
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -4,21 +4,14 @@
 //! see the one device and follow its revocations; a device fd inherited
 //! through `fork` is the same open device in the child.
 
-use super::{assert_ok, exec_command_with, program, scratch};
+use super::run_check;
 
 /// edu-plus in group 0 (as the demo) and edu in group 1.
 const DEVICES: &str = "[devices.plus]\ncatalogue = \"edu-plus\"\nbdf = \"0000:00:03.0\"\ngroup = 0\n\
                        [devices.edu]\ncatalogue = \"edu\"\nbdf = \"0000:00:04.0\"\ngroup = 1\n";
 
 fn check(name: &str) {
-    let dir = scratch(&format!("share-{name}"));
-    let devices = dir.join("devices.toml");
-    std::fs::write(&devices, DEVICES).unwrap_or_else(|e| panic!("{}: {e}", devices.display()));
-    let prog = program("share");
-    let out = exec_command_with(Some(&devices), &[prog.as_os_str(), name.as_ref()])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run vfio-dmabuf exec: {e}"));
-    assert_ok(&out, &[name]);
+    run_check("share", DEVICES, name);
 }
 
 #[test]

@@ -22,7 +22,7 @@ use crate::mapping::MappingRecord;
 use crate::procmem::PeerMemory;
 
 /// How long a revoke waits for a process to acknowledge a notification
-/// unless the server is told otherwise ([`Backstop::set_ack_timeout`]).
+/// unless the server is told otherwise ([`Server::set_ack_timeout`](crate::Server::set_ack_timeout)).
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Slots of a process's status page: how many mappings it can hold at

@@ -20,7 +20,6 @@
 #include <dirent.h>
 #include <linux/capability.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <time.h>
 
 /* One 64 KiB frame at 1 MiB of BAR1. */
@@ -203,25 +202,6 @@ static void client(int sock)
 	}
 }
 
-struct peer {
-	pid_t pid;
-	int sock;
-};
-
-static struct peer fork_client(void)
-{
-	int sv[2];
-	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0, "socketpair");
-	pid_t pid = fork();
-	CHECK(pid >= 0, "fork");
-	if (pid == 0) {
-		close(sv[0]);
-		client(sv[1]);
-	}
-	close(sv[1]);
-	return (struct peer){ pid, sv[0] };
-}
-
 static struct reply call(struct peer *c, int op, int arg, int fd)
 {
 	struct cmd m = { op, arg };
@@ -236,10 +216,7 @@ static void reap(struct peer *c)
 {
 	struct cmd m = { EXIT, 0 };
 	send_msg(c->sock, &m, sizeof(m), -1);
-	int status;
-	CHECK(waitpid(c->pid, &status, 0) == c->pid, "waitpid");
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "client status %#x", status);
-	close(c->sock);
+	reap_peer(c);
 }
 
 static void stop(struct peer *c)
@@ -296,7 +273,7 @@ static void check_primary(volatile uint64_t *dev, const char *when)
 
 static void stopped(int memory)
 {
-	struct peer c = fork_client();
+	struct peer c = fork_peer(client, NULL, 0);
 	struct vdev v;
 	volatile uint64_t *dev;
 	int buf = setup(&v, &dev);
@@ -344,7 +321,7 @@ static void stopped_memory(void)
 
 static void hostile_client(void)
 {
-	struct peer bad = fork_client(), other = fork_client();
+	struct peer bad = fork_peer(client, NULL, 0), other = fork_peer(client, &bad, 1);
 	struct vdev v;
 	volatile uint64_t *dev;
 	int buf = setup(&v, &dev);
@@ -368,10 +345,7 @@ static void hostile_client(void)
 	printf("ok hostile\n");
 }
 
-static const struct {
-	const char *name;
-	void (*run)(void);
-} checks[] = {
+static const struct check checks[] = {
 	{ "stopped", stopped_revoke },
 	{ "stopped-memory", stopped_memory },
 	{ "hostile", hostile_client },
@@ -379,14 +353,6 @@ static const struct {
 
 int main(int argc, char **argv)
 {
-	setvbuf(stdout, NULL, _IONBF, 0);
 	install(SIGBUS, on_bus, 0);
-	for (int i = 1; i < argc; i++) {
-		size_t k = 0;
-		while (k < sizeof(checks) / sizeof(checks[0]) && strcmp(argv[i], checks[k].name))
-			k++;
-		CHECK(k < sizeof(checks) / sizeof(checks[0]), "unknown check %s", argv[i]);
-		checks[k].run();
-	}
-	return 0;
+	return run_checks(argc, argv, checks, sizeof(checks) / sizeof(checks[0]));
 }
