@@ -22,9 +22,9 @@
 #include <sys/syscall.h>
 #include <time.h>
 
-/* One 64 KiB frame at 1 MiB of BAR1. */
+/* Two 64 KiB frames at 1 MiB of BAR1. */
 #define RAM_OFF 0x100000
-#define RAM_LEN 0x10000
+#define RAM_LEN 0x20000
 #define PAGES (RAM_LEN / 0x1000)
 
 enum op { MAP, TOUCH_ALL, HOSTILE, EXIT };
