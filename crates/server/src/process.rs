@@ -5,6 +5,14 @@
 //! A process is known from its first connection (`Request::Hello`) until its
 //! last one closes; then it is gone, and everything it mapped is unmapped
 //! as the kernel unmaps the VMAs of an exiting process.
+//!
+//! Each process has a status page (`mm::StatusPage`, sent once on its
+//! notify connection), one slot per mapping, written before every
+//! notification of that mapping; and every notification waits at most the
+//! ack timeout ([`Backstop`]). A process that lets one time out is
+//! `Acked::TimedOut` for the caller (which cuts it off, see `backstop`),
+//! and is not waited for again until it answers; a late ack only says it
+//! answers again.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::fd::OwnedFd;

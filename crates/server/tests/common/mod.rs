@@ -91,6 +91,11 @@ impl TestServer {
     /// `names[i]` from the catalogue at `0000:00:0(3+i).0`, cdev `vfio<i>`,
     /// group `groups[i]`.
     pub fn start(names: &[&str], groups: &[u32]) -> TestServer {
+        TestServer::start_with(names, groups, None)
+    }
+
+    /// As [`TestServer::start`], with the revoke's ack wait set.
+    pub fn start_with(names: &[&str], groups: &[u32], ack_timeout: Option<std::time::Duration>) -> TestServer {
         let devices: Vec<ServedDevice> = names
             .iter()
             .zip(groups)
@@ -104,6 +109,9 @@ impl TestServer {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!("vfio-dmabuf-srv-{}-{n}.sock", std::process::id()));
         let mut server = Server::new(devices.clone()).unwrap();
+        if let Some(t) = ack_timeout {
+            server.set_ack_timeout(t);
+        }
         server.bind(&path).unwrap();
         let handle = server.spawn().unwrap();
         TestServer { path, devices, handle: Some(handle) }
@@ -112,6 +120,11 @@ impl TestServer {
     /// One edu-plus in group 0.
     pub fn edu_plus() -> TestServer {
         TestServer::start(&["edu-plus"], &[0])
+    }
+
+    /// Processes cut off so far.
+    pub fn cut_offs(&self) -> u64 {
+        self.handle.as_ref().map_or(0, ServerHandle::cut_offs)
     }
 
     pub fn stop(mut self) {
