@@ -15,6 +15,8 @@ use common::*;
 
 const FRAME: u64 = 2 << 20;
 
+/// The length of a frame's file: its bytes sit at their physical address,
+/// so a frame that holds them ends at the frame's end; a cut one is empty.
 fn frame_len(fd: &std::os::fd::OwnedFd) -> u64 {
     rustix::fs::fstat(fd).unwrap().st_size as u64
 }
@@ -37,7 +39,7 @@ fn a_process_that_does_not_acknowledge_a_revoke_is_cut_off_and_its_late_answer_c
     let (_iommufd, dev) = c.bound_device(0);
     let (_plan, frames) = c.mmap(&dev, 1, region(1), 0x1000).unwrap();
     assert_eq!(notify.next(), Seen { mapping: 1, allowed: true });
-    assert_eq!(frame_len(&frames[0]), FRAME);
+    assert_eq!(frame_len(&frames[0]), region(1) + FRAME);
     // COMMAND.MEMORY clear returns although the process never answered: its
     // frame was cut off (truncated), counted once.
     c.set_memory(&dev, false);
@@ -46,7 +48,7 @@ fn a_process_that_does_not_acknowledge_a_revoke_is_cut_off_and_its_late_answer_c
     // The un-revoke restores the frame with its data, without waiting for
     // the silent process.
     c.set_memory(&dev, true);
-    assert_eq!(frame_len(&frames[0]), FRAME);
+    assert_eq!(frame_len(&frames[0]), region(1) + FRAME);
     c.pwrite(&dev, region(1) + 8, b"restored").unwrap();
     // The process answers at last (late): nothing breaks, and it sees the
     // messages in order.
@@ -71,7 +73,7 @@ fn a_process_that_does_not_acknowledge_a_revoke_is_cut_off_and_its_late_answer_c
         assert!(rounds < 1000, "the process answers but is still cut off");
     }
     let mut got = [0u8; 8];
-    rustix::io::pread(&frames[0], &mut got, 8).unwrap();
+    rustix::io::pread(&frames[0], &mut got, region(1) + 8).unwrap();
     assert_eq!(&got, b"restored");
 }
 
