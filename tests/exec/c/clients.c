@@ -174,11 +174,7 @@ static void client(int sock)
 	install(SIGBUS, on_bus, 0);
 	for (;;) {
 		struct cmd c;
-		int fd;
-		ssize_t n = recv_msg(sock, &c, sizeof(c), &fd);
-		if (n == 0)
-			_exit(3);
-		CHECK(n == sizeof(c), "command");
+		int fd = recv_cmd(sock, &c, sizeof(c));
 		struct reply r = { 0 };
 		switch (c.op) {
 		case MAP:
