@@ -186,7 +186,8 @@ impl Process {
                 self.status.get_or_init(|| p)
             }
         };
-        let timeout = Some(self.backstop.ack_timeout()).filter(|d| !d.is_zero());
+        // SO_SNDTIMEO of zero would mean "wait for ever".
+        let timeout = Some(self.backstop.ack_timeout().max(Duration::from_millis(1)));
         if let Err(e) =
             rustix::net::sockopt::set_socket_timeout(conn.as_ref(), rustix::net::sockopt::Timeout::Send, timeout)
         {
@@ -278,7 +279,14 @@ impl Process {
                 (seq, if acks.unresponsive { Duration::ZERO } else { self.backstop.ack_timeout() })
             };
             let msg = Notify::Mapping { seq, mapping, allowed, slot };
-            match wire::transport::send(conn.as_ref(), &msg, &[]) {
+            // One that is not waited for is not waited on a full queue
+            // either; otherwise the send gives up after the ack wait.
+            let sent = if wait.is_zero() {
+                wire::transport::send_small_nowait(std::os::fd::AsFd::as_fd(conn.as_ref()), &msg)
+            } else {
+                wire::transport::send(conn.as_ref(), &msg, &[])
+            };
+            match sent {
                 Ok(()) => (seq, wait),
                 Err(wire::transport::WireError::Sys(Errno::AGAIN)) => {
                     // Its queue is full and stayed full for the whole wait.

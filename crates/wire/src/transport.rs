@@ -68,16 +68,17 @@ pub fn send<T: Serialize>(sock: impl AsFd, msg: &T, fds: &[BorrowedFd<'_>]) -> R
     if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
         return Err(WireError::Malformed);
     }
-    send_all(sock.as_fd(), &bytes, &mut control)
+    send_all(sock.as_fd(), &bytes, &mut control, SendFlags::empty())
 }
 
 fn send_all(
     sock: BorrowedFd<'_>,
     bytes: &[u8],
     control: &mut SendAncillaryBuffer<'_, '_, '_>,
+    flags: SendFlags,
 ) -> Result<(), WireError> {
     loop {
-        match rustix::net::sendmsg(sock, &[io::IoSlice::new(bytes)], control, SendFlags::NOSIGNAL) {
+        match rustix::net::sendmsg(sock, &[io::IoSlice::new(bytes)], control, SendFlags::NOSIGNAL | flags) {
             Ok(n) if n == bytes.len() => return Ok(()),
             Ok(_) => return Err(WireError::Malformed),
             Err(Errno::INTR) => continue,
@@ -141,7 +142,20 @@ pub fn send_small<T: Serialize>(sock: BorrowedFd<'_>, msg: &T) -> Result<(), Wir
     let mut buf = [0u8; SMALL_PACKET];
     let bytes = postcard::to_slice(msg, &mut buf).map_err(|_| WireError::Malformed)?;
     let mut none: [MaybeUninit<u8>; 0] = [];
-    send_all(sock, bytes, &mut SendAncillaryBuffer::new(&mut none))
+    send_all(sock, bytes, &mut SendAncillaryBuffer::new(&mut none), SendFlags::empty())
+}
+
+/// [`send_small`] that never waits: `EAGAIN` when the peer's queue is
+/// full (a peer that reads nothing must not hold the sender).
+///
+/// # Errors
+///
+/// As [`send`], and `EAGAIN`.
+pub fn send_small_nowait<T: Serialize>(sock: BorrowedFd<'_>, msg: &T) -> Result<(), WireError> {
+    let mut buf = [0u8; SMALL_PACKET];
+    let bytes = postcard::to_slice(msg, &mut buf).map_err(|_| WireError::Malformed)?;
+    let mut none: [MaybeUninit<u8>; 0] = [];
+    send_all(sock, bytes, &mut SendAncillaryBuffer::new(&mut none), SendFlags::DONTWAIT)
 }
 
 /// Receives one packet of at most [`SMALL_PACKET`] bytes into a stack
