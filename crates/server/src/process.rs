@@ -11,8 +11,8 @@
 //! notification of that mapping; and every notification waits at most the
 //! ack timeout ([`Backstop`]). A process that lets one time out is
 //! `Acked::TimedOut` for the caller (which cuts it off, see `backstop`),
-//! and is not waited for again until it answers; a late ack only says it
-//! answers again.
+//! and its revokes are not waited for again until it answers; a late ack
+//! only says it answers again.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::os::fd::OwnedFd;
@@ -98,8 +98,10 @@ struct Acks {
     /// number. One that is not here any more (given up on) is a late ack.
     waiting: BTreeSet<u64>,
     /// The process let a notification time out and has acked nothing
-    /// since: later notifications do not wait for it at all (it is cut off
-    /// at once), until it answers again.
+    /// since: later revokes do not wait for it at all (it is cut off at
+    /// once), until it answers again. Un-revokes still wait up to the
+    /// bound: a process that runs again must have its pages back when the
+    /// un-revoke returns, even if its late answers are still on their way.
     unresponsive: bool,
     /// The notify connection is closed: nothing will be acked again, and
     /// a process that is gone counts as having acked.
@@ -259,7 +261,7 @@ impl Process {
     /// notify connection, counts as having acked ([`Acked::Gone`]). One
     /// that does not answer within the ack wait, or whose connection
     /// cannot take the message within it, is [`Acked::TimedOut`]; after
-    /// that, until it answers again, its notifications do not wait at all.
+    /// that, until it answers again, its revokes do not wait at all.
     pub(crate) fn notify_mapping(&self, mapping: u64, slot: u32, allowed: bool) -> Acked {
         if let Some(page) = self.status.get() {
             let s = slot as usize;
@@ -276,7 +278,7 @@ impl Process {
                 acks.next_seq += 1;
                 let seq = acks.next_seq;
                 acks.waiting.insert(seq);
-                (seq, if acks.unresponsive { Duration::ZERO } else { self.backstop.ack_timeout() })
+                (seq, if acks.unresponsive && !allowed { Duration::ZERO } else { self.backstop.ack_timeout() })
             };
             let msg = Notify::Mapping { seq, mapping, allowed, slot };
             // One that is not waited for is not waited on a full queue
