@@ -169,8 +169,9 @@ static void hostile(struct reply *r, int past_errno)
 		snprintf(r->why, sizeof(r->why), "%d pages of its own mapping faulted", r->faulted);
 }
 
-static void client(int sock)
+static void client(int index, int sock)
 {
+	(void)index;
 	install(SIGBUS, on_bus, 0);
 	for (;;) {
 		struct cmd c;
@@ -204,7 +205,7 @@ static struct reply call(struct peer *c, int op, int arg, int fd)
 	send_msg(c->sock, &m, sizeof(m), fd);
 	struct reply r;
 	int none;
-	CHECK(recv_msg(c->sock, &r, sizeof(r), &none) == sizeof(r), "client %d died (op %d)", c->pid, op);
+	CHECK(recv_msg(c->sock, &r, sizeof(r), &none, 0) == sizeof(r), "client %d died (op %d)", c->pid, op);
 	return r;
 }
 
@@ -269,7 +270,8 @@ static void check_primary(volatile uint64_t *dev, const char *when)
 
 static void stopped(int memory)
 {
-	struct peer c = fork_peer(client, NULL, 0);
+	struct peer c;
+	fork_peers(&c, 1, client);
 	struct vdev v;
 	volatile uint64_t *dev;
 	int buf = setup(&v, &dev);
@@ -317,25 +319,27 @@ static void stopped_memory(void)
 
 static void hostile_client(void)
 {
-	struct peer bad = fork_peer(client, NULL, 0), other = fork_peer(client, &bad, 1);
+	struct peer both[2];
+	fork_peers(both, 2, client);
+	struct peer *bad = &both[0], *other = &both[1];
 	struct vdev v;
 	volatile uint64_t *dev;
 	int buf = setup(&v, &dev);
 	void *m = mmap(NULL, RAM_LEN + 0x1000, PROT_READ | PROT_WRITE, MAP_SHARED, buf, 0);
 	CHECK(m == MAP_FAILED, "the primary maps past its buffer");
 	int past = errno;
-	struct reply r = call(&bad, MAP, 0, buf);
+	struct reply r = call(bad, MAP, 0, buf);
 	CHECK(r.ok, "hostile client's first view");
-	r = call(&other, MAP, 0, buf);
+	r = call(other, MAP, 0, buf);
 	CHECK(r.ok, "other client's first view");
-	r = call(&bad, HOSTILE, past, -1);
+	r = call(bad, HOSTILE, past, -1);
 	CHECK(r.ok, "hostile client: %s", r.why);
 	check_primary(dev, "after the hostile client");
-	r = call(&other, TOUCH_ALL, 0, -1);
+	r = call(other, TOUCH_ALL, 0, -1);
 	CHECK(r.faulted == 0 && r.sum == pattern_sum(), "other client after the hostile one: %d faulted, sum %#lx",
 	      r.faulted, (unsigned long)r.sum);
-	reap(&bad);
-	reap(&other);
+	reap(bad);
+	reap(other);
 	CHECK(munmap((void *)dev, RAM_LEN) == 0 && close(buf) == 0, "primary cleanup");
 	close_device(&v);
 	printf("ok hostile\n");

@@ -55,11 +55,8 @@ static void client(int sock)
 	size_t lens[4] = { 0 };
 	for (;;) {
 		struct cmd c;
-		int fd;
-		ssize_t n = recv_msg(sock, &c, sizeof(c), &fd, 0);
-		if (n == 0)
-			_exit(3);
-		CHECK(n == sizeof(c) && c.slot >= 0 && c.slot < 4, "command");
+		int fd = recv_cmd(sock, &c, sizeof(c));
+		CHECK(c.slot >= 0 && c.slot < 4, "command slot %d", c.slot);
 		struct reply r = { 0 };
 		switch (c.op) {
 		case RECV:
@@ -177,10 +174,7 @@ static void reap_clients(void)
 	for (int i = 0; i < CLIENTS; i++) {
 		struct cmd c = { EXIT, 0, 0, 0, 0 };
 		send_msg(clients[i].sock, &c, sizeof(c), -1);
-		int status;
-		CHECK(waitpid(clients[i].pid, &status, 0) == clients[i].pid, "waitpid");
-		CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "client %d status %#x", i, status);
-		close(clients[i].sock);
+		reap_peer(&clients[i]);
 	}
 }
 
@@ -555,10 +549,7 @@ static void inherit_exit(void)
 	inherit_close(0);
 }
 
-static const struct {
-	const char *name;
-	void (*run)(void);
-} checks[] = {
+static const struct check checks[] = {
 	{ "coherence", coherence }, { "registers", registers },	  { "perm-revoke", perm_revoke },
 	{ "memory", memory_off_on }, { "close-exit", close_exit }, { "last-close", last_close },
 	{ "inherit", inherit }, { "inherit-close", inherit_close_then_exit }, { "inherit-exit", inherit_exit },
@@ -566,14 +557,6 @@ static const struct {
 
 int main(int argc, char **argv)
 {
-	setvbuf(stdout, NULL, _IONBF, 0);
 	install(SIGBUS, on_bus, 0);
-	for (int i = 1; i < argc; i++) {
-		size_t k = 0;
-		while (k < sizeof(checks) / sizeof(checks[0]) && strcmp(argv[i], checks[k].name))
-			k++;
-		CHECK(k < sizeof(checks) / sizeof(checks[0]), "unknown check %s", argv[i]);
-		checks[k].run();
-	}
-	return 0;
+	return run_checks(argc, argv, checks, sizeof(checks) / sizeof(checks[0]));
 }

@@ -16,6 +16,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define CHECK(cond, ...)                                                         \
@@ -228,4 +229,44 @@ static inline void fork_peers(struct peer *peers, int n, void (*serve)(int index
 		close(sv[1]);
 		peers[i] = (struct peer){ pid, sv[0] };
 	}
+}
+
+/* A client's next command of exactly `len` bytes; the fd attached (or -1)
+ * is returned. The client exits (status 3) when the primary is gone. */
+static inline int recv_cmd(int sock, void *cmd, size_t len)
+{
+	int fd;
+	ssize_t n = recv_msg(sock, cmd, len, &fd, 0);
+	if (n == 0)
+		_exit(3);
+	CHECK(n == (ssize_t)len, "command of %zd bytes", n);
+	return fd;
+}
+
+/* Waits for a client told to exit: it must exit with status 0. */
+static inline void reap_peer(const struct peer *p)
+{
+	int status;
+	CHECK(waitpid(p->pid, &status, 0) == p->pid, "waitpid");
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "client %d status %#x", p->pid, status);
+	close(p->sock);
+}
+
+/* A program of named checks: runs the one each argument names, in order. */
+struct check {
+	const char *name;
+	void (*run)(void);
+};
+
+static inline int run_checks(int argc, char **argv, const struct check *checks, size_t n)
+{
+	setvbuf(stdout, NULL, _IONBF, 0);
+	for (int i = 1; i < argc; i++) {
+		size_t k = 0;
+		while (k < n && strcmp(argv[i], checks[k].name))
+			k++;
+		CHECK(k < n, "unknown check %s", argv[i]);
+		checks[k].run();
+	}
+	return 0;
 }
