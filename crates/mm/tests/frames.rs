@@ -45,8 +45,10 @@ fn small_frames_split_a_mapping_into_one_kernel_vma_per_frame() {
     let map = PlainMapping::new(&mem, PhysAddr(BASE + 0x8000), 0x20000, true).unwrap();
     let real = mm::maps::proc_self_maps(map.addr(), map.addr() + 0x20000).unwrap();
     let got: Vec<(String, u64)> = real.iter().map(|l| (l.path.clone(), l.offset)).collect();
-    let want: Vec<(String, u64)> =
-        [(0, 0x8000), (1, 0), (2, 0)].iter().map(|&(i, off)| (format!("/memfd:mm-small.{i} (deleted)"), off)).collect();
+    let want: Vec<(String, u64)> = [(0, 0x8000), (1, 0x10000), (2, 0x20000)]
+        .iter()
+        .map(|&(i, off)| (format!("/memfd:mm-small.{i} (deleted)"), BASE + off))
+        .collect();
     assert_eq!(got, want);
     mem.write(PhysAddr(BASE + 0x10000), b"frame 1!").unwrap();
     assert_eq!(probe::read_u64(map.addr() + 0x8000).unwrap(), u64::from_ne_bytes(*b"frame 1!"));

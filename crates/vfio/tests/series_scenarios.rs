@@ -748,10 +748,11 @@ fn fault_around_maps_a_4k_only_window_in_few_faults_with_the_same_translation() 
     check_pattern(va, PAGE, len);
     let s = aspace.fault_stats();
     assert_eq!(s.order9, 0, "{s:?}");
-    assert!(s.order0 <= 5, "8 MiB in at most one fault per 2 MiB block (+1 for the offset): {s:?}");
-    // A window stops at the end of its 2 MiB frame: the last page, alone in
-    // its frame's part of the buffer, is a fault of one page.
-    assert_eq!(s.around_pages, len / PAGE - 1, "{s:?}");
+    // A window stops at the end of its 2 MiB frame of BAR storage: the
+    // shifted buffer touches 5 frames (its last page alone in the fifth),
+    // and a 32 MiB block boundary of the VA may split one more window.
+    assert!(s.order0 <= 6, "8 MiB in at most one fault per frame (+1 for the block): {s:?}");
+    assert!(s.around_pages >= len / PAGE - 2, "{s:?}");
 
     // Two ranges: a window never crosses from one range into the next.
     let two_aspace = AddressSpace::new().unwrap();
