@@ -34,7 +34,7 @@ use wire::{MapPlan, MemoryRef, Piece};
 
 use crate::args::vfio_errno;
 use crate::object::{Object, OpenFile};
-use crate::process::{Acked, Process};
+use crate::process::{Acked, Process, Sent};
 
 /// The zap target of one remote mapping: a zap is a notification to the
 /// process that made it, acknowledged before the zap returns, or, when the
@@ -61,20 +61,33 @@ pub(crate) struct RemoteMapping {
 }
 
 impl RemoteMapping {
-    /// Tells the process the buffer's current status and waits for its
-    /// ack. Before the mapping exists there is nothing to tell: the first
-    /// notification, sent when it does, reads the status then.
-    ///
-    /// A revoke the process does not acknowledge within the bound cuts it
-    /// off from the buffer's frames before this returns; an un-revoke it
-    /// does not acknowledge needs nothing: its status-page slot already
-    /// allows, and its faults find the pages once it applies the message.
-    fn notify(&self) {
-        let Some(buf) = self.buffer.get().and_then(Weak::upgrade) else { return };
-        let Some(process) = self.process.upgrade() else { return };
-        let _serial = self.notify_lock.lock().unwrap_or_else(|e| e.into_inner());
+    /// Tells the process the buffer's current status; what is left is to
+    /// wait for its ack, returned unless nothing is. Before the mapping
+    /// exists there is nothing to tell: the first notification, sent when
+    /// it does, reads the status then.
+    fn start(&self) -> Option<Pending<'_>> {
+        let buf = self.buffer.get().and_then(Weak::upgrade)?;
+        let process = self.process.upgrade()?;
+        let serial = self.notify_lock.lock().unwrap_or_else(|e| e.into_inner());
         let allowed = buf.status() == Status::Ok;
-        match process.notify_mapping(self.mapping, self.slot, allowed) {
+        match process.send_notification(self.mapping, self.slot, allowed) {
+            Sent::Done(acked) => {
+                self.after(&process, &buf, allowed, acked);
+                None
+            }
+            Sent::Waiting { seq, deadline } => {
+                Some(Pending { target: self, _serial: serial, process, buf, allowed, seq, deadline })
+            }
+        }
+    }
+
+    /// What an ended notification leaves to do: a revoke the process did
+    /// not acknowledge within the bound cuts it off from the buffer's
+    /// frames; an un-revoke it did not acknowledge needs nothing (its
+    /// status-page slot already allows, and its faults find the pages once
+    /// it applies the message).
+    fn after(&self, process: &Process, buf: &DmaBuf, allowed: bool, acked: Acked) {
+        match acked {
             Acked::Yes | Acked::Gone => {}
             Acked::TimedOut if allowed => {
                 tracing::warn!(
@@ -83,8 +96,42 @@ impl RemoteMapping {
                     "a process did not acknowledge an un-revoke in time; it maps the pages again once it does"
                 );
             }
-            Acked::TimedOut => crate::backstop::cut_off(&process, self.mapping, &buf),
+            Acked::TimedOut => crate::backstop::cut_off(process, self.mapping, buf),
         }
+    }
+
+    /// Tells the process the buffer's current status and waits for its
+    /// ack (or cuts it off, see [`RemoteMapping::after`]).
+    fn notify(&self) {
+        if let Some(p) = self.start() {
+            p.wait();
+        }
+    }
+}
+
+/// A notification sent and not yet acknowledged, holding the mapping's
+/// `notify_lock` (the next notification of the mapping waits for it).
+struct Pending<'a> {
+    target: &'a RemoteMapping,
+    _serial: std::sync::MutexGuard<'a, ()>,
+    process: Arc<Process>,
+    /// Held by every caller of a zap as well: never the last reference.
+    buf: Arc<DmaBuf>,
+    allowed: bool,
+    seq: u64,
+    deadline: std::time::Instant,
+}
+
+impl Pending<'_> {
+    fn wait(self) {
+        let acked = self.process.wait_ack(self.seq, self.deadline);
+        self.target.after(&self.process, &self.buf, self.allowed, acked);
+    }
+}
+
+impl dmabuf::PendingZap for Pending<'_> {
+    fn finish(self: Box<Self>) {
+        self.wait();
     }
 }
 
@@ -99,6 +146,13 @@ impl Drop for RemoteMapping {
 impl dmabuf::CpuMapping for RemoteMapping {
     fn zap(&self) {
         self.notify();
+    }
+
+    /// The notification goes out now and its ack is waited for in
+    /// `finish`: a revoke reaching several processes waits for all of them
+    /// together, and a stopped one costs the bound once, not once each.
+    fn start_zap(&self) -> Option<Box<dyn dmabuf::PendingZap + '_>> {
+        self.start().map(|p| Box::new(p) as Box<dyn dmabuf::PendingZap + '_>)
     }
 }
 

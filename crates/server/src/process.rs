@@ -90,6 +90,20 @@ pub(crate) enum Acked {
     TimedOut,
 }
 
+/// A notification on its way ([`Process::send_notification`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    /// Nothing to wait for: this is how it ended.
+    Done(Acked),
+    /// Sent as `seq`; its ack is waited for until `deadline`.
+    Waiting {
+        /// Its sequence number.
+        seq: u64,
+        /// When the wait gives up.
+        deadline: Instant,
+    },
+}
+
 /// Notification sequence numbers and the acks that came back.
 #[derive(Debug, Default)]
 struct Acks {
@@ -252,8 +266,9 @@ impl Process {
     }
 
     /// Tells the process that mapping `mapping` may (`allowed`) or may not
-    /// map pages from now on, and waits until it has applied that and
-    /// zapped its pages of the mapping (its ack).
+    /// map pages from now on; the caller then waits ([`Process::wait_ack`])
+    /// until it has applied that and zapped its pages of the mapping (its
+    /// ack).
     ///
     /// The mapping's status-page slot is written first, so the process's
     /// fault path refuses (or allows) from that moment, whether or not it
@@ -262,18 +277,23 @@ impl Process {
     /// that does not answer within the ack wait, or whose connection
     /// cannot take the message within it, is [`Acked::TimedOut`]; after
     /// that, until it answers again, its revokes do not wait at all.
-    pub(crate) fn notify_mapping(&self, mapping: u64, slot: u32, allowed: bool) -> Acked {
+    ///
+    /// This is the first half: the slot written and the notification sent;
+    /// what is left is to wait for its ack ([`Process::wait_ack`]) until
+    /// the deadline, which is already running, so that waits for several
+    /// processes overlap.
+    pub(crate) fn send_notification(&self, mapping: u64, slot: u32, allowed: bool) -> Sent {
         if let Some(page) = self.status.get() {
             let s = slot as usize;
             page.set(s, status_slot::next(page.get(s), allowed));
         }
         let (seq, wait) = {
             let notify = lock(&self.notify);
-            let Some(conn) = notify.as_ref() else { return Acked::Gone };
+            let Some(conn) = notify.as_ref() else { return Sent::Done(Acked::Gone) };
             let (seq, wait) = {
                 let mut acks = lock(&self.acks);
                 if acks.gone {
-                    return Acked::Gone;
+                    return Sent::Done(Acked::Gone);
                 }
                 acks.next_seq += 1;
                 let seq = acks.next_seq;
@@ -293,17 +313,22 @@ impl Process {
                 Err(wire::transport::WireError::Sys(Errno::AGAIN)) => {
                     // Its queue is full and stayed full for the whole wait.
                     self.give_up(seq);
-                    return Acked::TimedOut;
+                    return Sent::Done(Acked::TimedOut);
                 }
                 Err(e) => {
                     tracing::debug!(pid = self.pid, %e, "notify connection gone; counted as acked");
                     drop(notify);
                     self.notify_closed();
-                    return Acked::Gone;
+                    return Sent::Done(Acked::Gone);
                 }
             }
         };
-        let deadline = Instant::now() + wait;
+        Sent::Waiting { seq, deadline: Instant::now() + wait }
+    }
+
+    /// The second half of [`Process::send_notification`]: waits for the
+    /// ack of `seq` until `deadline`.
+    pub(crate) fn wait_ack(&self, seq: u64, deadline: Instant) -> Acked {
         let mut acks = lock(&self.acks);
         loop {
             if acks.gone {

@@ -113,3 +113,31 @@ fn the_status_page_slot_of_a_mapping_changes_before_its_notification_and_cannot_
     assert!(seen[0].2 != seen[2].2);
     assert_eq!(srv.cut_offs(), 0);
 }
+
+#[test]
+fn a_revoke_reaching_two_silent_processes_cuts_off_both_and_returns() {
+    let srv = TestServer::start_with(&["edu-plus"], &[0], Some(Duration::from_millis(50)));
+    let owner = Client::new(&srv);
+    let _owner_notify = Notifier::acking(&srv, owner.token);
+    let (_iommufd, dev) = owner.bound_device(0);
+    let buf = owner.export(&dev, 1, 0, 0x2000).unwrap();
+    // Two processes map the buffer and never answer a revoke.
+    let (release, gate) = mpsc::channel::<()>();
+    let gate = Arc::new(Mutex::new(gate));
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        let c = Client::new(&srv);
+        let g = Arc::clone(&gate);
+        let n = Notifier::start(&srv, c.token, move |s| {
+            if !s.allowed {
+                let _ = g.lock().unwrap().recv_timeout(WATCHDOG);
+            }
+        });
+        c.mmap(&buf, 1, 0, 0x2000).unwrap();
+        assert_eq!(n.next(), Seen { mapping: 1, allowed: true });
+        silent.push((c, n));
+    }
+    owner.set_memory(&dev, false);
+    assert_eq!(srv.cut_offs(), 2);
+    drop(release);
+}
