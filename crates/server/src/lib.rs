@@ -35,7 +35,9 @@
 //! ```text
 //! objects.reap (hang-up processing)        held while releases run
 //!   vfio's locks (open_lock → memory_lock → resv)   in releases and ioctls
-//!     RemoteMapping.notify_lock            one zap of one remote mapping
+//!     RemoteMapping.notify_lock            one zap of one remote mapping (a buffer's zap holds
+//!                                          those of all its mappings until every ack is in; a
+//!                                          mapping belongs to one buffer, so the sets never cross)
 //!       Process.notify_send, Process.acks  send one notification, wait for its ack
 //! objects.table, registry, Process.mappings, Process.frames_sent, Process.slots,
 //! GroupFile.state → ContainerFile.groups, Group.state, Served.binding      leaves:
