@@ -104,7 +104,7 @@ impl ExecError {
 /// Runs `program` (name and arguments) against the devices of `devices`
 /// (the demo's device when `None`); returns the exit status to give.
 /// `ack_timeout`, when given, overrides the devices file's
-/// `[server] ack_timeout` (default 1 s): how long a revoke waits for each
+/// `[server] ack-timeout` (default 1 s): how long a revoke waits for each
 /// process before it cuts that process off.
 ///
 /// # Errors

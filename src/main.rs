@@ -79,7 +79,7 @@ connect to its socket: the preload library of `vfio-dmabuf exec` makes their ope
 SIGINT or SIGTERM: every connection ends, every open file is released, the socket file is removed.\n\n\
 The devices file holds the scenario format's [devices.<id>] tables (catalogue or bars, bdf, cdev, ...) \
 plus `group = N`, the IOMMU group (/dev/vfio/N); by default each device gets its own group, numbered \
-from its position (0, 1, ...). A `[server]` table may set `ack_timeout = \"1s\"`: how long a revoke waits \
+from its position (0, 1, ...). A `[server]` table may set `ack-timeout = \"1s\"`: how long a revoke waits \
 for each client process before cutting it off from the buffer's frames (see docs/clients.md). Other contents of a scenario file are ignored. Without --devices, the \
 demo's device is served: an edu-plus at 0000:00:03.0 (cdev vfio0, group 0).",
         after_help = "Example:\n  vfio-dmabuf serve --devices devices.toml --socket /tmp/vfio.sock\n  # devices.toml:\n  #   [devices.edu]\n  #   catalogue = \"edu-plus\"\n  #   bdf = \"0000:00:03.0\"\n  #   group = 3\n\nLog: VFIO_DMABUF_LOG=info (or debug) shows every device, connection and refused call."
@@ -92,7 +92,7 @@ demo's device is served: an edu-plus at 0000:00:03.0 (cdev vfio0, group 0).",
         #[arg(long)]
         socket: PathBuf,
         /// How long a revoke waits for each client process before cutting it off (e.g. 1s, 200ms); overrides the
-        /// devices file's `[server] ack_timeout`; default 1s.
+        /// devices file's `[server] ack-timeout`; default 1s.
         #[arg(long, value_parser = vfio_dmabuf::devices::parse_duration)]
         ack_timeout: Option<std::time::Duration>,
     },
@@ -108,7 +108,7 @@ the preload library to stderr; VFIO_DMABUF_PRELOAD names the library if it is no
         #[arg(long)]
         devices: Option<PathBuf>,
         /// How long a revoke waits for each process before cutting it off (e.g. 1s, 200ms); overrides the devices
-        /// file's `[server] ack_timeout`; default 1s.
+        /// file's `[server] ack-timeout`; default 1s.
         #[arg(long, value_parser = vfio_dmabuf::devices::parse_duration)]
         ack_timeout: Option<std::time::Duration>,
         /// The program and its arguments (after `--`).

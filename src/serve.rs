@@ -22,7 +22,7 @@ pub enum ServeError {
 }
 
 /// Serves the devices of `devices` (the demo's without it) on `socket`,
-/// with `ack_timeout` (else the file's `[server] ack_timeout`, else 1 s) as
+/// with `ack_timeout` (else the file's `[server] ack-timeout`, else 1 s) as
 /// the bound on each process's answer to a revoke, until SIGINT or
 /// SIGTERM, then stops: every connection ends, every open
 /// file is released, the socket file is removed.

@@ -163,12 +163,12 @@ impl Fields<'_> {
     }
 
     /// A 64-bit key (any value) with a default.
-    /// `frame_size`: a power of two and a multiple of the page size.
+    /// `frame-size`: a power of two and a multiple of the page size.
     pub(super) fn frame_size(&mut self) -> Result<Option<u64>, ScenarioError> {
-        let Some(n) = self.opt_num("frame_size")? else { return Ok(None) };
+        let Some(n) = self.opt_num("frame-size")? else { return Ok(None) };
         if !n.is_power_of_two() || n % page::PAGE_SIZE != 0 {
             return Err(self.err(format!(
-                "`frame_size` {n:#x} must be a power of two and a multiple of the page size ({:#x})",
+                "`frame-size` {n:#x} must be a power of two and a multiple of the page size ({:#x})",
                 page::PAGE_SIZE
             )));
         }

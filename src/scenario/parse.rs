@@ -10,7 +10,7 @@ use toml::{Spanned, Table, Value};
 
 pub use super::fields::parse_number;
 use super::fields::{number, Bounds, Ctx, Fields};
-pub use super::procs_parse::ProcessDecl;
+pub use super::procs_parse::{parse_duration, ProcessDecl, ServerDecl};
 
 /// A malformed scenario: where and what.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,7 +46,7 @@ pub struct DeviceDecl {
     /// The IOMMU group number (`group`, default the device's position):
     /// `/dev/vfio/<group>` when the device is served to other processes.
     pub group: u32,
-    /// Bytes per frame of its RAM BAR storage (`frame_size`, default 2 MiB;
+    /// Bytes per frame of its RAM BAR storage (`frame-size`, default 2 MiB;
     /// a power-of-two page multiple): a process is given whole frames.
     pub frame_size: Option<u64>,
 }
@@ -252,6 +252,8 @@ pub struct Scenario {
     pub devices: Vec<DeviceDecl>,
     /// Client processes (`[processes.<name>]`), in order of their names.
     pub processes: Vec<ProcessDecl>,
+    /// The server's settings (`[server]`), for client processes and `exec`.
+    pub server: ServerDecl,
     /// Steps, in order.
     pub steps: Vec<StepAt>,
 }
@@ -349,12 +351,14 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
         steps.push(parse_step(&cx, t.into_inner(), line)?);
     }
     super::procs_parse::check_places(&cx, &processes, &steps)?;
+    let server = super::procs_parse::parse_server(&cx, doc.server)?;
     Ok(Scenario {
         file: file.to_owned(),
         name: doc.name.unwrap_or_else(|| file.to_owned()),
         description: doc.description,
         devices,
         processes,
+        server,
         steps,
     })
 }
@@ -369,6 +373,7 @@ struct Doc {
     devices: BTreeMap<String, Spanned<Table>>,
     #[serde(default)]
     processes: BTreeMap<String, Spanned<Table>>,
+    server: Option<Spanned<Table>>,
     #[serde(default)]
     steps: Vec<Spanned<Table>>,
 }

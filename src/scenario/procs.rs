@@ -69,6 +69,9 @@ pub(super) fn start(sc: &Scenario, devices: &BTreeMap<String, Arc<VfioPciDevice>
         })
         .collect();
     let mut server = Server::new(served).map_err(|e| fail(error_chain(&e)))?;
+    if let Some(bound) = sc.server.ack_timeout {
+        server.set_ack_timeout(bound);
+    }
     server.bind(dir.socket()).map_err(|e| fail(error_chain(&e)))?;
     let handle = server.spawn().map_err(|e| fail(error_chain(&e)))?;
     let mut clients = Clients { procs: BTreeMap::new(), server: Some(handle), dir };

@@ -7,9 +7,11 @@
 //! continues and ends it (`stop`, `cont`, `exit`). Names are checked here,
 //! before anything runs: a client step may only name an fd passed to that
 //! process or a mapping it made, and `pass` only an fd an earlier step of
-//! the primary made.
+//! the primary made. The `[server]` table sets the server that serves
+//! them (and `exec`'s and `serve`'s, from a devices file).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use toml::{Spanned, Table};
 
@@ -47,6 +49,49 @@ pub(super) fn parse_process(cx: &Ctx<'_>, name: String, t: Spanned<Table>) -> Re
     let role = f.opt_str("role")?;
     f.finish()?;
     Ok(ProcessDecl { name, line, role })
+}
+
+/// The server's settings, `[server]`: read by the server the runner starts
+/// for client processes, and by `exec` and `serve` from a devices file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerDecl {
+    /// `ack-timeout`: how long a revoke waits for each process that maps
+    /// the buffer before it cuts the process off; the server's default
+    /// when absent.
+    pub ack_timeout: Option<Duration>,
+}
+
+/// Reads the `[server]` table, if there is one.
+pub(super) fn parse_server(cx: &Ctx<'_>, t: Option<Spanned<Table>>) -> Result<ServerDecl, ScenarioError> {
+    let Some(t) = t else { return Ok(ServerDecl::default()) };
+    let line = cx.line_of(t.span().start);
+    let mut f = Fields { cx, line, what: "[server]".to_owned(), t: t.into_inner() };
+    let ack_timeout = match f.opt_str("ack-timeout")? {
+        None => None,
+        Some(text) => Some(parse_duration(&text).map_err(|m| f.err(format!("`ack-timeout`: {m}")))?),
+    };
+    f.finish()?;
+    Ok(ServerDecl { ack_timeout })
+}
+
+/// Parses a duration written with its unit: `"1s"`, `"200ms"`, `"500us"`,
+/// `"0s"`.
+///
+/// # Errors
+///
+/// A message saying what is wrong.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let n: u64 = n.parse().map_err(|_| format!("`{text}` is not a duration (a whole number and a unit: 1s, 200ms)"))?;
+    match unit.trim() {
+        "s" => Ok(Duration::from_secs(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "us" | "µs" => Ok(Duration::from_micros(n)),
+        "ns" => Ok(Duration::from_nanos(n)),
+        _ => Err(format!("`{text}` has no unit the server knows (s, ms, us, ns)")),
+    }
 }
 
 /// The names each process holds, step by step.

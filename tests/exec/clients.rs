@@ -11,8 +11,8 @@
 use super::run_check;
 
 /// edu-plus in group 0 with BAR1 in 64 KiB frames, and a short bound.
-const DEVICES: &str = "[server]\nack_timeout = \"200ms\"\n\
-                       [devices.plus]\ncatalogue = \"edu-plus\"\nbdf = \"0000:00:03.0\"\ngroup = 0\nframe_size = \"64K\"\n";
+const DEVICES: &str = "[server]\nack-timeout = \"200ms\"\n\
+                       [devices.plus]\ncatalogue = \"edu-plus\"\nbdf = \"0000:00:03.0\"\ngroup = 0\nframe-size = \"64K\"\n";
 
 fn check(name: &str) -> std::process::Output {
     run_check("clients", DEVICES, name)

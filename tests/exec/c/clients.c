@@ -1,5 +1,5 @@
 /* Clients that do not cooperate. A primary opens edu-plus (RAM BAR1 in
- * 64 KiB frames, devices file `frame_size = "64K"`), exports a
+ * 64 KiB frames, devices file `frame-size = "64K"`), exports a
  * frame-aligned buffer, and passes it over SCM_RIGHTS to clients it forked
  * before opening anything. Checks (one per argument, "ok <check>" each):
  *
