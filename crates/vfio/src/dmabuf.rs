@@ -189,6 +189,11 @@ fn dmabuf_export(
     let initial_status = if mem.pci.memory_enabled() { Status::Ok } else { Status::TempRevoked };
     let buf = DmaBuf::export(ExportInfo { ops: dma_buf, ranges, name, mode, initial_status })?;
     buf.set_revoke_timeout(vdev.revoke_timeout());
+    if initial_status == Status::Ok {
+        // A frame cut off from a process that missed an earlier revoke is
+        // reachable again through this buffer.
+        vdev.restore_frames_of_new(&buf);
+    }
     mem.dmabufs.insert(buf.id(), Arc::downgrade(&buf));
     debug_assert!(invariants::check_buffer_listed(&mem, &buf), "exported buffer {} is not listed", buf.id());
     Ok(buf)

@@ -9,7 +9,11 @@
 //!   still maps the pages through another buffer);
 //! - before an un-revoke pass makes buffers `Ok`, the cut frames their
 //!   ranges touch are restored (a mapping that faults once the status is
-//!   `Ok` finds its pages).
+//!   `Ok` finds its pages);
+//! - a buffer exported `Ok` (an explicit export, or the per-mapping buffer
+//!   of a device-fd mmap) restores the cut frames its ranges touch before
+//!   anyone can map it (a range re-exported after a permanent revoke that
+//!   cut a process off).
 //!
 //! Cut frames of a closed device stay cut: its memory goes with it.
 //!
@@ -31,6 +35,11 @@ impl VfioPciDevice {
     /// that the pass makes `Ok` (all but the permanently revoked).
     pub(crate) fn restore_frames_to_unrevoke(&self, mem: &mut MemoryWriteGuard<'_>) {
         self.restore_frames_of(mem, |s| s != Status::PermRevoked);
+    }
+
+    /// A buffer about to be listed `Ok`: restores the cut frames it touches.
+    pub(crate) fn restore_frames_of_new(&self, buf: &dmabuf::DmaBuf) {
+        self.restore_ranges(buf.ranges());
     }
 
     fn restore_frames_of(&self, mem: &mut MemoryWriteGuard<'_>, wanted: impl Fn(Status) -> bool) {

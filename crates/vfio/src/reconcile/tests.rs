@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use dmabuf::Status;
 use mm::PhysMemory;
+use page::PhysAddr;
 
 use crate::core_h::bar_start;
 use crate::{DeviceFd, VfioPciDevice};
@@ -53,6 +54,24 @@ fn a_permanent_revoke_of_one_buffer_restores_the_frames_another_ok_buffer_covers
     m.write(bar_start(1), b"kept ok!").unwrap();
     m.read(bar_start(1), &mut got).unwrap();
     assert_eq!(&got, b"kept ok!");
+}
+
+#[test]
+fn a_range_exported_again_after_a_cut_off_gets_its_frame_back_with_the_data() {
+    let (vdev, fd) = device();
+    let m = bar1(&vdev);
+    let gone = fd.feature_dma_buf(1, RDWR, &[(2 * FRAME, FRAME)]).unwrap();
+    m.write(PhysAddr(bar_start(1).0 + 2 * FRAME), b"survives").unwrap();
+    assert!(m.cut_off(2).unwrap());
+    fd.feature_dma_buf_revoke(gone.raw_fd()).unwrap();
+    assert!(m.is_cut_off(2), "nothing Ok reaches frame 2");
+    // The same range exported again: frame 2 is whole before anyone maps it.
+    let again = fd.feature_dma_buf(1, RDWR, &[(2 * FRAME, FRAME)]).unwrap();
+    assert_eq!(again.buffer().status(), Status::Ok);
+    assert!(!m.is_cut_off(2));
+    let mut got = [0u8; 8];
+    m.read(PhysAddr(bar_start(1).0 + 2 * FRAME), &mut got).unwrap();
+    assert_eq!(&got, b"survives");
 }
 
 #[test]
