@@ -485,6 +485,27 @@ impl AddressSpace {
         self.vmas().iter().map(VmaInfo::maps_line).collect()
     }
 
+    /// The parts of our VMAs that the kernel maps with PMDs now, from
+    /// `/proc/self/smaps` (`ShmemPmdMapped`): one entry per kernel VMA
+    /// inside ours with any, in address order. A kernel VMA is one backing
+    /// piece of ours (or what is left of it after a split).
+    ///
+    /// # Errors
+    ///
+    /// I/O errors reading procfs.
+    pub fn pmd_mapped(&self) -> std::io::Result<Vec<crate::maps::SmapsEntry>> {
+        let ranges: Vec<(u64, u64)> =
+            self.inner.lock_vmas().by_start.values().map(|v| (v.vm_start.0, v.vm_end.0)).collect();
+        let (Some(from), Some(to)) = (ranges.first().map(|r| r.0), ranges.last().map(|r| r.1)) else {
+            return Ok(Vec::new());
+        };
+        let entries = crate::maps::proc_self_smaps(from, to)?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| e.shmem_pmd_mapped > 0 && ranges.iter().any(|&(s, end)| e.start < end && s < e.end))
+            .collect())
+    }
+
     /// Fault counters since creation.
     pub fn fault_stats(&self) -> FaultStats {
         self.inner.engine.counters.snapshot()

@@ -6,16 +6,20 @@
 //! `vmf_insert_pfn()` is in Linux, so that the exporter can do it while it
 //! still holds the locks that made the translation valid. Every insert is
 //! checked against what the VMA really maps before anything is mapped. The
-//! engine (`fault_engine.rs`) then maps the page(s) with `UFFDIO_CONTINUE`,
-//! or, for SIGBUS, installs a poison marker with `UFFDIO_POISON`.
+//! engine (`fault_engine.rs`) then maps the page(s): each aligned 2 MiB of
+//! the insert whose file backing is 2 MiB aligned with one PMD
+//! (`MADV_COLLAPSE`, as `vmf_insert_pfn_pmd()` maps one), the rest, and any
+//! 2 MiB the collapse refuses, with `UFFDIO_CONTINUE`; or, for SIGBUS, it
+//! installs a poison marker with `UFFDIO_POISON`.
 
 use std::fmt;
 use std::sync::atomic::Ordering;
 
-use page::{Pfn, PgOff, VirtAddr, PAGE_SIZE, PMD_ORDER};
+use page::{Pfn, PgOff, VirtAddr, HPAGE_PMD_SIZE, PAGE_SIZE, PMD_ORDER};
 use rustix::io::Errno;
 
-use crate::fault_engine::Engine;
+use crate::fault_engine::{Collapse, Engine, PmdFallback};
+use crate::sys;
 use crate::vma::Vma;
 
 /// Fault operations of a VMA, analogous to `vm_operations_struct`.
@@ -202,25 +206,118 @@ impl VmFault<'_> {
             );
             return self.sigbus();
         }
+        // The aligned 2 MiB pieces wholly inside the window: each is mapped
+        // with one PMD where its backing allows, else with PTEs as the rest.
+        let end = start.0 + len;
+        let mut huge = Vec::new();
+        let mut unaligned = 0;
+        let mut h = start.0.next_multiple_of(HPAGE_PMD_SIZE);
+        while h + HPAGE_PMD_SIZE <= end {
+            if self.vma.huge_backed(VirtAddr(h)) {
+                huge.push(VirtAddr(h));
+            } else {
+                unaligned += 1;
+            }
+            h += HPAGE_PMD_SIZE;
+        }
+        if !huge.is_empty() {
+            return self.map_huge(window, &huge, unaligned, order);
+        }
         match self.engine.map_window(start, len, page_va) {
             Ok(mapped) => {
                 // Counted before the wake, which lets the faulting thread
                 // read the counters at once. A retried fault whose page was
                 // mapped meanwhile is not one the kernel would have taken.
-                let counters = &self.engine.counters;
                 if mapped.fresh {
-                    let counter = if order == 0 { &counters.order0 } else { &counters.order9 };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                    if len > size {
-                        counters.around_pages.fetch_add(len / PAGE_SIZE, Ordering::Relaxed);
-                    }
+                    self.count_fresh(len, order, unaligned);
                 } else {
-                    counters.spurious.fetch_add(1, Ordering::Relaxed);
+                    self.engine.counters.spurious.fetch_add(1, Ordering::Relaxed);
                 }
                 self.wake(mapped.start, mapped.len);
                 VmFaultResult(Outcome::NoPage)
             }
             Err(e) => self.continue_failed(start, len, e),
+        }
+    }
+
+    /// Counts a new fault of `order` that mapped `len` bytes, `unaligned` of
+    /// whose 2 MiB pieces could not be PMD-mapped for their backing.
+    fn count_fresh(&self, len: u64, order: u32, unaligned: u64) {
+        let counters = &self.engine.counters;
+        let counter = if order == 0 { &counters.order0 } else { &counters.order9 };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if len > PAGE_SIZE << order {
+            counters.around_pages.fetch_add(len / PAGE_SIZE, Ordering::Relaxed);
+        }
+        counters.pmd_fallback[PmdFallback::Unaligned as usize].fetch_add(unaligned, Ordering::Relaxed);
+    }
+
+    /// Maps `window`, whose 2 MiB pieces `huge` may be PMD-mapped: each by
+    /// `MADV_COLLAPSE` (falling back to `UFFDIO_CONTINUE` of that 2 MiB on
+    /// any failure), the rest of the window by `UFFDIO_CONTINUE`; then one
+    /// wake of the whole window. Still one fault of `order`: the kernel's
+    /// `vmf_insert_pfn_pmd()` is one fault too.
+    ///
+    /// A collapse cannot report that the page was mapped already, so a
+    /// retried fault is told apart first, by the page tables themselves.
+    fn map_huge(&mut self, window: PfnWindow, huge: &[VirtAddr], unaligned: u64, order: u32) -> VmFaultResult {
+        let PfnWindow { start, len, .. } = window;
+        let page_va = self.address.page_down();
+        let engine = self.engine;
+        if engine.page_present(page_va) {
+            engine.counters.spurious.fetch_add(1, Ordering::Relaxed);
+            self.wake(page_va, PAGE_SIZE);
+            return VmFaultResult(Outcome::NoPage);
+        }
+        let mut cursor = start;
+        let mut mapped = Ok(());
+        for &h in huge {
+            mapped = mapped.and_then(|()| self.continue_part(cursor, h, page_va));
+            if mapped.is_err() {
+                break;
+            }
+            mapped = match engine.collapse(h) {
+                Ok(()) => {
+                    engine.counters.pmd_mapped.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                }
+                Err(Collapse::Continued) => {
+                    engine.counters.count_pmd_fallback(PmdFallback::Empty);
+                    Ok(())
+                }
+                Err(Collapse::Failed(cause)) => {
+                    tracing::debug!(address = %h, ?cause, "2 MiB not PMD-mapped; mapping PTEs");
+                    engine.counters.count_pmd_fallback(cause);
+                    self.continue_part(h, VirtAddr(h.0 + HPAGE_PMD_SIZE), page_va)
+                }
+            };
+            cursor = VirtAddr(h.0 + HPAGE_PMD_SIZE);
+        }
+        let end = VirtAddr(start.0 + len);
+        match mapped.and_then(|()| self.continue_part(cursor, end, page_va)) {
+            Ok(()) => {
+                self.count_fresh(len, order, unaligned);
+                self.wake(start, len);
+                VmFaultResult(Outcome::NoPage)
+            }
+            Err(e) => self.continue_failed(start, len, e),
+        }
+    }
+
+    /// `UFFDIO_CONTINUE` of `[from, to)` (possibly empty) within a window:
+    /// where it holds the faulting page, that page ends up mapped (see
+    /// `Engine::map_window`); elsewhere a part a racing fault mapped first
+    /// is left as it is.
+    fn continue_part(&self, from: VirtAddr, to: VirtAddr, page_va: VirtAddr) -> Result<(), Errno> {
+        if from >= to {
+            return Ok(());
+        }
+        if from <= page_va && page_va < to {
+            return self.engine.map_window(from, to.0 - from.0, page_va).map(drop);
+        }
+        match sys::uffdio_continue(self.engine.uffd(), from.0, to.0 - from.0) {
+            Ok(()) | Err((Errno::EXIST | Errno::AGAIN, _)) => Ok(()),
+            Err((e, _)) => Err(e),
         }
     }
 

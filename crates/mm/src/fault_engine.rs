@@ -12,8 +12,10 @@
 //! 4. **Serve** a fault ([`Engine::serve`]): under `mmap_lock` (read), find
 //!    the VMA and call its operations, huge order first where the aligned
 //!    2 MiB fits the VMA, then order 0. The operations end the fault through
-//!    [`VmFault`]: `UFFDIO_CONTINUE` ([`Engine::map_window`]) or
-//!    `UFFDIO_POISON` ([`Engine::poison`]), both without waking.
+//!    [`VmFault`]: `MADV_COLLAPSE` of each 2 MiB that may have a PMD
+//!    ([`Engine::collapse`]), `UFFDIO_CONTINUE` of the rest
+//!    ([`Engine::map_window`]), or `UFFDIO_POISON` ([`Engine::poison`]),
+//!    all without waking (a collapse raises no userfault and wakes nobody).
 //! 5. **Wake** the faulting thread (`UFFDIO_WAKE`) only after the operations
 //!    returned, i.e. after they released their locks.
 //!
@@ -35,6 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use page::{VirtAddr, HPAGE_PMD_SIZE, PAGE_SIZE, PMD_ORDER};
 use rustix::event::{poll, PollFd, PollFlags};
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::aspace::Inner;
@@ -51,6 +54,9 @@ pub(crate) struct FaultCounters {
     pub spurious: AtomicU64,
     pub around_pages: AtomicU64,
     pub panics: AtomicU64,
+    pub pmd_mapped: AtomicU64,
+    /// Indexed by [`PmdFallback`].
+    pub pmd_fallback: [AtomicU64; PmdFallback::COUNT],
 }
 
 /// What [`Engine::map_window`] mapped.
@@ -63,6 +69,16 @@ pub(crate) struct Mapped {
     /// Whether the faulting page was mapped by this call rather than
     /// already present.
     pub(crate) fresh: bool,
+}
+
+/// Why [`Engine::collapse`] did not map a PMD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Collapse {
+    /// Nothing mapped by the collapse: continue the 2 MiB with PTEs.
+    Failed(PmdFallback),
+    /// The collapse installed nothing and its check mapped the 2 MiB with
+    /// PTEs instead: done (counted as [`PmdFallback::Empty`]).
+    Continued,
 }
 
 /// A snapshot of the fault counters of an address space.
@@ -83,6 +99,64 @@ pub struct FaultStats {
     pub around_pages: u64,
     /// Fault operations that panicked (each one's fault ended in SIGBUS).
     pub panics: u64,
+    /// 2 MiB pieces that faults mapped with one PMD (`MADV_COLLAPSE`): an
+    /// order-9 fault's page, or an aligned 2 MiB of a fault-around window.
+    pub pmd_mapped: u64,
+    /// 2 MiB pieces that faults mapped with 512 PTEs instead, by cause.
+    pub pmd_fallback: PmdFallbacks,
+}
+
+/// Why a 2 MiB piece of a fault was mapped with PTEs rather than one PMD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PmdFallback {
+    Unaligned = 0,
+    Invalid,
+    Busy,
+    NoMemory,
+    Empty,
+    Other,
+}
+
+impl PmdFallback {
+    const COUNT: usize = 6;
+
+    /// The cause of a failed `MADV_COLLAPSE`, by its errno.
+    fn of(e: Errno) -> Self {
+        match e {
+            Errno::INVAL => PmdFallback::Invalid,
+            Errno::AGAIN => PmdFallback::Busy,
+            Errno::NOMEM | Errno::BUSY => PmdFallback::NoMemory,
+            _ => PmdFallback::Other,
+        }
+    }
+}
+
+/// 2 MiB pieces mapped with PTEs instead of a PMD, by cause (see
+/// [`FaultStats::pmd_fallback`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PmdFallbacks {
+    /// The piece's file offset is not 2 MiB aligned, or the piece does not
+    /// lie in one file: no 2 MiB folio can back it.
+    pub unaligned: u64,
+    /// `MADV_COLLAPSE` said `EINVAL`: a poison marker inside, a VMA split
+    /// inside (mprotect), THP disabled for the process, a truncated file.
+    pub invalid: u64,
+    /// `EAGAIN`: pages held by someone else (e.g. a pipe), or locked.
+    pub busy: u64,
+    /// `ENOMEM` or `EBUSY`: no 2 MiB folio could be allocated or charged.
+    pub no_memory: u64,
+    /// The collapse succeeded but installed no PMD (seen where no whole
+    /// aligned 2 MiB could be mapped); the pages were continued instead.
+    pub empty: u64,
+    /// Any other errno.
+    pub other: u64,
+}
+
+impl PmdFallbacks {
+    /// All causes together.
+    pub fn total(&self) -> u64 {
+        self.unaligned + self.invalid + self.busy + self.no_memory + self.empty + self.other
+    }
 }
 
 impl FaultCounters {
@@ -95,7 +169,23 @@ impl FaultCounters {
             spurious: self.spurious.load(Ordering::Relaxed),
             around_pages: self.around_pages.load(Ordering::Relaxed),
             panics: self.panics.load(Ordering::Relaxed),
+            pmd_mapped: self.pmd_mapped.load(Ordering::Relaxed),
+            pmd_fallback: {
+                let n = |c: PmdFallback| self.pmd_fallback[c as usize].load(Ordering::Relaxed);
+                PmdFallbacks {
+                    unaligned: n(PmdFallback::Unaligned),
+                    invalid: n(PmdFallback::Invalid),
+                    busy: n(PmdFallback::Busy),
+                    no_memory: n(PmdFallback::NoMemory),
+                    empty: n(PmdFallback::Empty),
+                    other: n(PmdFallback::Other),
+                }
+            },
         }
+    }
+
+    pub(crate) fn count_pmd_fallback(&self, cause: PmdFallback) {
+        self.pmd_fallback[cause as usize].fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -104,6 +194,10 @@ impl FaultCounters {
 #[derive(Debug)]
 pub(crate) struct Engine {
     uffd: OwnedFd,
+    /// `/proc/self/pagemap`, to tell a retried fault from a new one where a
+    /// collapse, which cannot say so itself, maps the page. `None` where
+    /// procfs is not mounted: every such fault then counts as new.
+    pagemap: Option<OwnedFd>,
     pub(crate) counters: FaultCounters,
     /// Whether a panicking fault operation was logged (once per engine: a
     /// broken exporter would otherwise flood the log, one line per touch).
@@ -159,8 +253,12 @@ fn classify(msg: &UffdMsg) -> Event {
 
 impl Engine {
     pub(crate) fn new(uffd: OwnedFd) -> Self {
+        let pagemap = rustix::fs::open("/proc/self/pagemap", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(|e| tracing::warn!(%e, "cannot open /proc/self/pagemap; retried huge faults count as new"))
+            .ok();
         Self {
             uffd,
+            pagemap,
             counters: FaultCounters::default(),
             panic_logged: AtomicBool::new(false),
             odd_event_logged: AtomicBool::new(false),
@@ -324,6 +422,39 @@ impl Engine {
             // access may proceed.
             Err((Errno::EXIST | Errno::AGAIN, _)) => {}
             Err((e, _)) => tracing::error!(address = %page_va, %e, "UFFDIO_POISON failed"),
+        }
+    }
+
+    /// Whether the page at `page_va` is mapped already (see `pagemap`).
+    pub(crate) fn page_present(&self, page_va: VirtAddr) -> bool {
+        let Some(pagemap) = &self.pagemap else { return false };
+        sys::page_present(pagemap.as_fd(), page_va.0).unwrap_or_else(|e| {
+            tracing::warn!(address = %page_va, %e, "pagemap read failed; the fault counts as new");
+            false
+        })
+    }
+
+    /// Maps the 2 MiB at `huge_va` (aligned, whole inside one shared memfd
+    /// mapping at a 2 MiB-aligned file offset) with one PMD, by
+    /// `MADV_COLLAPSE`, without waking. Returns why not when it did not.
+    ///
+    /// A collapse that reports success is checked with a `UFFDIO_CONTINUE`
+    /// of the same 2 MiB: over a PMD it stops at once with `EEXIST`; where
+    /// the collapse installed nothing it maps the PTEs itself, so the
+    /// faulting thread is never woken to an unmapped page (which would
+    /// fault, collapse and wake forever).
+    pub(crate) fn collapse(&self, huge_va: VirtAddr) -> Result<(), Collapse> {
+        debug_assert!(huge_va.is_aligned(HPAGE_PMD_SIZE));
+        let (addr, len) = (huge_va.0 as usize, HPAGE_PMD_SIZE as usize);
+        if let Err(e) = sys::collapse_owned(addr, len) {
+            return Err(Collapse::Failed(PmdFallback::of(e)));
+        }
+        match sys::uffdio_continue(self.uffd(), huge_va.0, HPAGE_PMD_SIZE) {
+            Err((Errno::EXIST, mapped)) if mapped <= 0 => Ok(()),
+            Ok(()) => Err(Collapse::Continued),
+            // Part of it mapped by PTEs, or the range changing: the caller
+            // continues the 2 MiB as for a failed collapse.
+            Err(_) => Err(Collapse::Failed(PmdFallback::Empty)),
         }
     }
 

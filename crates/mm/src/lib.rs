@@ -13,8 +13,9 @@
 //! registered with a userfaultfd in MINOR mode. The first touch of each page
 //! stops in the kernel and reaches the address space's fault engine
 //! (`fault_engine.rs`), which asks the VMA's operations; success is
-//! `UFFDIO_CONTINUE` (4 KiB, a whole 2 MiB page, or a fault-around window),
-//! SIGBUS is `UFFDIO_POISON`. A zap (`MADV_DONTNEED`) removes the PTEs again,
+//! `UFFDIO_CONTINUE` (4 KiB, or a fault-around window) and `MADV_COLLAPSE`
+//! for each 2 MiB of it that may be mapped by one PMD, SIGBUS is
+//! `UFFDIO_POISON`. A zap (`MADV_DONTNEED`) removes the PTEs again,
 //! so the next touch faults once more. The engine survives a broken
 //! exporter: a panic or a wrong translation ends that access in SIGBUS. See
 //! `README.md` beside this file.
@@ -58,7 +59,7 @@ mod vma;
 
 pub use aspace::{AddressSpace, ForkGuard, MapRequest, MappingHandle, VmaInfo};
 pub use fault::{PfnWindow, VmFault, VmFaultResult, VmOperations};
-pub use fault_engine::FaultStats;
+pub use fault_engine::{FaultStats, PmdFallbacks};
 pub use mmio::{MmioAddr, MmioRegs, MmioRevoked, VmMmio};
 pub use phys::PhysMemory;
 pub use probe::{AccessFault, Width};

@@ -164,6 +164,40 @@ pub(crate) fn madvise_hugepage_owned(addr: usize, len: usize) -> Result<(), Errn
     unsafe { rustix::mm::madvise(addr as *mut c_void, len, Advice::LinuxHugepage) }
 }
 
+/// `MADV_COLLAPSE` (include/uapi/asm-generic/mman-common.h); spelled out
+/// here because not every libc target names it.
+const MADV_COLLAPSE: i32 = 25;
+
+/// `MADV_COLLAPSE` over an owned, 2 MiB-aligned range of a shared memfd
+/// mapping: the kernel makes the page cache behind each aligned 2 MiB one
+/// 2 MiB folio (copying 4 KiB pages into a new one when it is not yet) and
+/// maps it with one PMD. It raises no userfault in a MINOR-registered range.
+pub(crate) fn collapse_owned(addr: usize, len: usize) -> Result<(), Errno> {
+    // SAFETY: the range is a shared mapping owned by the caller's VMA table.
+    // A collapse keeps every byte of the file (a copy when it builds a new
+    // folio, under the folio locks that order it against writers) and only
+    // changes how the pages are held and mapped; no Rust reference points
+    // into device-memory mappings (STYLE §4.6).
+    let r = unsafe { libc::madvise(addr as *mut c_void, len, MADV_COLLAPSE) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(last_errno())
+    }
+}
+
+/// Whether the page at `va` is present in this process's page tables (bit
+/// 63 of its `/proc/self/pagemap` entry; a PMD counts for each of its pages,
+/// a poison marker does not).
+pub(crate) fn page_present(pagemap: BorrowedFd<'_>, va: u64) -> Result<bool, Errno> {
+    let mut entry = [0u8; 8];
+    let n = rustix::io::pread(pagemap, &mut entry, va / PAGE_SIZE * 8)?;
+    if n != entry.len() {
+        return Err(Errno::IO);
+    }
+    Ok(u64::from_ne_bytes(entry) >> 63 == 1)
+}
+
 // ---------------------------------------------------------------------------
 // userfaultfd UAPI (include/uapi/linux/userfaultfd.h). Plain data, laid out
 // as the kernel expects.
