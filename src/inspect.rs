@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use dmabuf::DmaBuf;
+use mm::maps::SmapsEntry;
 use serde_json::{json, Value};
 use vfio::VfioDmaBuf;
 
@@ -42,10 +43,18 @@ fn fd_names(w: &World, buf: &DmaBuf) -> Vec<String> {
     w.bufs.iter().filter(|(_, f)| f.buffer().id() == buf.id()).map(|(n, f)| format!("{n}=fd {}", f.raw_fd())).collect()
 }
 
+/// What the kernel maps with PMDs (`ShmemPmdMapped` of `/proc/self/smaps`)
+/// inside `[start, end)`: each kernel VMA there with any, as its range and
+/// bytes. Empty where procfs cannot be read.
+fn pmd_ranges(pmd: &[SmapsEntry], start: u64, end: u64) -> Vec<(u64, u64, u64)> {
+    pmd.iter().filter(|e| e.start < end && start < e.end).map(|e| (e.start, e.end, e.shmem_pmd_mapped)).collect()
+}
+
 /// Draws the live state as text.
 pub fn draw(w: &World) -> String {
     let mut out = String::new();
     let vmas = w.aspace.vmas();
+    let pmd = w.aspace.pmd_mapped().unwrap_or_default();
     let bufs = buffers(w);
     for (id, vdev) in &w.devices {
         let _ = writeln!(
@@ -108,6 +117,9 @@ pub fn draw(w: &World) -> String {
                         .find(|(_, m)| m.va <= v.vm_start && v.vm_start < m.va + m.len)
                         .map_or("", |(n, _)| n.as_str());
                     let _ = writeln!(out, "      VMA {name:<6} {}", v.maps_line());
+                    for (s, e, bytes) in pmd_ranges(&pmd, v.vm_start, v.vm_end) {
+                        let _ = writeln!(out, "        PMD-mapped {} MiB in {s:08x}-{e:08x}", bytes >> 20);
+                    }
                 }
             }
         }
@@ -115,8 +127,13 @@ pub fn draw(w: &World) -> String {
     let s = w.aspace.fault_stats();
     let _ = writeln!(
         out,
-        "faults: {} of 4 KiB, {} of 2 MiB, {} fallbacks, {} SIGBUS",
-        s.order0, s.order9, s.fallback, s.sigbus
+        "faults: {} of 4 KiB, {} of 2 MiB, {} fallbacks, {} SIGBUS; 2 MiB pieces mapped by a PMD {}, by PTEs {}",
+        s.order0,
+        s.order9,
+        s.fallback,
+        s.sigbus,
+        s.pmd_mapped,
+        s.pmd_fallback.total()
     );
     out
 }
@@ -155,13 +172,25 @@ pub fn json(w: &World) -> Value {
             })
         })
         .collect();
+    let pmd = w.aspace.pmd_mapped().unwrap_or_default();
     let vmas: Vec<Value> = vmas
         .iter()
-        .map(|v| json!({"start": v.vm_start, "end": v.vm_end, "vm_pgoff": v.vm_pgoff, "buffer": v.inode, "maps_line": v.maps_line()}))
+        .map(|v| {
+            let ranges: Vec<Value> = pmd_ranges(&pmd, v.vm_start, v.vm_end)
+                .into_iter()
+                .map(|(s, e, bytes)| json!({"start": s, "end": e, "bytes": bytes}))
+                .collect();
+            json!({"start": v.vm_start, "end": v.vm_end, "vm_pgoff": v.vm_pgoff, "buffer": v.inode,
+                   "maps_line": v.maps_line(), "pmd_mapped": ranges})
+        })
         .collect();
     let s = w.aspace.fault_stats();
+    let f = s.pmd_fallback;
     json!({
         "devices": devices, "buffers": bufs, "vmas": vmas,
-        "faults": {"order0": s.order0, "order9": s.order9, "fallback": s.fallback, "sigbus": s.sigbus},
+        "faults": {"order0": s.order0, "order9": s.order9, "fallback": s.fallback, "sigbus": s.sigbus,
+                   "pmd_mapped": s.pmd_mapped,
+                   "pmd_fallback": {"unaligned": f.unaligned, "invalid": f.invalid, "busy": f.busy,
+                                    "no_memory": f.no_memory, "empty": f.empty, "other": f.other}},
     })
 }

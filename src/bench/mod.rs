@@ -7,6 +7,7 @@
 //! [`exec`].
 
 pub mod exec;
+mod pmd;
 pub mod register;
 
 use std::io::{IsTerminal, Write as _};
@@ -209,7 +210,7 @@ fn timed(f: impl FnOnce() -> Result<()>) -> Result<Duration> {
 pub fn run(opts: Options) -> Result<Vec<Row>> {
     let mut p = Progress {
         done: 0,
-        total: 14 + register::STEPS + register::EMULATED_STEPS + exec::STEPS,
+        total: 14 + pmd::STEPS + register::STEPS + register::EMULATED_STEPS + exec::STEPS,
         tty: std::io::stderr().is_terminal(),
     };
     // (the step count above must match the `p.step` calls below)
@@ -280,6 +281,9 @@ pub fn run(opts: Options) -> Result<Vec<Row>> {
             ));
         }
     }
+
+    // BAR 0's folios exist now: every 2 MiB was faulted above.
+    rows.extend(pmd::first_touch(opts, &mut p, &fd, &aspace)?);
 
     // 2. First touch, 4 KiB only (BAR offset 4 KiB: no PFN is 512-aligned).
     let small = opts.small;
@@ -385,6 +389,7 @@ pub fn run(opts: Options) -> Result<Vec<Row>> {
             None,
         ));
     }
+    rows.extend(pmd::revoke(opts, &mut p, &fd, &aspace)?);
     p.step("revoke by number of VMAs");
     // 1 MiB each, or less if 256 of them would not fit the BAR (--quick).
     let each = (size / 256).min(1 << 20);

@@ -78,6 +78,19 @@ impl PlainMapping {
             .map_err(MmError::sys("madvise(MADV_POPULATE_READ)"))
     }
 
+    /// `MADV_COLLAPSE` of every aligned 2 MiB: the page cache behind them
+    /// becomes 2 MiB folios (by a copy where it held 4 KiB pages), each
+    /// mapped by one PMD; the kernel's own later faults of that memory map
+    /// PMDs again. The baseline of PMD-mapped first touch and zap.
+    ///
+    /// # Errors
+    ///
+    /// The errno of `madvise` (`EINVAL` where the mapping has no aligned
+    /// 2 MiB, e.g. an unaligned file offset).
+    pub fn collapse(&self) -> Result<(), MmError> {
+        sys::collapse_owned(self.start as usize, self.len as usize).map_err(MmError::sys("madvise(MADV_COLLAPSE)"))
+    }
+
     /// `MADV_DONTNEED`: drops every PTE (the data stays).
     ///
     /// # Errors
