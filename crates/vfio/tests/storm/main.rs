@@ -224,10 +224,14 @@ fn fault_storm_never_lets_a_revoked_access_through_loses_no_write_and_leaks_noth
         "five stable RAM mappings, three of them split in two, and two register mappings"
     );
     assert!(ProcessState::now().bar_maps_lines() > before.bar_maps_lines());
-    // Fault the huge mapping in once: the first 2 MiB at order 9.
+    // Fault the huge mapping in once: the first 2 MiB at order 9, mapped by
+    // one PMD; the storm then revokes and re-faults it, PMD and all.
     let huge = storm.slots[0].read().as_ref().unwrap().va;
     probe::touch_pages(huge, 2 << 20).unwrap();
-    assert!(storm.aspace.fault_stats().order9 > 0, "{:?}", storm.aspace.fault_stats());
+    let s = storm.aspace.fault_stats();
+    assert!(s.order9 > 0 && s.pmd_mapped > 0, "{s:?}");
+    let pmd = storm.aspace.pmd_mapped().unwrap();
+    assert!(pmd.iter().any(|e| e.start == huge && e.shmem_pmd_mapped == 2 << 20), "{pmd:?}");
 
     let (handles, rx) = spawn_all(&storm);
     let outcomes = watch(&storm, &rx);
@@ -326,7 +330,7 @@ fn fault_storm_never_lets_a_revoked_access_through_loses_no_write_and_leaks_noth
     assert_eq!(c.get(C::Resets) + c.get(C::Flrs) + c.get(C::HotResets) + c.get(C::HotResetBusy), cycles);
     assert!(c.get(C::PermRevokes) > 0 && c.get(C::Exports) > 0 && c.get(C::Unmaps) > 0, "{}", c.summary());
     assert!(c.get(C::HoleProbes) > 0 && c.get(C::Splits) > 0, "{}", c.summary());
-    assert!(stats.order9 > 1 && stats.sigbus > 0, "{stats:?}");
+    assert!(stats.order9 > 1 && stats.pmd_mapped > 1 && stats.sigbus > 0, "{stats:?}");
     // Importers met every outcome, and revokes really waited for them.
     for n in [
         C::ImporterMaps,
