@@ -221,7 +221,7 @@ impl VmFault<'_> {
             h += HPAGE_PMD_SIZE;
         }
         if !huge.is_empty() {
-            return self.map_huge(window, &huge, unaligned, order);
+            return self.map_huge(PfnWindow { start, len, pfn }, &huge, unaligned, order);
         }
         match self.engine.map_window(start, len, page_va) {
             Ok(mapped) => {

@@ -134,33 +134,17 @@ impl Vma {
         None
     }
 
-    /// The piece backing `va`, and the virtual address of its first byte.
-    fn piece_at(&self, va: VirtAddr) -> Option<(&MapPiece, u64)> {
-        if !self.contains(va) {
-            return None;
-        }
-        let mut piece_va = self.vm_start.0;
-        for p in &self.pieces {
-            if va.0 < piece_va + p.len {
-                return Some((p, piece_va));
-            }
-            piece_va += p.len;
-        }
-        None
-    }
-
     /// Whether the 2 MiB at `huge_va` may be mapped by one PMD as far as its
     /// backing goes: it is aligned, lies in one frame run (one kernel VMA,
     /// so frames of 2 MiB or more) and sits at a 2 MiB-aligned offset of
-    /// that frame's file, where one 2 MiB folio can hold it.
+    /// that frame's file (a frame's file offset is the physical address),
+    /// where one 2 MiB folio can hold it.
     pub fn huge_backed(&self, huge_va: VirtAddr) -> bool {
         let end = huge_va.0 + HPAGE_PMD_SIZE;
         if !huge_va.is_aligned(HPAGE_PMD_SIZE) || !self.frame_run(huge_va).is_some_and(|(_, e)| end <= e.0) {
             return false;
         }
-        let Some((p, piece_va)) = self.piece_at(huge_va) else { return false };
-        let paddr = PhysAddr(p.paddr.0 + (huge_va.0 - piece_va));
-        p.memory.locate(paddr).is_some_and(|(_, offset, _)| offset % HPAGE_PMD_SIZE == 0)
+        self.backing(huge_va).is_some_and(|b| b.paddr.0 % HPAGE_PMD_SIZE == 0)
     }
 
     /// Cuts `[from, to)` out of this VMA (both page aligned, clipped to the

@@ -8,7 +8,9 @@
 
 mod common;
 
-use common::{setup, vm_exclusive, vm_shared, word_at, Mode, BASE};
+use std::sync::Arc;
+
+use common::{map, memory_in_frames, setup, vm_exclusive, vm_shared, word_at, Exporter, Mode, BASE, MEM_LEN};
 use mm::{probe, AddressSpace};
 use page::{PhysAddr, HPAGE_PMD_SIZE, PAGE_SIZE};
 
@@ -124,23 +126,43 @@ fn a_stale_poison_marker_inside_a_2mib_makes_it_fall_back_to_ptes() {
     assert_pattern(va + 0x3_1000, (2 << 20) - 0x3_1000, BASE + 0x3_1000);
 }
 
+/// One 8 MiB frame: the whole mapping is one kernel VMA, so one window.
+fn one_frame_setup(mode: Mode, len: u64, offset: u64) -> (AddressSpace, Arc<Exporter>, u64) {
+    let aspace = AddressSpace::new().unwrap();
+    let mem = memory_in_frames(MEM_LEN);
+    let ops = Exporter::new(mode);
+    let va = map(&aspace, &mem, ops.clone(), offset, len);
+    (aspace, ops, va)
+}
+
 #[test]
 fn fault_around_pmd_maps_the_aligned_2mib_pieces_of_its_window() {
     let _vm = vm_shared();
     let len = (6 << 20) + 0x5000;
-    let (aspace, _mem, ops, va) = setup(Mode::AroundWholeVma, len, 0);
+    let (aspace, _ops, va) = one_frame_setup(Mode::AroundWholeVma, len, 0);
     assert_eq!(probe::read_u64(va + (5 << 20)).unwrap(), word_at(BASE + (5 << 20)));
     assert_pattern(va, len, BASE);
     let s = aspace.fault_stats();
     assert_eq!((s.order0, s.around_pages, s.pmd_mapped, s.pmd_fallback.total()), (1, len / PAGE_SIZE, 3, 0), "{s:?}");
-    assert_eq!(ops.calls.load(std::sync::atomic::Ordering::SeqCst), 2, "the order-9 try, then the window");
+    assert_eq!(pmd_bytes(&aspace, va, va + len), 6 << 20);
+}
+
+/// In 2 MiB frames, each fault's window is its frame: a PMD each.
+#[test]
+fn in_2mib_frames_each_frame_is_one_fault_and_one_pmd() {
+    let _vm = vm_shared();
+    let len = (6 << 20) + 0x5000;
+    let (aspace, _mem, _ops, va) = setup(Mode::AroundWholeVma, len, 0);
+    assert_pattern(va, len, BASE);
+    let s = aspace.fault_stats();
+    assert_eq!((s.order0, s.around_pages, s.pmd_mapped, s.pmd_fallback.total()), (4, len / PAGE_SIZE, 3, 0), "{s:?}");
     assert_eq!(pmd_bytes(&aspace, va, va + len), 6 << 20);
 }
 
 #[test]
 fn unaligned_backing_is_mapped_with_ptes_and_counted() {
     let _vm = vm_shared();
-    let (aspace, _mem, _ops, va) = setup(Mode::AroundWholeVma, 4 << 20, 0x1000);
+    let (aspace, _ops, va) = one_frame_setup(Mode::AroundWholeVma, 4 << 20, 0x1000);
     assert_pattern(va, 4 << 20, BASE + 0x1000);
     let s = aspace.fault_stats();
     assert_eq!((s.order0, s.pmd_mapped, s.pmd_fallback.unaligned), (1, 0, 2), "{s:?}");

@@ -136,7 +136,12 @@ impl VmOperations for Exporter {
 
 /// The test memory, each 8-byte word holding its own physical address.
 pub fn memory() -> Arc<PhysMemory> {
-    let mem = Arc::new(PhysMemory::new("mm-test", PhysAddr(BASE), MEM_LEN).unwrap());
+    memory_in_frames(mm::frames::DEFAULT_FRAME_SIZE)
+}
+
+/// [`memory`] held in frames of `frame_size`.
+pub fn memory_in_frames(frame_size: u64) -> Arc<PhysMemory> {
+    let mem = Arc::new(PhysMemory::with_frames("mm-test", PhysAddr(BASE), MEM_LEN, frame_size).unwrap());
     let words: Vec<u8> = (0..MEM_LEN / 8).flat_map(|i| (BASE + i * 8).to_ne_bytes()).collect();
     mem.write(PhysAddr(BASE), &words).unwrap();
     mem
