@@ -16,7 +16,12 @@
 //! the frame before `ftruncate` returns, and any later access is beyond EOF,
 //! hence SIGBUS, whatever the process's own fault handler would do.
 //!
-//! RESTORE regrows the file (`ftruncate` + `fallocate`, populated again, as
+//! Each aligned 2 MiB of a frame is created as one 2 MiB folio (one page
+//! allocated, then `MADV_COLLAPSE` of a temporary mapping: cheaper than
+//! allocating 512 pages), so a fault maps it with one PMD at once; where
+//! that fails the piece gets 4 KiB pages, counted ([`huge_folio_stats`]).
+//!
+//! RESTORE regrows the file (`ftruncate`, 2 MiB folios, `fallocate`: populated again, as
 //! userfaultfd MINOR faults need) and writes the snapshot back: mappings
 //! that still exist in any process work again without a remap (their next
 //! fault finds the page in the page cache).
@@ -33,6 +38,7 @@
 //! a `pwrite` never races a truncation. It is a leaf lock.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use rustix::fs::{FallocateFlags, MemfdFlags, SealFlags};
@@ -75,6 +81,7 @@ impl Frame {
             .map_err(MmError::sys("memfd_create"))?;
         rustix::fs::fcntl_add_seals(&fd, SealFlags::SEAL).map_err(MmError::sys("fcntl(F_ADD_SEALS)"))?;
         rustix::fs::ftruncate(&fd, start + len).map_err(MmError::sys("ftruncate"))?;
+        build_huge_folios(fd.as_fd(), start, len);
         rustix::fs::fallocate(&fd, FallocateFlags::empty(), start, len).map_err(MmError::sys("fallocate"))?;
         Ok(Self::adopt(fd, start, len))
     }
@@ -147,8 +154,10 @@ impl Frame {
     pub(crate) fn restore(&self) -> Result<bool, MmError> {
         let mut cut = self.lock();
         let Some(snapshot) = cut.take() else { return Ok(false) };
-        let grown = rustix::fs::ftruncate(&self.fd, self.start + self.len)
-            .and_then(|()| rustix::fs::fallocate(&self.fd, FallocateFlags::empty(), self.start, self.len));
+        let grown = rustix::fs::ftruncate(&self.fd, self.start + self.len).and_then(|()| {
+            build_huge_folios(self.fd.as_fd(), self.start, self.len);
+            rustix::fs::fallocate(&self.fd, FallocateFlags::empty(), self.start, self.len)
+        });
         if let Err(e) = grown {
             // Keep the frame cut (and the data) rather than half restored.
             let _ = rustix::fs::ftruncate(&self.fd, 0);
@@ -190,6 +199,48 @@ impl Frame {
             return Ok(());
         }
         pwrite_all(&self.fd, data, self.start + off)
+    }
+}
+
+/// How the aligned 2 MiB pieces of frames got their page cache (see
+/// [`huge_folio_stats`]).
+static HUGE_FOLIOS: AtomicU64 = AtomicU64::new(0);
+static HUGE_FOLIO_FALLBACKS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts of the aligned 2 MiB pieces of frames created or restored in this
+/// process: how many got one 2 MiB folio, and how many fell back to 4 KiB
+/// pages (a failed collapse: memory pressure, THP disabled for the process).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HugeFolioStats {
+    /// Pieces now held by one 2 MiB folio each.
+    pub huge: u64,
+    /// Pieces populated with 4 KiB pages instead.
+    pub fallback: u64,
+}
+
+/// The counts so far (process-wide).
+pub fn huge_folio_stats() -> HugeFolioStats {
+    HugeFolioStats { huge: HUGE_FOLIOS.load(Ordering::Relaxed), fallback: HUGE_FOLIO_FALLBACKS.load(Ordering::Relaxed) }
+}
+
+/// Gives each aligned 2 MiB of the frame `[start, start + len)` of `fd` (a
+/// file sized but not yet populated there) one 2 MiB folio, so that faults
+/// can map it with one PMD at once: a fault's collapse over 4 KiB pages
+/// would copy them (milliseconds per 2 MiB). A piece that cannot have one
+/// is left to the `fallocate` that follows, which fills every hole with
+/// 4 KiB pages; counted either way.
+fn build_huge_folios(fd: BorrowedFd<'_>, start: u64, len: u64) {
+    const HUGE: u64 = 2 << 20;
+    let mut off = start.next_multiple_of(HUGE);
+    while off + HUGE <= start + len {
+        match crate::sys::build_huge_folio(fd, off) {
+            Ok(()) => HUGE_FOLIOS.fetch_add(1, Ordering::Relaxed),
+            Err(e) => {
+                tracing::debug!(offset = off, %e, "no 2 MiB folio for a frame piece; 4 KiB pages instead");
+                HUGE_FOLIO_FALLBACKS.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        off += HUGE;
     }
 }
 

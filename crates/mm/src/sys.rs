@@ -173,8 +173,9 @@ const MADV_COLLAPSE: i32 = 25;
 /// 2 MiB folio (copying 4 KiB pages into a new one when it is not yet) and
 /// maps it with one PMD. It raises no userfault in a MINOR-registered range.
 pub(crate) fn collapse_owned(addr: usize, len: usize) -> Result<(), Errno> {
-    // SAFETY: the range is a shared mapping owned by the caller's VMA table.
-    // A collapse keeps every byte of the file (a copy when it builds a new
+    // SAFETY: the range is a shared mapping owned by the caller (through
+    // its VMA table, or a reservation of its own). A collapse keeps every
+    // byte of the file (a copy when it builds a new
     // folio, under the folio locks that order it against writers) and only
     // changes how the pages are held and mapped; no Rust reference points
     // into device-memory mappings (STYLE §4.6).
@@ -184,6 +185,22 @@ pub(crate) fn collapse_owned(addr: usize, len: usize) -> Result<(), Errno> {
     } else {
         Err(last_errno())
     }
+}
+
+/// Makes the page cache of `fd` at `[offset, offset + 2 MiB)` (offset 2 MiB
+/// aligned, inside the file, no page cached there yet) one 2 MiB folio: one
+/// page allocated (`fallocate` of its first 4 KiB), a temporary 2 MiB-aligned
+/// shared mapping of the range, `MADV_COLLAPSE` of it (which builds the
+/// folio from that one page without copying 511 others), and the mapping
+/// gone again. The rest of the range reads as zeroes, as after `fallocate`.
+pub(crate) fn build_huge_folio(fd: BorrowedFd<'_>, offset: u64) -> Result<(), Errno> {
+    const HUGE: usize = 2 << 20;
+    debug_assert_eq!(offset % HUGE as u64, 0);
+    rustix::fs::fallocate(fd, rustix::fs::FallocateFlags::empty(), offset, PAGE_SIZE)?;
+    let res = Reservation::new(HUGE, HUGE, None)?;
+    map_shared_fixed(&res, res.start(), HUGE, fd, offset, true)?;
+    collapse_owned(res.start(), HUGE)
+    // Dropping `res` unmaps the temporary mapping; the folio stays cached.
 }
 
 /// Whether the page at `va` is present in this process's page tables (bit

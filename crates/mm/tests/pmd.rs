@@ -168,3 +168,27 @@ fn unaligned_backing_is_mapped_with_ptes_and_counted() {
     assert_eq!((s.order0, s.pmd_mapped, s.pmd_fallback.unaligned), (1, 0, 2), "{s:?}");
     assert_eq!(pmd_bytes(&aspace, va, va + (4 << 20)), 0);
 }
+
+/// Frames are created with one 2 MiB folio per aligned 2 MiB, and a cut-off
+/// frame is restored with them again: the data comes back, and the next
+/// fault maps it with one PMD.
+#[test]
+fn frames_are_created_and_restored_with_2mib_folios() {
+    let _vm = vm_shared();
+    let before = mm::frames::huge_folio_stats();
+    let (aspace, mem, _ops, va) = setup(Mode::Linear, 4 << 20, 0);
+    let made = mm::frames::huge_folio_stats();
+    assert!(made.huge >= before.huge + MEM_LEN / HPAGE_PMD_SIZE, "{before:?} -> {made:?}");
+    probe::write_u64(va + HPAGE_PMD_SIZE + 0x48, 0xabcd).unwrap();
+    assert_eq!(aspace.fault_stats().pmd_mapped, 1);
+    assert!(mem.cut_off(1).unwrap());
+    let gone = probe::read_u64(va + HPAGE_PMD_SIZE).unwrap_err();
+    assert!(gone.is_sigbus(), "{gone}");
+    assert!(mem.restore(1).unwrap());
+    assert!(mm::frames::huge_folio_stats().huge > made.huge);
+    assert_eq!(probe::read_u64(va + HPAGE_PMD_SIZE + 0x48).unwrap(), 0xabcd);
+    assert_pattern(va + HPAGE_PMD_SIZE + 0x1000, HPAGE_PMD_SIZE - 0x1000, BASE + HPAGE_PMD_SIZE + 0x1000);
+    let s = aspace.fault_stats();
+    assert_eq!((s.order9, s.pmd_mapped, s.pmd_fallback.total()), (2, 2, 0), "{s:?}");
+    assert_eq!(pmd_bytes(&aspace, va + HPAGE_PMD_SIZE, va + (4 << 20)), 2 << 20);
+}
