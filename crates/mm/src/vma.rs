@@ -141,10 +141,10 @@ impl Vma {
     /// where one 2 MiB folio can hold it.
     pub fn huge_backed(&self, huge_va: VirtAddr) -> bool {
         let end = huge_va.0 + HPAGE_PMD_SIZE;
-        if !huge_va.is_aligned(HPAGE_PMD_SIZE) || !self.frame_run(huge_va).is_some_and(|(_, e)| end <= e.0) {
-            return false;
-        }
-        self.backing(huge_va).is_some_and(|b| b.paddr.0 % HPAGE_PMD_SIZE == 0)
+        let in_one_run = self.frame_run(huge_va).is_some_and(|(_, e)| end <= e.0);
+        huge_va.is_aligned(HPAGE_PMD_SIZE)
+            && in_one_run
+            && self.backing(huge_va).is_some_and(|b| b.paddr.0 % HPAGE_PMD_SIZE == 0)
     }
 
     /// Cuts `[from, to)` out of this VMA (both page aligned, clipped to the
