@@ -497,6 +497,8 @@ pub fn run(opts: Options) -> Result<Vec<Row>> {
         None,
     ));
 
+    rows.extend(pmd::creation(opts, &mut p)?);
+
     // 6. Scale: cost of one fault and one revoke as unrelated buffers grow.
     p.step("scale: unrelated buffers");
     let scale = scale(opts, &fd, &aspace)?;

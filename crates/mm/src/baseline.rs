@@ -113,6 +113,29 @@ impl Drop for PlainMapping {
     }
 }
 
+/// Frames of `frame_size` for `len` bytes made as before 2 MiB folios:
+/// each a sealed memfd sized and populated by `fallocate` alone (4 KiB pages
+/// while shmem THP is off), which a fault's collapse then has to copy. The
+/// baseline of the creation cost of [`PhysMemory`]'s frames.
+///
+/// # Errors
+///
+/// The errno of `memfd_create`, `fcntl`, `ftruncate` or `fallocate`.
+pub fn flat_frames(len: u64, frame_size: u64) -> Result<Vec<OwnedFd>, MmError> {
+    use rustix::fs::{FallocateFlags, MemfdFlags, SealFlags};
+    (0..len.div_ceil(frame_size))
+        .map(|i| {
+            let fd = rustix::fs::memfd_create("bench-flat-frame", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+                .map_err(MmError::sys("memfd_create"))?;
+            rustix::fs::fcntl_add_seals(&fd, SealFlags::SEAL).map_err(MmError::sys("fcntl(F_ADD_SEALS)"))?;
+            let n = frame_size.min(len - i * frame_size);
+            rustix::fs::ftruncate(&fd, n).map_err(MmError::sys("ftruncate"))?;
+            rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, n).map_err(MmError::sys("fallocate"))?;
+            Ok(fd)
+        })
+        .collect()
+}
+
 /// The first-touch time of `len` bytes of `memory` from `paddr` through a
 /// bare userfaultfd MINOR handler: one thread, `UFFDIO_CONTINUE` of exactly
 /// the faulting 4 KiB page, nothing else. Returns the time of the touch pass
