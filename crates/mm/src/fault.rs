@@ -169,26 +169,17 @@ impl VmFault<'_> {
     /// fault of `order`. (A continue stopped early by a page a racing fault
     /// mapped still maps the faulting page: see `Engine::map_window`.)
     fn map_range(&mut self, window: PfnWindow, order: u32) -> VmFaultResult {
-        let PfnWindow { mut start, mut len, mut pfn } = window;
         let page_va = self.address.page_down();
-        // A fault maps inside the kernel VMA holding it (one frame run):
-        // one UFFDIO_CONTINUE cannot span two, and fault-around stops there.
-        if let Some((run_start, run_end)) = self.vma.frame_run(page_va) {
-            let order_va = self.address.align_down(PAGE_SIZE << order);
-            if order_va < run_start || order_va.0 + (PAGE_SIZE << order) > run_end.0 {
-                // A PMD over frames smaller than it: the kernel cannot map it
-                // (it would span VMAs); the order-0 fault comes next.
-                return VmFaultResult::FALLBACK;
-            }
-            let end = start.0.saturating_add(len);
-            let (s, e) = (start.max(run_start), end.min(run_end.0));
-            if s.0 < e {
-                pfn = Pfn(pfn.0 + (s.0 - start.0) / PAGE_SIZE);
-                (start, len) = (s, e - s.0);
-            }
-        }
         let size = PAGE_SIZE << order;
         let order_va = self.address.align_down(size);
+        // The kernel VMA holding the fault (one frame run).
+        let run = self.vma.frame_run(page_va);
+        if run.is_some_and(|(run_start, run_end)| order_va < run_start || order_va.0 + size > run_end.0) {
+            // A PMD over frames smaller than it: the kernel cannot map it
+            // (it would span VMAs); the order-0 fault comes next.
+            return VmFaultResult::FALLBACK;
+        }
+        let PfnWindow { start, len, pfn } = window;
         let consistent = start.is_page_aligned()
             && len % PAGE_SIZE == 0
             && start <= order_va
@@ -206,23 +197,25 @@ impl VmFault<'_> {
             );
             return self.sigbus();
         }
-        // The aligned 2 MiB pieces wholly inside the window: each is mapped
-        // with one PMD where its backing allows, else with PTEs as the rest.
-        let end = start.0 + len;
-        let mut huge = Vec::new();
-        let mut unaligned = 0;
-        let mut h = start.0.next_multiple_of(HPAGE_PMD_SIZE);
-        while h + HPAGE_PMD_SIZE <= end {
-            if self.vma.huge_backed(VirtAddr(h)) {
-                huge.push(VirtAddr(h));
-            } else {
-                unaligned += 1;
-            }
-            h += HPAGE_PMD_SIZE;
-        }
+        // The aligned 2 MiB pieces wholly inside the window, each mapped with
+        // one PMD where its backing allows (each lies in one frame run, and
+        // a collapse needs nothing more); the rest with PTEs, frame run by
+        // frame run, as one UFFDIO_CONTINUE cannot span two kernel VMAs.
+        let (huge, unaligned) = self.huge_pieces(start, VirtAddr(start.0 + len));
         if !huge.is_empty() {
-            return self.map_huge(PfnWindow { start, len, pfn }, &huge, unaligned, order);
+            return self.map_huge(window, &huge, unaligned, order);
         }
+        // No PMD: one continue, inside the frame run of the fault
+        // (fault-around stops at its ends).
+        let (mut start, mut len) = (start, len);
+        if let Some((run_start, run_end)) = run {
+            let end = start.0 + len;
+            let (s, e) = (start.max(run_start), end.min(run_end.0));
+            if s.0 < e {
+                (start, len) = (s, e - s.0);
+            }
+        }
+        let unaligned = self.huge_pieces(start, VirtAddr(start.0 + len)).1;
         match self.engine.map_window(start, len, page_va) {
             Ok(mapped) => {
                 // Counted before the wake, which lets the faulting thread
@@ -238,6 +231,22 @@ impl VmFault<'_> {
             }
             Err(e) => self.continue_failed(start, len, e),
         }
+    }
+
+    /// The aligned 2 MiB pieces wholly inside `[start, end)` that may have a
+    /// PMD, and how many others there are.
+    fn huge_pieces(&self, start: VirtAddr, end: VirtAddr) -> (Vec<VirtAddr>, u64) {
+        let (mut huge, mut unaligned) = (Vec::new(), 0);
+        let mut h = start.0.next_multiple_of(HPAGE_PMD_SIZE);
+        while h + HPAGE_PMD_SIZE <= end.0 {
+            if self.vma.huge_backed(VirtAddr(h)) {
+                huge.push(VirtAddr(h));
+            } else {
+                unaligned += 1;
+            }
+            h += HPAGE_PMD_SIZE;
+        }
+        (huge, unaligned)
     }
 
     /// Counts a new fault of `order` that mapped `len` bytes, `unaligned` of
@@ -304,14 +313,23 @@ impl VmFault<'_> {
         }
     }
 
-    /// `UFFDIO_CONTINUE` of `[from, to)` (possibly empty) within a window:
-    /// where it holds the faulting page, that page ends up mapped (see
+    /// `UFFDIO_CONTINUE` of `[from, to)` (possibly empty) within a window,
+    /// one call per frame run (kernel VMA) it crosses: where it holds the
+    /// faulting page, that page ends up mapped (see
     /// `Engine::map_window`); elsewhere a part a racing fault mapped first
     /// is left as it is.
     fn continue_part(&self, from: VirtAddr, to: VirtAddr, page_va: VirtAddr) -> Result<(), Errno> {
-        if from >= to {
-            return Ok(());
+        let mut from = from;
+        while from < to {
+            let run_end = self.vma.frame_run(from).map_or(to, |(_, e)| e.min(to));
+            self.continue_run(from, run_end, page_va)?;
+            from = run_end;
         }
+        Ok(())
+    }
+
+    /// [`Self::continue_part`] inside one frame run.
+    fn continue_run(&self, from: VirtAddr, to: VirtAddr, page_va: VirtAddr) -> Result<(), Errno> {
         if from <= page_va && page_va < to {
             return self.engine.map_window(from, to.0 - from.0, page_va).map(drop);
         }
