@@ -173,13 +173,16 @@ const MADV_COLLAPSE: i32 = 25;
 /// 2 MiB folio (copying 4 KiB pages into a new one when it is not yet) and
 /// maps it with one PMD. It raises no userfault in a MINOR-registered range.
 pub(crate) fn collapse_owned(addr: usize, len: usize) -> Result<(), Errno> {
+    // The raw system call, not libc's `madvise`: in a process under the
+    // preload library that symbol is the library's own, which answers for
+    // the kernel's VFIO VMAs and would refuse a collapse of our mappings.
     // SAFETY: the range is a shared mapping owned by the caller (through
     // its VMA table, or a reservation of its own). A collapse keeps every
-    // byte of the file (a copy when it builds a new
-    // folio, under the folio locks that order it against writers) and only
-    // changes how the pages are held and mapped; no Rust reference points
-    // into device-memory mappings (STYLE §4.6).
-    let r = unsafe { libc::madvise(addr as *mut c_void, len, MADV_COLLAPSE) };
+    // byte of the file (a copy when it builds a new folio, under the folio
+    // locks that order it against writers) and only changes how the pages
+    // are held and mapped; no Rust reference points into device-memory
+    // mappings (STYLE §4.6).
+    let r = unsafe { libc::syscall(libc::SYS_madvise, addr, len, MADV_COLLAPSE) };
     if r == 0 {
         Ok(())
     } else {
