@@ -13,6 +13,7 @@ mod cli;
 mod clients;
 mod forkmap;
 mod frames;
+mod pmd;
 mod share;
 mod signals;
 mod storm;
