@@ -285,7 +285,17 @@ impl VmFault<'_> {
             if mapped.is_err() {
                 break;
             }
-            mapped = match engine.collapse(h) {
+            let holds_fault = h <= page_va && page_va.0 < h.0 + HPAGE_PMD_SIZE;
+            let collapsed = engine.collapse(h);
+            // The faulting page must be mapped before its thread is woken,
+            // whatever the collapse said (else it would fault again at once).
+            let collapsed = match collapsed {
+                Ok(()) if holds_fault && engine.pagemap_says_absent(page_va) => {
+                    Err(Collapse::Failed(PmdFallback::Empty))
+                }
+                other => other,
+            };
+            mapped = match collapsed {
                 Ok(()) => {
                     engine.counters.pmd_mapped.fetch_add(1, Ordering::Relaxed);
                     Ok(())

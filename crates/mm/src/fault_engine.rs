@@ -434,6 +434,14 @@ impl Engine {
         })
     }
 
+    /// Whether the page tables show no page at `page_va`; `false` where
+    /// they cannot be read (the continue check of [`Engine::collapse`] is
+    /// then the only one).
+    pub(crate) fn pagemap_says_absent(&self, page_va: VirtAddr) -> bool {
+        let Some(pagemap) = &self.pagemap else { return false };
+        sys::page_present(pagemap.as_fd(), page_va.0).is_ok_and(|present| !present)
+    }
+
     /// Maps the 2 MiB at `huge_va` (aligned, whole inside one shared memfd
     /// mapping at a 2 MiB-aligned file offset) with one PMD, by
     /// `MADV_COLLAPSE`, without waking. Returns why not when it did not.
