@@ -18,6 +18,7 @@
 //! this physical address"; nothing above `mm` should need to know.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use page::{PhysAddr, PAGE_SIZE};
 
@@ -35,6 +36,9 @@ pub struct PhysMemory {
     /// Frame `i` holds `[base + i * frame_size, ...)` at those file offsets;
     /// `None` for a frame this process was not given (or no longer holds).
     frames: Vec<Option<Frame>>,
+    /// How many frames are cut off now, so that callers can skip looking
+    /// for them in the common case of none.
+    cut_frames: AtomicUsize,
 }
 
 impl PhysMemory {
@@ -71,7 +75,7 @@ impl PhysMemory {
                 Frame::create(&frame_name(name, i as usize), start, frame_size.min(len - i * frame_size)).map(Some)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { name: name.to_owned(), base, len, frame_size, frames })
+        Ok(Self { name: name.to_owned(), base, len, frame_size, frames, cut_frames: AtomicUsize::new(0) })
     }
 
     /// The process side: the memory as another process created it, holding
@@ -91,7 +95,8 @@ impl PhysMemory {
         frames: Vec<(usize, OwnedFd)>,
     ) -> Result<Self, MmError> {
         let frame_size = geometry(base, len, frame_size)?;
-        let mut mem = Self { name: name.to_owned(), base, len, frame_size, frames: Vec::new() };
+        let mut mem =
+            Self { name: name.to_owned(), base, len, frame_size, frames: Vec::new(), cut_frames: AtomicUsize::new(0) };
         mem.frames.resize_with(mem.frame_count(), || None);
         for (i, fd) in frames {
             let flen = mem.frame_len(i).ok_or(MmError::Invalid("frame index past the memory"))?;
@@ -113,7 +118,14 @@ impl PhysMemory {
     pub fn detached(&self) -> Self {
         let mut frames = Vec::new();
         frames.resize_with(self.frames.len(), || None);
-        Self { name: self.name.clone(), base: self.base, len: self.len, frame_size: self.frame_size, frames }
+        Self {
+            name: self.name.clone(),
+            base: self.base,
+            len: self.len,
+            frame_size: self.frame_size,
+            frames,
+            cut_frames: AtomicUsize::new(0),
+        }
     }
 
     /// The memfd name prefix (frame `i` is `/memfd:<name>.<i>` in `/proc/self/maps`).
@@ -206,7 +218,11 @@ impl PhysMemory {
     }
 
     pub(crate) fn cut_off_with(&self, i: usize, between: impl FnOnce(BorrowedFd<'_>)) -> Result<bool, MmError> {
-        self.frame(i).ok_or(MmError::Invalid("no such frame held"))?.cut_off(between)
+        let cut = self.frame(i).ok_or(MmError::Invalid("no such frame held"))?.cut_off(between)?;
+        if cut {
+            self.cut_frames.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(cut)
     }
 
     /// Regrows cut frame `i` and writes its contents back, so existing
@@ -217,7 +233,18 @@ impl PhysMemory {
     /// `EINVAL` for a frame not held; the errno of `ftruncate`, `fallocate`
     /// (the frame then stays cut), `read` or `pwrite`.
     pub fn restore(&self, i: usize) -> Result<bool, MmError> {
-        self.frame(i).ok_or(MmError::Invalid("no such frame held"))?.restore()
+        let restored = self.frame(i).ok_or(MmError::Invalid("no such frame held"))?.restore()?;
+        if restored {
+            self.cut_frames.fetch_sub(1, Ordering::Relaxed);
+        }
+        Ok(restored)
+    }
+
+    /// Whether any frame is cut off now. Callers that look for cut frames
+    /// to restore hold a lock that orders them against the cut-offs they
+    /// care about (the device's `memory_lock`).
+    pub fn has_cut_frames(&self) -> bool {
+        self.cut_frames.load(Ordering::Relaxed) > 0
     }
 
     /// Whether frame `i` is cut off (`false` for a frame not held).

@@ -79,15 +79,17 @@ fn a_cut_frame_sigbuses_here_and_a_restore_brings_the_data_back() {
     mem.write(PhysAddr(BASE + FRAME + 0x40), b"before!!").unwrap();
     assert_eq!(probe::read_u64(va + 0x40).unwrap(), u64::from_ne_bytes(*b"before!!"));
     assert_eq!(probe::read_u64(va + FRAME).unwrap(), word_at(BASE + 2 * FRAME));
+    assert!(!mem.has_cut_frames());
     assert!(mem.cut_off(1).unwrap());
     assert!(!mem.cut_off(1).unwrap(), "already cut");
-    assert!(mem.is_cut_off(1) && !mem.is_cut_off(2));
+    assert!(mem.is_cut_off(1) && !mem.is_cut_off(2) && mem.has_cut_frames());
     let e = probe::read_u64(va + 0x40).unwrap_err();
     assert!(e.is_sigbus(), "{e}");
     // The next frame of the same mapping is untouched.
     assert_eq!(probe::read_u64(va + FRAME).unwrap(), word_at(BASE + 2 * FRAME));
     assert!(mem.restore(1).unwrap());
     assert!(!mem.restore(1).unwrap(), "not cut any more");
+    assert!(!mem.has_cut_frames());
     // The same mapping works again, without a remap, with every word back.
     assert_eq!(probe::read_u64(va + 0x40).unwrap(), u64::from_ne_bytes(*b"before!!"));
     for off in (0x1000..FRAME).step_by(0x1000) {

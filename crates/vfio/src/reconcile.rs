@@ -39,10 +39,22 @@ impl VfioPciDevice {
 
     /// A buffer about to be listed `Ok`: restores the cut frames it touches.
     pub(crate) fn restore_frames_of_new(&self, buf: &dmabuf::DmaBuf) {
-        self.restore_ranges(buf.ranges());
+        if self.has_cut_frames() {
+            self.restore_ranges(buf.ranges());
+        }
+    }
+
+    /// Whether a frame of any RAM BAR is cut off.
+    fn has_cut_frames(&self) -> bool {
+        (0..6).filter_map(|i| self.bar(i)).any(|bar| matches!(&bar.store, BarStore::Ram(m) if m.has_cut_frames()))
     }
 
     fn restore_frames_of(&self, mem: &mut MemoryWriteGuard<'_>, wanted: impl Fn(Status) -> bool) {
+        // Nearly always nothing is cut: a revoke then costs nothing here,
+        // however many buffers the device has.
+        if !self.has_cut_frames() {
+            return;
+        }
         let bufs: Vec<_> = mem.dmabufs.values().filter_map(std::sync::Weak::upgrade).collect();
         for buf in bufs {
             if wanted(buf.status()) {
