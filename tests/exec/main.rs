@@ -11,6 +11,7 @@
 
 mod cli;
 mod clients;
+mod events;
 mod forkmap;
 mod frames;
 mod pmd;

@@ -20,7 +20,6 @@
 #include <dirent.h>
 #include <linux/capability.h>
 #include <sys/syscall.h>
-#include <time.h>
 
 /* Two 64 KiB frames at 1 MiB of BAR1. */
 #define RAM_OFF 0x100000
@@ -39,13 +38,6 @@ struct reply {
 	uint64_t sum;
 	char why[200];
 };
-
-static void on_bus(int signo, siginfo_t *si, void *uc)
-{
-	(void)uc;
-	record(signo, si);
-	siglongjmp(jump, 1);
-}
 
 static int buf_fd = -1;
 static volatile uint64_t *map;
@@ -172,7 +164,7 @@ static void hostile(struct reply *r, int past_errno)
 static void client(int index, int sock)
 {
 	(void)index;
-	install(SIGBUS, on_bus, 0);
+	install(SIGBUS, recover_bus, 0);
 	for (;;) {
 		struct cmd c;
 		int fd = recv_cmd(sock, &c, sizeof(c));
@@ -216,27 +208,6 @@ static void reap(struct peer *c)
 	reap_peer(c);
 }
 
-static void stop(struct peer *c)
-{
-	int status;
-	CHECK(kill(c->pid, SIGSTOP) == 0, "SIGSTOP");
-	CHECK(waitpid(c->pid, &status, WUNTRACED) == c->pid && WIFSTOPPED(status), "client stopped %#x", status);
-}
-
-static void cont(struct peer *c)
-{
-	int status;
-	CHECK(kill(c->pid, SIGCONT) == 0, "SIGCONT");
-	CHECK(waitpid(c->pid, &status, WCONTINUED) == c->pid && WIFCONTINUED(status), "client continued %#x", status);
-}
-
-static double now_us(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
-}
-
 /* The sum of the pattern the primary writes: page k holds 0xab00 + k. */
 static uint64_t pattern_sum(void)
 {
@@ -278,7 +249,7 @@ static void stopped(int memory)
 	struct reply r = call(&c, MAP, 0, buf);
 	CHECK(r.ok && r.sum == pattern_sum(), "client's first view: %d faulted, sum %#lx", r.faulted,
 	      (unsigned long)r.sum);
-	stop(&c);
+	stop_peer(&c);
 	double t0 = now_us();
 	if (memory)
 		memory_enable(v.device, 0);
@@ -289,7 +260,7 @@ static void stopped(int memory)
 	       took);
 	if (!memory)
 		check_primary(dev, "after the revoke");
-	cont(&c);
+	cont_peer(&c);
 	r = call(&c, TOUCH_ALL, 0, -1);
 	CHECK(r.faulted == PAGES && r.bad_code == 0, "after SIGCONT: %d of %d pages faulted, %d not BUS_ADRERR here",
 	      r.faulted, PAGES, r.bad_code);
@@ -353,6 +324,6 @@ static const struct check checks[] = {
 
 int main(int argc, char **argv)
 {
-	install(SIGBUS, on_bus, 0);
+	install(SIGBUS, recover_bus, 0);
 	return run_checks(argc, argv, checks, sizeof(checks) / sizeof(checks[0]));
 }

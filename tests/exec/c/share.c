@@ -39,17 +39,10 @@ struct reply {
 	void *addr;
 };
 
-static void on_bus(int signo, siginfo_t *si, void *uc)
-{
-	(void)uc;
-	record(signo, si);
-	siglongjmp(jump, 1);
-}
-
 /* The client: serves commands until EXIT or the primary goes. */
 static void client(int sock)
 {
-	install(SIGBUS, on_bus, 0);
+	install(SIGBUS, recover_bus, 0);
 	int fds[4] = { -1, -1, -1, -1 };
 	char *maps[4] = { 0 };
 	size_t lens[4] = { 0 };
@@ -557,6 +550,6 @@ static const struct check checks[] = {
 
 int main(int argc, char **argv)
 {
-	install(SIGBUS, on_bus, 0);
+	install(SIGBUS, recover_bus, 0);
 	return run_checks(argc, argv, checks, sizeof(checks) / sizeof(checks[0]));
 }

@@ -119,13 +119,6 @@ struct msg {
 /* ---------------------------------------------------------------- */
 /* A client. */
 
-static void on_bus(int signo, siginfo_t *si, void *uc)
-{
-	(void)uc;
-	record(signo, si);
-	siglongjmp(jump, 1);
-}
-
 static int me;
 static struct slot {
 	volatile uint64_t *map; /* NULL: not mapped */
@@ -236,7 +229,7 @@ static void client(int index, int sock)
 	me = index;
 	/* A primary that fails must not leave its clients spinning. */
 	CHECK(prctl(PR_SET_PDEATHSIG, SIGKILL) == 0 && getppid() != 1, "PR_SET_PDEATHSIG");
-	install(SIGBUS, on_bus, 0);
+	install(SIGBUS, recover_bus, 0);
 	for (int s = 0; s < SLOTS; s++)
 		slots[s].pending = -1;
 	uint64_t rnd = seed * 0x9e3779b97f4a7c15ull + (uint64_t)index + 1, swept = 0, n = 0;

@@ -1,8 +1,9 @@
 /* Helpers shared by the focused preload test programs (and the bench's
  * exec probe): open the demo's device through the legacy group/container
- * API, map regions, toggle COMMAND.MEMORY through config space, touch
- * memory with recovery, export and revoke buffers, and pass messages with
- * an fd over a UNIX socket. */
+ * API, map regions, read and write config space (COMMAND.MEMORY, the
+ * capability list), touch memory with recovery, export and revoke
+ * buffers, pass messages with an fd over a UNIX socket, and stop and
+ * continue client processes. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CHECK(cond, ...)                                                         \
@@ -34,6 +36,7 @@
 #define DEMO_GROUP 0
 #define PCI_COMMAND 0x4
 #define PCI_COMMAND_MEMORY 0x2
+#define PCI_CAPABILITY_LIST 0x34
 
 /* VFIO_DEVICE_FEATURE_DMA_BUF and _DMA_BUF_REVOKE as the series defines
  * them (the distribution's headers predate them). */
@@ -92,13 +95,38 @@ static inline void *map_region(int dev, unsigned index, off_t off, size_t len, i
 	return p;
 }
 
+static inline uint16_t config_read16(int dev, uint64_t reg)
+{
+	uint16_t v;
+	CHECK(pread(dev, &v, 2, region(dev, VFIO_PCI_CONFIG_REGION_INDEX).offset + reg) == 2, "config read %#lx",
+	      (unsigned long)reg);
+	return v;
+}
+
+static inline void config_write16(int dev, uint64_t reg, uint16_t v)
+{
+	CHECK(pwrite(dev, &v, 2, region(dev, VFIO_PCI_CONFIG_REGION_INDEX).offset + reg) == 2, "config write %#lx",
+	      (unsigned long)reg);
+}
+
+/* The config offset of the capability with ID `id`; 0 when there is none. */
+static inline unsigned find_cap(int dev, uint8_t id)
+{
+	unsigned at = config_read16(dev, PCI_CAPABILITY_LIST) & 0xfc;
+	for (int n = 0; at && n < 48; n++) {
+		uint16_t head = config_read16(dev, at);
+		if ((head & 0xff) == id)
+			return at;
+		at = (head >> 8) & 0xfc;
+	}
+	return 0;
+}
+
 static inline void memory_enable(int dev, int on)
 {
-	struct vfio_region_info c = region(dev, VFIO_PCI_CONFIG_REGION_INDEX);
-	uint16_t cmd;
-	CHECK(pread(dev, &cmd, 2, c.offset + PCI_COMMAND) == 2, "read COMMAND");
+	uint16_t cmd = config_read16(dev, PCI_COMMAND);
 	cmd = on ? (cmd | PCI_COMMAND_MEMORY) : (cmd & ~PCI_COMMAND_MEMORY);
-	CHECK(pwrite(dev, &cmd, 2, c.offset + PCI_COMMAND) == 2, "write COMMAND");
+	config_write16(dev, PCI_COMMAND, cmd);
 }
 
 /* What the last recovered signal said. */
@@ -121,6 +149,15 @@ static inline int try_load(volatile uint64_t *p, uint64_t *out)
 		return -1;
 	*out = *p;
 	return 0;
+}
+
+/* A SIGBUS handler that records the signal and leaves the access with
+ * siglongjmp (the access must be inside sigsetjmp(jump, 1)). */
+static inline void recover_bus(int signo, siginfo_t *si, void *uc)
+{
+	(void)uc;
+	record(signo, si);
+	siglongjmp(jump, 1);
 }
 
 static inline void install(int signo, void (*h)(int, siginfo_t *, void *), int flags)
@@ -250,6 +287,30 @@ static inline void reap_peer(const struct peer *p)
 	CHECK(waitpid(p->pid, &status, 0) == p->pid, "waitpid");
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "client %d status %#x", p->pid, status);
 	close(p->sock);
+}
+
+/* Stops a client with SIGSTOP and waits until it is stopped. */
+static inline void stop_peer(const struct peer *p)
+{
+	int status;
+	CHECK(kill(p->pid, SIGSTOP) == 0, "SIGSTOP");
+	CHECK(waitpid(p->pid, &status, WUNTRACED) == p->pid && WIFSTOPPED(status), "client stopped %#x", status);
+}
+
+/* Continues a stopped client and waits until it runs again. */
+static inline void cont_peer(const struct peer *p)
+{
+	int status;
+	CHECK(kill(p->pid, SIGCONT) == 0, "SIGCONT");
+	CHECK(waitpid(p->pid, &status, WCONTINUED) == p->pid && WIFCONTINUED(status), "client continued %#x", status);
+}
+
+/* CLOCK_MONOTONIC in microseconds, for times a check prints. */
+static inline double now_us(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1e6 + t.tv_nsec / 1e3;
 }
 
 /* A program of named checks: runs the one each argument names, in order. */
