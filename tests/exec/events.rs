@@ -7,6 +7,11 @@
 //! its data once continued; a client killed while mapping a buffer costs the
 //! next revokes nothing and needs no cut-off.
 //!
+//! Known issue, tolerated and reported (see `verify_settled` in the
+//! program): a client stopped through a reset can meet SIGBUS on its first
+//! accesses once continued, until its library has applied the revoke and
+//! un-revoke notifications it missed.
+//!
 //! Nothing is timed: the program prints how long each call took and only
 //! asserts that it returned.
 
@@ -31,7 +36,11 @@ fn check_stopped(name: &str) {
     let out = run_check("events", DEVICES, name);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("process cut off"), "the stopped client is cut off:\n{stderr}");
-    eprintln!("{}", String::from_utf8_lossy(&out.stdout).lines().find(|l| l.contains("stopped:")).unwrap_or_default());
+    for line in
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.contains("stopped:") || l.contains("pass(es)"))
+    {
+        eprintln!("{line}");
+    }
 }
 
 #[test]
