@@ -58,3 +58,8 @@ fn an_inherited_device_fd_holds_the_device_and_the_child_s_close_is_the_last() {
 fn a_child_s_exit_holding_the_last_device_fd_has_revoked_the_buffer_when_waitpid_returns() {
     check("inherit-exit");
 }
+
+#[test]
+fn a_reaped_child_s_device_mapping_no_longer_holds_the_group() {
+    check("child-mapping-exit");
+}

@@ -99,7 +99,12 @@ fn apply(p: &'static Process, mapping: u64, allowed: bool, slot: u32) {
         let _ = m.slot.set(crate::vma::Slot { view, index: slot as usize });
     }
     let mut a = m.allowed.write().unwrap_or_else(|e| e.into_inner());
-    *a = allowed;
+    // The slot holds the server's latest word for the mapping (written
+    // before each notification goes out). A notification that waited in
+    // the queue while the process was stopped may be older than that: a
+    // revoke followed by its un-revoke must not leave the mapping refusing
+    // faults until the second one is read. Zapping is right either way.
+    *a = m.slot_value().map_or(allowed, wire::msg::status_slot::allows);
     if let Some(aspace) = p.aspace_if_made() {
         if let Err(e) = aspace.mapping_handle(MappingId(mapping)).zap() {
             tracing::error!(mapping, %e, "zap after a notification failed");

@@ -75,7 +75,7 @@ impl ClientMapping {
 
     /// The current value of the mapping's status-page slot; `None` before
     /// its first notification.
-    fn slot_value(&self) -> Option<u32> {
+    pub(crate) fn slot_value(&self) -> Option<u32> {
         self.slot.get().and_then(|s| s.view.get(s.index))
     }
 }

@@ -223,6 +223,7 @@ fn dispatch(
             Err(e) => errno_reply(e),
         },
         Request::Sync => {
+            shared.registry.reap_hung_up();
             shared.objects.reap_now();
             Reply::Ok
         }

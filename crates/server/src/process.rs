@@ -276,7 +276,10 @@ impl Process {
     /// notify connection, counts as having acked ([`Acked::Gone`]). One
     /// that does not answer within the ack wait, or whose connection
     /// cannot take the message within it, is [`Acked::TimedOut`]; after
-    /// that, until it answers again, its revokes do not wait at all.
+    /// that, until it answers again, nothing waits for it: not its revokes
+    /// (it was cut off), nor its un-revokes (the slot lets its faults map
+    /// again as soon as it runs, and a notification it reads late applies
+    /// the slot's current word, not its own).
     ///
     /// This is the first half: the slot written and the notification sent;
     /// what is left is to wait for its ack ([`Process::wait_ack`]) until
@@ -298,7 +301,7 @@ impl Process {
                 acks.next_seq += 1;
                 let seq = acks.next_seq;
                 acks.waiting.insert(seq);
-                (seq, if acks.unresponsive && !allowed { Duration::ZERO } else { self.backstop.ack_timeout() })
+                (seq, if acks.unresponsive { Duration::ZERO } else { self.backstop.ack_timeout() })
             };
             let msg = Notify::Mapping { seq, mapping, allowed, slot };
             // One that is not waited for is not waited on a full queue
@@ -355,8 +358,21 @@ impl Process {
         acks.unresponsive = true;
     }
 
+    /// Whether the process's notify connection has hung up: the process
+    /// exited (the kernel closes an exiting process's files before it can
+    /// be reaped), though the thread serving the connection may not have
+    /// seen it yet.
+    fn notify_hung_up(&self) -> bool {
+        let notify = lock(&self.notify);
+        let Some(conn) = notify.as_ref() else { return false };
+        let mut fds = [rustix::event::PollFd::new(conn.as_ref(), rustix::event::PollFlags::RDHUP)];
+        let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+        matches!(rustix::event::poll(&mut fds, Some(&zero)), Ok(n) if n > 0)
+            && fds[0].revents().intersects(rustix::event::PollFlags::HUP | rustix::event::PollFlags::RDHUP)
+    }
+
     /// The process is gone: nothing will be acked, and its mappings go as
-    /// an exiting process's VMAs do.
+    /// an exiting process's VMAs do. Idempotent.
     fn gone(&self) {
         self.notify_closed();
         lock(&self.notify).take();
@@ -410,6 +426,20 @@ impl Registry {
             last
         };
         if last {
+            p.gone();
+        }
+    }
+
+    /// Lets every process whose notify connection has hung up go now, as
+    /// its exit did: its mappings stop holding their files (a device it
+    /// mapped closes when nothing else holds it). The wait family's sync
+    /// calls this, so a parent that has reaped a child sees the child's
+    /// mappings gone, as the kernel guarantees. The connection's own thread
+    /// finds the hang-up later and only has the bookkeeping left.
+    pub(crate) fn reap_hung_up(&self) {
+        let procs: Vec<Arc<Process>> = lock(&self.procs).values().cloned().collect();
+        for p in procs.into_iter().filter(|p| p.notify_hung_up()) {
+            tracing::debug!(pid = p.pid, "process gone (its notify connection hung up)");
             p.gone();
         }
     }

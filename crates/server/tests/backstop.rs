@@ -45,8 +45,8 @@ fn a_process_that_does_not_acknowledge_a_revoke_is_cut_off_and_its_late_answer_c
     c.set_memory(&dev, false);
     assert_eq!(srv.cut_offs(), 1);
     assert_eq!(frame_len(&frames[0]), 0, "the frame the process maps is truncated");
-    // The un-revoke restores the frame with its data; it waits for the
-    // silent process no longer than the bound.
+    // The un-revoke restores the frame with its data, without waiting for
+    // the silent process.
     c.set_memory(&dev, true);
     assert_eq!(frame_len(&frames[0]), region(1) + FRAME);
     c.pwrite(&dev, region(1) + 8, b"restored").unwrap();

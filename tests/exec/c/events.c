@@ -21,8 +21,9 @@
  *                whole event: the call returns (the server cuts client 1
  *                off after the bound; the time is printed, only the return
  *                is asserted), client 0 works at once, and once continued
- *                client 1 reads every word again (see verify_settled for a
- *                known issue in the first moments after SIGCONT).
+ *                client 1 reads every word again at once: the
+ *                notifications it missed apply the server's latest word
+ *                (its status-page slot), not a stale revoke.
  *   killed       client 0 is killed (SIGKILL) holding its mapping and
  *                reaped; COMMAND.MEMORY clear and set and a permanent
  *                revoke return and reach client 1 as usual (the driver
@@ -81,7 +82,7 @@ static int verify(volatile uint64_t *m, const int *rounds, char *why, size_t n)
 /* ---------------------------------------------------------------- */
 /* A client. Mapping 0 is the buffer, mapping 1 (client 1) the device's. */
 
-enum op { MAP_BUF, MAP_DEV, WRITE, VERIFY, VERIFY_SETTLED, FAULTS, EXIT };
+enum op { MAP_BUF, MAP_DEV, WRITE, VERIFY, FAULTS, EXIT };
 
 struct cmd {
 	int op;
@@ -91,7 +92,6 @@ struct cmd {
 
 struct reply {
 	int ok, maps;
-	int passes; /* VERIFY_SETTLED: the passes that met a fault first */
 	char why[200];
 };
 
@@ -124,32 +124,6 @@ static int faults(int m, char *why, size_t n)
 	return 0;
 }
 
-/* VERIFY once the library has applied the notifications it missed while
- * stopped. KNOWN ISSUE: a client stopped through a temporary revoke (a
- * reset, or D3hot and back) finds, once continued, the revoke's and the
- * un-revoke's notifications queued; the un-revoke has returned, yet while
- * the library applies the first and not yet the second, every access is
- * SIGBUS BUS_ADRERR (the server's log says "it maps the pages again once
- * it does"). On the kernel a process stopped through a reset never sees
- * that. So a pass that meets such a fault is repeated (polled, with a
- * watchdog); the words must then all read as expected, and nothing but
- * that fault is forgiven. The count of such passes is reported. */
-static int verify_settled(const struct cmd *c, struct reply *r)
-{
-	double start = now_us();
-	for (;;) {
-		int rc = 0;
-		for (int m = 0; m < nmaps && !rc; m++)
-			rc = verify(maps[m], c->rounds, r->why, sizeof(r->why));
-		if (rc != -2)
-			return rc;
-		r->passes++;
-		if (now_us() - start > 10e6)
-			return -1;
-		nanosleep(&(struct timespec){ .tv_nsec = 100000 }, NULL);
-	}
-}
-
 static void client(int index, int sock)
 {
 	me = index;
@@ -176,9 +150,6 @@ static void client(int index, int sock)
 			for (int m = 0; m < nmaps && r.ok; m++)
 				if (c.m < 0 || c.m == m)
 					r.ok = verify(maps[m], c.rounds, r.why, sizeof(r.why)) == 0;
-			break;
-		case VERIFY_SETTLED:
-			r.ok = verify_settled(&c, &r) == 0;
 			break;
 		case FAULTS:
 			for (int m = 0; m < nmaps && r.ok; m++)
@@ -389,10 +360,6 @@ static void run_event_stopped(const struct event *e)
 	CHECK(verify(dev, rounds, why, sizeof(why)) == 0, "primary while client 1 is stopped: %s", why);
 	must(0, VERIFY, -1, "while client 1 is stopped");
 	cont_peer(&clients[1]);
-	struct reply r = call(1, VERIFY_SETTLED, -1, -1);
-	CHECK(r.ok, "client 1 after SIGCONT: %s", r.why);
-	printf("%s: client 1 met a fault in %d verify pass(es) after SIGCONT (the known issue at verify_settled)\n",
-	       e->name, r.passes);
 	verify_all(0, "after SIGCONT");
 	next_round(0, "writing after SIGCONT");
 	teardown(0);

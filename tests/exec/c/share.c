@@ -542,10 +542,35 @@ static void inherit_exit(void)
 	inherit_close(0);
 }
 
+/* A child that maps the device fd it inherited and exits without
+ * unmapping: once the parent has reaped it, the child's mapping no longer
+ * holds the device (the kernel drops an exiting process's VMAs before it
+ * can be reaped), so the parent's closes are the last and the group opens
+ * again at once. Repeated, since the server learns of the exit from a
+ * hang-up that races the reap. */
+static void child_mapping_exit(void)
+{
+	for (int round = 0; round < 20; round++) {
+		open_devices();
+		pid_t pid = fork();
+		CHECK(pid >= 0, "fork");
+		if (pid == 0) {
+			volatile uint64_t *m = map_region(plus.device, 1, RAM_OFF, RAM_LEN, PROT_READ | PROT_WRITE);
+			m[0] = (uint64_t)round;
+			_exit(0);
+		}
+		int status;
+		CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && !WEXITSTATUS(status), "child %#x", status);
+		close_devices();
+	}
+	printf("ok child-mapping-exit\n");
+}
+
 static const struct check checks[] = {
 	{ "coherence", coherence }, { "registers", registers },	  { "perm-revoke", perm_revoke },
 	{ "memory", memory_off_on }, { "close-exit", close_exit }, { "last-close", last_close },
 	{ "inherit", inherit }, { "inherit-close", inherit_close_then_exit }, { "inherit-exit", inherit_exit },
+	{ "child-mapping-exit", child_mapping_exit },
 };
 
 int main(int argc, char **argv)
