@@ -245,9 +245,11 @@ pub fn run(opts: Options) -> Result<Vec<Row>> {
                 format!("first touch {kind}, {} MiB, huge-aligned", size >> 20),
                 ours.clone(),
                 kernel.clone(),
-                "kernel 4 KiB write first touch",
+                // The same storage as ours, 2 MiB folios, so the kernel maps
+                // it with PMDs too; the target against it is the PMD row's.
+                "kernel write first touch of the same storage (2 MiB folios, PMD-mapped)",
                 "baseline / ours",
-                Some(Target::AtLeast(3.0)),
+                None,
             ));
         } else {
             rows.push(row(
@@ -335,7 +337,7 @@ pub fn run(opts: Options) -> Result<Vec<Row>> {
         format!("first touch write, {} MiB, 4 KiB faults + fault-around", len4k >> 20),
         Stat::new("ns/page", around),
         Stat::new("ns/page", kernel),
-        "kernel 4 KiB write first touch",
+        "kernel write first touch of the same storage (PTEs over 2 MiB folios)",
         "ours / baseline",
         Some(Target::AtMost(1.0)),
     ));
