@@ -99,7 +99,7 @@ demo's device is served: an edu-plus at 0000:00:03.0 (cdev vfio0, group 0).",
     /// Run an unmodified, dynamically linked program against emulated devices (a private server and the
     /// preload library).
     #[command(
-        after_help = "Examples:\n  vfio-dmabuf exec -- ./my-driver 0000:00:03.0      # the demo's edu-plus, group 0\n  vfio-dmabuf exec --devices devices.toml -- qemu-system-x86_64 -M q35 -device vfio-pci,host=0000:00:03.0 ...\n\ndevices.toml holds [devices.<id>] tables as in scenario files, each with an optional `group = N`. \
+        after_help = "Examples:\n  vfio-dmabuf exec -- ./my-driver 0000:00:03.0      # the demo's edu-plus, group 0\n  vfio-dmabuf exec --devices devices.toml -- qemu-system-x86_64 -M q35 -device vfio-pci,host=0000:00:03.0 ...\n\ndevices.toml holds [devices.<id>] tables as in scenario files, each with an optional `group = N` (and `frame-size`, the size of the memory frames a client is given whole), and an optional [server] table (`ack-timeout`). \
 The program's exit status is exec's (128 + N when signal N killed it). VFIO_DMABUF_LOG=debug logs the server and \
 the preload library to stderr; VFIO_DMABUF_PRELOAD names the library if it is not next to this binary. See docs/exec.md."
     )]
