@@ -67,11 +67,34 @@ pub enum Bug {
     /// lock, while a fault holds `mmap_lock` (read) and waits for
     /// `memory_lock`. Deadlock.
     ZapTakesMmapLock,
+    /// The huge fault installs its PMD entry without re-reading the status
+    /// under `memory_lock` (the 4 KiB path keeps the re-check): a revoke
+    /// between steps 4 and 5 is missed for the whole 2 MiB. Breaks
+    /// invariant 1, which covers PMD entries.
+    PmdInstallSkipsRecheck,
+    /// A partial munmap inside a PMD-mapped 2 MiB keeps the PMD's other
+    /// page mapped by re-inserting it itself, outside the fault's locks and
+    /// status checks, instead of dropping the whole PMD and letting the
+    /// page fault back in. A revoke racing the munmap leaves that page
+    /// mapped. Breaks invariant 1.
+    SplitRemapsPmdPages,
+    /// A revoke whose notification is not acknowledged within the bound
+    /// returns without cutting the silent process off: it keeps its
+    /// mapping. Breaks invariant 1.
+    SkipCutOff,
+    /// The un-revoke pass does not restore the cut frame before making its
+    /// buffers Ok: a legitimate access meets the cut frame (SIGBUS). Breaks
+    /// invariant 7.
+    SkipRestoreBeforeUnrevoke,
+    /// A revoke pass that cut the frame off does not restore it for the Ok
+    /// buffer that still reaches it (the primary's other buffer). Breaks
+    /// invariant 7.
+    SkipRestoreAfterRevoke,
 }
 
 impl Bug {
     /// Every switch, `None` first.
-    pub const ALL: [Bug; 16] = [
+    pub const ALL: [Bug; 21] = [
         Bug::None,
         Bug::FaultSkipsRecheckUnderMemoryLock,
         Bug::FaultNestsResvAndMemoryLock,
@@ -88,7 +111,26 @@ impl Bug {
         Bug::PermRevokeNotAbsorbing,
         Bug::PermRevokeWithoutMemoryLock,
         Bug::ZapTakesMmapLock,
+        Bug::PmdInstallSkipsRecheck,
+        Bug::SplitRemapsPmdPages,
+        Bug::SkipCutOff,
+        Bug::SkipRestoreBeforeUnrevoke,
+        Bug::SkipRestoreAfterRevoke,
     ];
+
+    /// Whether the switch touches only what [`Scenario::Everything`](crate::Scenario::Everything)
+    /// does not run (PMD entries, a second process), so only its own
+    /// scenarios can catch it.
+    pub fn needs_own_scenario(self) -> bool {
+        matches!(
+            self,
+            Bug::PmdInstallSkipsRecheck
+                | Bug::SplitRemapsPmdPages
+                | Bug::SkipCutOff
+                | Bug::SkipRestoreBeforeUnrevoke
+                | Bug::SkipRestoreAfterRevoke
+        )
+    }
 }
 
 impl fmt::Display for Bug {

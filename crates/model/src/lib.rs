@@ -148,6 +148,7 @@
 mod bug;
 pub mod check;
 mod explore;
+mod process;
 mod protocol;
 mod scenario;
 mod world;

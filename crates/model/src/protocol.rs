@@ -13,8 +13,9 @@ use shuttle::sync::{MutexGuard, RwLockWriteGuard};
 use shuttle::thread;
 
 use crate::check::{
-    check_not_freed, check_registration_put, check_sever, check_unlink, check_vdev_use, Books, Event, Pte, Status,
+    check_not_freed, check_registration_put, check_sever, check_unlink, check_vdev_use, Books, Event, Pte, Status, PAGES,
 };
+use crate::process::{notify_process, restore_frames_to_unrevoke, restore_reachable_frames};
 use crate::world::{MemoryState, ResvState, World};
 use crate::Bug;
 
@@ -28,6 +29,8 @@ pub(crate) enum Access {
     /// Faulted and was zapped again each time; the thread gave up (the
     /// model bounds the retry loop a real thread would keep running).
     Refaulted,
+    /// The page is no longer mapped (SIGSEGV): a munmap removed it.
+    Unmapped,
 }
 
 /// What `set_status` did (`dmabuf::Transition`).
@@ -78,6 +81,11 @@ impl DerefMut for MemoryWriteGuard<'_> {
 
 impl Drop for MemoryWriteGuard<'_> {
     fn drop(&mut self) {
+        // The pass ends: invariant 7 is judged here, the lock still held.
+        self.world.record(|books| {
+            books.dev.in_pass = false;
+            Ok(())
+        });
         self.guard.take();
         // Unwinding from a violation: the execution has failed, so leak the
         // references rather than run release, whose checks would panic again
@@ -92,34 +100,69 @@ impl Drop for MemoryWriteGuard<'_> {
 }
 
 pub(crate) fn lock_memory_write(w: &World) -> MemoryWriteGuard<'_> {
-    MemoryWriteGuard { world: w, guard: Some(w.dev.memory_lock.write().expect("no poisoning")), deferred: Vec::new() }
+    let guard = Some(w.dev.memory_lock.write().expect("no poisoning"));
+    w.record(|books| {
+        books.dev.in_pass = true;
+        Ok(())
+    });
+    MemoryWriteGuard { world: w, guard, deferred: Vec::new() }
 }
 
 // ---------------------------------------------------------------------------
 // The page tables (crates/mm).
 // ---------------------------------------------------------------------------
 
-/// `UFFDIO_CONTINUE`: maps the page unless something (a page or a poison
-/// marker) is already there, which is `EEXIST` and changes nothing.
-fn insert_pfn(w: &World, buf: usize) {
+/// `UFFDIO_CONTINUE`: maps the page unless something (a page, the PMD or a
+/// poison marker) is already there, which is `EEXIST` and changes nothing.
+/// On a cut (truncated) frame it fails, and the access is SIGBUS.
+fn insert_pfn(w: &World, buf: usize, page: usize) {
     // The ioctl takes the page-table lock: a point where others may run.
     thread::yield_now();
     w.record(|books| {
-        let pte = &mut books.bufs[buf].pte;
-        if *pte == Pte::None {
-            *pte = Pte::Present;
+        let cut = books.dev.frame_cut;
+        let b = &mut books.bufs[buf];
+        if !cut && !b.pmd && b.ptes[page] == Pte::None {
+            b.ptes[page] = Pte::Present;
+        }
+        Ok(())
+    });
+}
+
+/// The huge insert (`MADV_COLLAPSE`, as `vmf_insert_pfn_pmd()`): one PMD
+/// entry for the whole aligned 2 MiB, if the range is still one VMA (no
+/// split) and has no page table under it (no PTE, no marker); otherwise
+/// falls back to the PTE of the faulting page.
+fn insert_pfn_pmd(w: &World, buf: usize, page: usize) {
+    thread::yield_now();
+    w.record(|books| {
+        let cut = books.dev.frame_cut;
+        let b = &mut books.bufs[buf];
+        if cut || b.pmd {
+            return Ok(());
+        }
+        if !b.split && b.ptes.iter().all(|&p| p == Pte::None) {
+            b.pmd = true;
+            books.saw(Event::PmdInstalled);
+        } else {
+            if b.split {
+                books.saw(Event::HugeFellBackToPte);
+            }
+            let b = &mut books.bufs[buf];
+            if b.ptes[page] == Pte::None {
+                b.ptes[page] = Pte::Present;
+            }
         }
         Ok(())
     });
 }
 
 /// `UFFDIO_POISON`: installs a poison marker unless something is there.
-fn poison(w: &World, buf: usize) {
+fn poison(w: &World, buf: usize, page: usize) {
     thread::yield_now();
     w.record(|books| {
-        let pte = &mut books.bufs[buf].pte;
-        if *pte == Pte::None {
-            *pte = Pte::Poisoned;
+        let b = &mut books.bufs[buf];
+        if !b.pmd && b.ptes[page] == Pte::None {
+            b.ptes[page] = Pte::Poisoned;
         }
         Ok(())
     });
@@ -132,17 +175,25 @@ enum ZapFor {
     Unrevoke,
 }
 
-/// `MappingHandle::zap` (`MADV_DONTNEED`): drops the page and any poison
-/// marker. Takes the VMA table lock, never `mmap_lock`, so an exporter may
-/// zap under its own locks while a fault holds `mmap_lock` and waits for them.
+/// `MappingHandle::zap` (`MADV_DONTNEED`): drops the pages, the PMD and any
+/// poison marker. Takes the VMA table lock, never `mmap_lock`, so an
+/// exporter may zap under its own locks while a fault holds `mmap_lock`
+/// and waits for them.
 fn zap(w: &World, buf: usize, why: ZapFor) {
     let clear = |books: &mut Books| {
-        match (books.bufs[buf].pte, why) {
-            (Pte::Present, ZapFor::Revoke) => books.saw(Event::RevokeZappedPte),
-            (Pte::Poisoned, ZapFor::Unrevoke) => books.saw(Event::UnrevokeClearedPoison),
+        let b = &books.bufs[buf];
+        let (present, pmd, poisoned) = (b.ptes.contains(&Pte::Present), b.pmd, b.ptes.contains(&Pte::Poisoned));
+        match why {
+            ZapFor::Revoke if present => books.saw(Event::RevokeZappedPte),
+            ZapFor::Unrevoke if poisoned => books.saw(Event::UnrevokeClearedPoison),
             _ => {}
         }
-        books.bufs[buf].pte = Pte::None;
+        if pmd && why == ZapFor::Revoke {
+            books.saw(Event::RevokeZappedPmd);
+        }
+        let b = &mut books.bufs[buf];
+        b.ptes = [Pte::None; PAGES];
+        b.pmd = false;
         Ok(())
     };
     if w.bug == Bug::ZapTakesMmapLock {
@@ -154,19 +205,63 @@ fn zap(w: &World, buf: usize, why: ZapFor) {
     }
 }
 
-/// A user thread touches the buffer's page: a present page is a hit, a
-/// poison marker SIGBUS, and an empty entry faults into [`huge_fault`]
-/// (served by the address space's fault thread) and is retried.
-pub(crate) fn cpu_access(w: &World, buf: usize) -> Access {
+/// A user thread touches page `page` of the buffer: a present page (or the
+/// PMD) is a hit, a poison marker SIGBUS, an empty entry over a cut frame
+/// SIGBUS from the kernel (the file ends before it), and an empty entry
+/// otherwise faults into [`huge_fault`] (served by the address space's
+/// fault thread; `huge` where the fault may map the 2 MiB) and is retried.
+pub(crate) fn cpu_access(w: &World, buf: usize, page: usize, huge: bool) -> Access {
     for _ in 0..3 {
         thread::yield_now();
-        match w.record(|books| Ok(books.bufs[buf].pte)) {
-            Pte::Present => return Access::Hit,
-            Pte::Poisoned => return Access::Sigbus,
-            Pte::None => huge_fault(w, buf),
+        let seen = w.record(|books| {
+            let cut = books.dev.frame_cut;
+            let in_pass = books.dev.in_pass;
+            let b = &books.bufs[buf];
+            if page != 0 && b.split {
+                return Ok(None);
+            }
+            let entry = if b.mapped(page) { Pte::Present } else { b.ptes[page] };
+            if entry == Pte::None && cut {
+                if b.status == Status::Ok && in_pass {
+                    books.saw(Event::OkAccessMetCutFrameInPass);
+                }
+                return Ok(Some(Pte::Poisoned));
+            }
+            Ok(Some(entry))
+        });
+        match seen {
+            None => return Access::Unmapped,
+            Some(Pte::Present) => return Access::Hit,
+            Some(Pte::Poisoned) => return Access::Sigbus,
+            Some(Pte::None) => huge_fault(w, buf, page, huge),
         }
     }
     Access::Refaulted
+}
+
+/// A partial `munmap` of page 1 inside the buffer's 2 MiB (`mmap_lock`
+/// write, then the VMA table lock): the PMD over the split point goes as a
+/// whole, so page 0 faults back in with a PTE.
+pub(crate) fn munmap_page1(w: &World, buf: usize) {
+    let _mmap = w.aspace.mmap_lock.write().expect("no poisoning");
+    let had_pmd = {
+        let _vmas = w.aspace.vmas.lock().expect("no poisoning");
+        w.record(|books| {
+            let b = &mut books.bufs[buf];
+            let had = b.pmd;
+            b.pmd = false;
+            b.ptes[1] = Pte::None;
+            b.split = true;
+            if had {
+                books.saw(Event::SplitDroppedPmd);
+            }
+            Ok(had)
+        })
+    };
+    if had_pmd && w.bug == Bug::SplitRemapsPmdPages {
+        // Keeps page 0 mapped by re-inserting it, outside the fault's checks.
+        insert_pfn(w, buf, 0);
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -214,7 +309,10 @@ fn unpin(w: &World, buf: usize) {
 /// 5. Under `memory_lock` (read), re-read the status and memory enable, and
 ///    install the page or poison it. Now: a page is mapped only while Ok and
 ///    enabled, and no revoke can run until the lock is dropped.
-fn huge_fault(w: &World, buf: usize) {
+///
+/// A `huge` fault maps the whole 2 MiB with one PMD entry under the same
+/// checks, or falls back to the faulting page's PTE.
+fn huge_fault(w: &World, buf: usize, page: usize, huge: bool) {
     let b = &w.bufs[buf];
     let _mmap = w.aspace.mmap_lock.read().expect("no poisoning");
     // The VMA lookup; the table lock is dropped before the handler runs.
@@ -226,7 +324,7 @@ fn huge_fault(w: &World, buf: usize) {
         if w.bug == Bug::PoisonOutsideLock {
             drop(resv);
         }
-        poison(w, buf);
+        poison(w, buf, page);
         return;
     }
     // Step 3.
@@ -238,7 +336,7 @@ fn huge_fault(w: &World, buf: usize) {
         true
     } else {
         // "buffer Ok but severed from its device": the real code warns.
-        poison(w, buf);
+        poison(w, buf, page);
         return;
     };
     // Step 4.
@@ -252,7 +350,9 @@ fn huge_fault(w: &World, buf: usize) {
     // since that is the last moment the device could have been freed.
     let mem = w.dev.memory_lock.read().expect("no poisoning");
     w.record(|books| check_vdev_use(books, buf, "fault step 5 (memory_lock)"));
-    let ok = w.bug == Bug::FaultSkipsRecheckUnderMemoryLock || b.status() == Status::Ok;
+    let ok = w.bug == Bug::FaultSkipsRecheckUnderMemoryLock
+        || (huge && w.bug == Bug::PmdInstallSkipsRecheck)
+        || b.status() == Status::Ok;
     if !ok {
         w.record(|books| {
             books.saw(Event::RecheckRefusedFault);
@@ -260,13 +360,17 @@ fn huge_fault(w: &World, buf: usize) {
         });
     }
     if ok && mem.enabled {
-        insert_pfn(w, buf);
+        if huge {
+            insert_pfn_pmd(w, buf, page);
+        } else {
+            insert_pfn(w, buf, page);
+        }
         drop(mem);
     } else if w.bug == Bug::PoisonOutsideLock {
         drop(mem);
-        poison(w, buf);
+        poison(w, buf, page);
     } else {
-        poison(w, buf);
+        poison(w, buf, page);
         drop(mem);
     }
     drop(nested);
@@ -373,6 +477,8 @@ fn revoke<'a>(w: &'a World, buf: usize, mut resv: MutexGuard<'a, ResvState>, new
     if w.bug != Bug::RevokeZapsBeforeSettingStatus {
         zap(w, buf, ZapFor::Revoke);
     }
+    // 6. The other process zaps its own mappings, or is cut off.
+    notify_process(w, buf);
     // Returned: the revoked window opens.
     w.record(|books| {
         books.bufs[buf].revoked_window = true;
@@ -446,6 +552,9 @@ pub(crate) fn dma_buf_put(w: &World, buf: usize) {
 /// [`Bug::CleanupIgnoresDyingBuffers`], which also moves dying buffers.
 fn dma_buf_move(w: &World, mem: &mut MemoryWriteGuard<'_>, revoked: bool, ignore_refs: bool) {
     let target = if revoked { Status::TempRevoked } else { Status::Ok };
+    if !revoked {
+        restore_frames_to_unrevoke(w, mem);
+    }
     for buf in mem.dmabufs.clone() {
         let got = get_file_active(w, buf);
         if got || ignore_refs {
@@ -454,6 +563,9 @@ fn dma_buf_move(w: &World, mem: &mut MemoryWriteGuard<'_>, revoked: bool, ignore
         if got {
             mem.defer_put(buf);
         }
+    }
+    if revoked {
+        restore_reachable_frames(w, mem);
     }
 }
 
@@ -623,7 +735,9 @@ pub(crate) fn feature_dma_buf_revoke(w: &World, buf: usize) -> Result<(), Revoke
         return Err(RevokeRefused::BadFd);
     }
     set_status(w, buf, Status::PermRevoked);
-    drop(mem);
+    if let Some(mut mem) = mem {
+        restore_reachable_frames(w, &mut mem);
+    }
     Ok(())
 }
 

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use shuttle::thread;
 
 use crate::check::{check_final, Event};
+use crate::process::{answer_notifications, process_access};
 use crate::protocol::{
     config_write_memory, cpu_access, device_file_put, dma_buf_put, feature_dma_buf_revoke, invalidated, map_attachment,
-    reset, unmap_attachment, Access,
+    munmap_page1, reset, unmap_attachment, Access,
 };
 use crate::world::World;
 use crate::Bug;
@@ -37,12 +38,32 @@ pub enum Scenario {
     /// invalidate callback), memory disable/enable, a reset, a permanent
     /// revoke of buffer 1, and the last close.
     Everything,
+    /// One buffer, one aligned 2 MiB of two pages: a thread whose faults
+    /// may map the 2 MiB with one PMD entry, a 4 KiB faulting thread, a
+    /// partial munmap of page 1 (dropping the PMD), against a permanent
+    /// revoke and a memory disable/enable.
+    Huge,
+    /// Two buffers in one frame: a second process maps buffer 0 and never
+    /// answers its notifications, the primary faults on buffer 1 (its own,
+    /// still Ok), against a permanent revoke of buffer 0 (cut-off, then the
+    /// frame restored for buffer 1) and a memory disable/enable (cut-off,
+    /// then restored before the un-revoke).
+    SilentProcess,
+    /// As [`Scenario::SilentProcess`], with a process that answers.
+    AnsweringProcess,
 }
 
 impl Scenario {
     /// Every scenario.
-    pub const ALL: [Scenario; 4] =
-        [Scenario::RevokeVsFault, Scenario::CloseVsFault, Scenario::PermRevoke, Scenario::Everything];
+    pub const ALL: [Scenario; 7] = [
+        Scenario::RevokeVsFault,
+        Scenario::CloseVsFault,
+        Scenario::PermRevoke,
+        Scenario::Everything,
+        Scenario::Huge,
+        Scenario::SilentProcess,
+        Scenario::AnsweringProcess,
+    ];
 
     fn setup(self) -> Setup {
         use Actor::*;
@@ -91,7 +112,35 @@ impl Scenario {
                     Close,
                 ],
             },
+            Scenario::Huge => Setup {
+                nr_bufs: 1,
+                attachments: vec![],
+                actors: vec![
+                    HugeFault { buf: 0 },
+                    Fault { buf: 0, accesses: 1, then_put: false },
+                    Munmap { buf: 0 },
+                    PermRevoke { buf: 0 },
+                    ToggleMemory,
+                ],
+            },
+            Scenario::SilentProcess | Scenario::AnsweringProcess => {
+                let mut actors = vec![
+                    ProcessAccess { accesses: 2 },
+                    Fault { buf: 1, accesses: 2, then_put: false },
+                    PermRevoke { buf: 0 },
+                    ToggleMemory,
+                ];
+                if self == Scenario::AnsweringProcess {
+                    actors.push(ProcessAnswers);
+                }
+                Setup { nr_bufs: 2, attachments: vec![], actors }
+            }
         }
+    }
+
+    /// The buffer the second process maps, if the scenario has one.
+    fn process_buf(self) -> Option<usize> {
+        matches!(self, Scenario::SilentProcess | Scenario::AnsweringProcess).then_some(0)
     }
 
     /// Number of concurrent actors (shuttle threads besides the main one).
@@ -124,6 +173,15 @@ enum Actor {
     PermRevoke { buf: usize },
     /// Closes the device fd.
     Close,
+    /// A user thread touching pages 0, 1, 0 of `buf` with faults that may
+    /// map the aligned 2 MiB with one PMD entry.
+    HugeFault { buf: usize },
+    /// `munmap` of page 1 of `buf`, splitting its 2 MiB.
+    Munmap { buf: usize },
+    /// A thread of the second process touching its page `accesses` times.
+    ProcessAccess { accesses: usize },
+    /// The second process's notify thread, answering revoke notifications.
+    ProcessAnswers,
 }
 
 /// Buffers, attachments (buffer, unmaps in its callback) and actors.
@@ -145,7 +203,7 @@ impl Actor {
                 for _ in 0..accesses {
                     // SIGBUS and hits are both legitimate here; the books
                     // judge whether this outcome was allowed.
-                    let _: Access = cpu_access(w, buf);
+                    let _: Access = cpu_access(w, buf, 0, false);
                 }
                 if then_put {
                     dma_buf_put(w, buf);
@@ -180,6 +238,18 @@ impl Actor {
                 device_file_put(w);
             }
             Actor::Close => device_file_put(w),
+            Actor::HugeFault { buf } => {
+                for page in [0, 1, 0] {
+                    let _: Access = cpu_access(w, buf, page, true);
+                }
+            }
+            Actor::Munmap { buf } => munmap_page1(w, buf),
+            Actor::ProcessAccess { accesses } => {
+                for _ in 0..accesses {
+                    let _: Access = process_access(w);
+                }
+            }
+            Actor::ProcessAnswers => answer_notifications(w),
         }
     }
 }
@@ -193,7 +263,11 @@ pub(crate) fn execute(bug: Bug, scenario: Scenario) -> [bool; Event::ALL.len()] 
     // The device file stays open unless some actor closes the fd.
     let closes = setup.actors.iter().any(|a| matches!(a, Actor::Close));
     let file_refs = setup.actors.iter().filter(|a| a.holds_device_file()).count() + usize::from(!closes);
-    let world = Arc::new(World::new(bug, setup.nr_bufs, &setup.attachments, file_refs));
+    let mut world = World::new(bug, setup.nr_bufs, &setup.attachments, file_refs);
+    if let Some(buf) = scenario.process_buf() {
+        world = world.with_process(buf);
+    }
+    let world = Arc::new(world);
     // A permanent revoke holds the buffer's fd: one more reference.
     for actor in &setup.actors {
         if let Actor::PermRevoke { buf } = actor {

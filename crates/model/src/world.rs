@@ -105,6 +105,26 @@ pub(crate) struct AddressSpace {
     pub(crate) vmas: Mutex<()>,
 }
 
+/// The notify connection to the second process, as the server sees it.
+#[derive(Debug, Default)]
+pub(crate) struct NotifyState {
+    /// Revoke notifications sent.
+    pub(crate) sent: u32,
+    /// Notifications the process acknowledged (after zapping its entries).
+    pub(crate) acked: u32,
+}
+
+/// The second process: it maps one buffer's page 0 through frames of its
+/// own mapping, answers revoke notifications (or never does), and is cut
+/// off when it does not answer within the bound.
+#[derive(Debug)]
+pub(crate) struct Process {
+    /// The buffer it maps.
+    pub(crate) buf: usize,
+    /// Protected by: itself, a leaf.
+    pub(crate) notify: Mutex<NotifyState>,
+}
+
 /// One execution's world.
 #[derive(Debug)]
 pub(crate) struct World {
@@ -113,6 +133,11 @@ pub(crate) struct World {
     pub(crate) dev: Device,
     pub(crate) bufs: Vec<Buffer>,
     pub(crate) aspace: AddressSpace,
+    /// The second process, if the scenario has one.
+    pub(crate) process: Option<Process>,
+    /// The frame's lock (`mm` frame state): cut-off and restore, taken
+    /// under `memory_lock` (write) only; a leaf.
+    pub(crate) frame: Mutex<()>,
     /// Protected by: itself, never held across a shuttle operation.
     books: std::sync::Mutex<Books>,
 }
@@ -147,8 +172,16 @@ impl World {
             },
             bufs,
             aspace: AddressSpace { mmap_lock: RwLock::new(()), vmas: Mutex::new(()) },
+            process: None,
+            frame: Mutex::new(()),
             books: std::sync::Mutex::new(Books::new(nr_bufs)),
         }
+    }
+
+    /// Gives the world a second process mapping `buf`.
+    pub(crate) fn with_process(mut self, buf: usize) -> Self {
+        self.process = Some(Process { buf, notify: Mutex::new(NotifyState::default()) });
+        self
     }
 
     /// Records one modelled step: `step` updates the books and may report an
