@@ -86,7 +86,9 @@ fn restore(w: &World) {
 /// Whether a listed, live buffer whose status passes `wanted` exists (the
 /// real code upgrades the list's weak references: a dying buffer is gone).
 fn any_listed(w: &World, mem: &MemoryWriteGuard<'_>, wanted: impl Fn(Status) -> bool) -> bool {
-    mem.dmabufs.iter().any(|&b| w.bufs[b].refs.load(shuttle::sync::atomic::Ordering::SeqCst) > 0 && wanted(w.bufs[b].status()))
+    mem.dmabufs
+        .iter()
+        .any(|&b| w.bufs[b].refs.load(shuttle::sync::atomic::Ordering::SeqCst) > 0 && wanted(w.bufs[b].status()))
 }
 
 /// `restore_reachable_frames`: after a revoke pass, the cut frame comes
@@ -113,6 +115,7 @@ pub(crate) fn answer_notifications(w: &World) {
         thread::yield_now();
         let mut n = p.notify.lock().expect("no poisoning");
         if n.sent > n.acked {
+            let _ptl = p.ptl.lock().expect("no poisoning");
             w.record(|books| {
                 books.bufs[p.buf].client = Pte::None;
                 Ok(())
@@ -129,7 +132,6 @@ pub(crate) fn process_access(w: &World) -> Access {
     let Some(p) = w.process.as_ref() else { return Access::Unmapped };
     let buf = p.buf;
     for _ in 0..3 {
-        thread::yield_now();
         let (entry, cut) = w.record(|books| Ok((books.bufs[buf].client, books.dev.frame_cut)));
         if entry == Pte::Present {
             return Access::Hit;
@@ -145,8 +147,8 @@ pub(crate) fn process_access(w: &World) -> Access {
         if w.bufs[buf].status() != Status::Ok {
             return Access::Sigbus;
         }
-        thread::yield_now();
         // `UFFDIO_CONTINUE`: fails on a truncated frame.
+        drop(p.ptl.lock().expect("no poisoning"));
         w.record(|books| {
             let cut = books.dev.frame_cut;
             let b = &mut books.bufs[buf];
@@ -156,8 +158,8 @@ pub(crate) fn process_access(w: &World) -> Access {
             }
             Ok(())
         });
-        thread::yield_now();
         // The re-check of the slot after the insert.
+        drop(p.ptl.lock().expect("no poisoning"));
         w.record(|books| {
             let b = &mut books.bufs[buf];
             if b.client_recheck_pending && w.bufs[buf].status() != Status::Ok {

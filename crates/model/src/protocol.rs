@@ -13,7 +13,8 @@ use shuttle::sync::{MutexGuard, RwLockWriteGuard};
 use shuttle::thread;
 
 use crate::check::{
-    check_not_freed, check_registration_put, check_sever, check_unlink, check_vdev_use, Books, Event, Pte, Status, PAGES,
+    check_not_freed, check_registration_put, check_sever, check_unlink, check_vdev_use, Books, Event, Pte, Status,
+    PAGES,
 };
 use crate::process::{notify_process, restore_frames_to_unrevoke, restore_reachable_frames};
 use crate::world::{MemoryState, ResvState, World};

@@ -247,6 +247,8 @@ impl Actor {
             Actor::ProcessAccess { accesses } => {
                 for _ in 0..accesses {
                     let _: Access = process_access(w);
+                    // Lets the revokes run before the next access.
+                    thread::yield_now();
                 }
             }
             Actor::ProcessAnswers => answer_notifications(w),

@@ -123,6 +123,10 @@ pub(crate) struct Process {
     pub(crate) buf: usize,
     /// Protected by: itself, a leaf.
     pub(crate) notify: Mutex<NotifyState>,
+    /// The process's page-table lock: its fault's insert and re-check and
+    /// its notify thread's zap take it (a leaf; the kernel's truncation
+    /// takes the page-table locks too, modelled inside the frame lock).
+    pub(crate) ptl: Mutex<()>,
 }
 
 /// One execution's world.
@@ -180,7 +184,7 @@ impl World {
 
     /// Gives the world a second process mapping `buf`.
     pub(crate) fn with_process(mut self, buf: usize) -> Self {
-        self.process = Some(Process { buf, notify: Mutex::new(NotifyState::default()) });
+        self.process = Some(Process { buf, notify: Mutex::new(NotifyState::default()), ptl: Mutex::new(()) });
         self
     }
 
