@@ -30,6 +30,12 @@
 //! | `feature_dma_buf_revoke` | `vfio` `feature_dma_buf_revoke` |
 //! | `map_attachment`, `unmap_attachment` | `dmabuf` `Attachment::map`, `ImporterMapping::unmap` |
 //! | `zap` | `mm` `MappingHandle::zap` (VMA-table lock, not `mmap_lock`) |
+//! | `insert_pfn`, `insert_pfn_pmd` | `mm` `VmFault` inserts: `UFFDIO_CONTINUE` of a page; `MADV_COLLAPSE` of an aligned 2 MiB (one PMD), falling back to the page's PTE |
+//! | `munmap_page1` | `mm` munmap inside a PMD-mapped 2 MiB: the whole PMD is dropped, the rest faults back with PTEs |
+//! | `notify_process`, `answer_notifications` | `server` `Process` notification and bounded ack wait; the client library's notify thread (zap, ack) |
+//! | `cut_off`, `restore` (private `process` module) | `server` `backstop::cut_off`; `mm` `PhysMemory::{cut_off, restore}` (frame truncation and snapshot) |
+//! | `restore_reachable_frames`, `restore_frames_to_unrevoke` | `vfio` `reconcile.rs` (after a revoke pass; before an un-revoke pass) |
+//! | `process_access` | a client thread's access and its library's fault (status slot, insert, re-check of the slot) |
 //!
 //! # Why shuttle, not loom
 //!
@@ -46,7 +52,10 @@
 //! caught with every seed, both in the scenario its test uses and in
 //! [`Scenario::Everything`], within at most 294 executions (151 in the
 //! scenarios the tests use), while the default test run gives the correct
-//! protocol 2,000 executions per scenario. Fixed seeds make every run
+//! protocol 2,000 executions per scenario. The switches of the PMD path and
+//! of the cut-off ([`Bug::needs_own_scenario`]) are measured in their own
+//! scenarios only, which have what [`Scenario::Everything`] lacks (two
+//! pages, a second process), and with the tests' four seeds. Fixed seeds make every run
 //! repeatable.
 //!
 //! # Invariants
@@ -54,8 +63,12 @@
 //! Each is a `check_*` function in [`mod@check`] (STYLE §3.7), evaluated
 //! after every recorded step, plus a final check once all actors joined:
 //!
-//! 1. No PTE is present for a buffer after a revoke of it returned and
-//!    before the next un-revoke began. ([`check::check_no_pte_while_revoked`])
+//! 1. No PTE or PMD entry is present for a buffer after a revoke of it
+//!    returned and before the next un-revoke began, in the primary or in
+//!    the second process, responsive or not (its one exemption is the
+//!    documented hole of `docs/clients.md`: between its fault's insert and
+//!    that fault's re-check of the status slot).
+//!    ([`check::check_no_pte_while_revoked`])
 //! 2. `vdev` is used only through a live registration: a fault pins the
 //!    device before it drops `resv`, nothing uses the device after unbind
 //!    freed it, a buffer is severed only after it was revoked, and an Ok
@@ -71,6 +84,10 @@
 //! 6. No poison marker survives an un-revoke: from its return until the next
 //!    revoke, the Ok buffer's page is never poisoned, so a fault is served.
 //!    ([`check::check_no_poison_after_unrevoke`])
+//! 7. No Ok buffer meets a cut frame: when the pass (`memory_lock` write
+//!    hold) that cut a frame off ends, no live Ok buffer reaches it, so a
+//!    legitimate access never finds its frame truncated once the revoke,
+//!    un-revoke or export returned. ([`check::check_no_cut_frame_for_ok`])
 //!
 //! And no deadlock: shuttle fails an execution in which every thread is
 //! blocked.
@@ -90,20 +107,41 @@
 //!   resv (per buffer)            status writes, importer list and count, sever
 //!     registrations              cleanup's put
 //!   vmas                         zap
+//!   notify (second process)      the notification and the bounded ack wait
+//!   frame                        cut-off and restore (truncation zaps all
+//!                                processes' entries of the frame)
 //! mmap_lock (read)               one fault, end to end
 //!   vmas                         VMA lookup, released at once
 //!   resv                         fault steps 2-3
 //!     registrations              the fault's pin
 //!   memory_lock (read)           fault step 5, after resv is dropped
+//! mmap_lock (write)              a partial munmap
+//!   vmas                         dropping the PMD and the unmapped page
+//! ptl (second process)           its fault's insert and re-check, its
+//!                                notify thread's zap; a leaf
 //! ```
 //!
 //! # Assumptions and what is abstracted away
 //!
-//! - One device, one address space, one or two explicit buffers, one page
-//!   per buffer. The page's entry is explicit: none, present, or a poison
-//!   marker. `find_pfn`, huge orders, fault-around and fallback are not
-//!   modelled: under `memory_lock` a fault either installs or poisons, and
-//!   fault-around installs its neighbours in the same step.
+//! - One device, one or two explicit buffers, each one aligned 2 MiB of
+//!   two pages. Each page's entry is explicit: none, present, or a poison
+//!   marker, plus one PMD entry per buffer that maps both pages. A huge
+//!   fault ([`Scenario::Huge`]) installs the PMD under the same checks as a
+//!   PTE when the 2 MiB is unsplit and has no entry, else the page's PTE; a
+//!   munmap of page 1 drops the PMD and splits the 2 MiB for good. The
+//!   older scenarios touch page 0 with 4 KiB faults only. `find_pfn`, PUDs
+//!   and fault-around are not modelled.
+//! - The second process ([`Scenario::SilentProcess`],
+//!   [`Scenario::AnsweringProcess`]) maps buffer 0's page 0; every buffer
+//!   lies in one frame, so a cut-off for buffer 0 also zaps the primary's
+//!   entries of buffer 1, which stays Ok and gets the frame back. The ack
+//!   bound is two scheduling points of the revoking thread. Its fault path
+//!   is its library's (status slot, `UFFDIO_CONTINUE`, re-check), not the
+//!   server's; exports, and so the restore for a newly exported buffer, are
+//!   not modelled. An access through an Ok buffer that meets the frame cut
+//!   *during* the pass that cut it (the kernel's end-of-file SIGBUS, before
+//!   the pass restores it) is counted ([`Event::OkAccessMetCutFrameInPass`]),
+//!   not judged: the real protocol has that window too.
 //! - A user access and the fault thread serving it are one actor, which
 //!   retries at most three times. Faults run concurrently with each other
 //!   (the kernel allows that; `crates/mm` serialises them on one thread per
@@ -128,7 +166,7 @@
 //!   differ from explicit ones only in owning the device file, which delays
 //!   the close and is covered by the file references above.
 //! - Not modelled: export (its initial status is decided under
-//!   `memory_lock`), mmap and munmap, VMA splits, fork, hot reset's
+//!   `memory_lock`), mmap, munmap other than the split above, fork, hot reset's
 //!   try-lock, power states other than "memory enabled", the memory
 //!   attribute feature, several devices.
 //! - The books ([`check::Books`]) sit in a std mutex that is never held

@@ -736,8 +736,8 @@ pub(crate) fn feature_dma_buf_revoke(w: &World, buf: usize) -> Result<(), Revoke
         return Err(RevokeRefused::BadFd);
     }
     set_status(w, buf, Status::PermRevoked);
-    if let Some(mut mem) = mem {
-        restore_reachable_frames(w, &mut mem);
+    if let Some(mem) = mem {
+        restore_reachable_frames(w, &mem);
     }
     Ok(())
 }
