@@ -215,17 +215,7 @@ impl Event {
 
     /// The events of the one-page, one-process protocol, which
     /// [`Scenario::Everything`](crate::Scenario::Everything) reaches.
-    pub const CORE: [Event; 9] = [
-        Event::RevokeZappedPte,
-        Event::UnrevokeClearedPoison,
-        Event::RecheckRefusedFault,
-        Event::RevokeWaitedForImporter,
-        Event::ImporterUnmappedInCallback,
-        Event::CleanupUnlinked,
-        Event::ReleaseUnlinked,
-        Event::PinOutlivedSever,
-        Event::UnbindWaited,
-    ];
+    pub const CORE: &'static [Event] = Event::ALL.split_at(9).0;
 
     /// Position in [`Event::ALL`].
     pub fn index(self) -> usize {

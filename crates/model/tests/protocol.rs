@@ -60,7 +60,7 @@ fn the_correct_protocol_survives_permanent_revoke_racing_faults_and_memory_toggl
 #[test]
 fn the_correct_protocol_survives_every_actor_at_once_and_reaches_every_race() {
     let found = assert_passes(Bug::None, Scenario::Everything);
-    for event in Event::CORE {
+    for &event in Event::CORE {
         assert!(found.seen(event) > 0, "{event:?} never happened in {} executions", found.executions);
     }
 }
