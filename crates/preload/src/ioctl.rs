@@ -12,6 +12,7 @@ use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd};
 
 use rustix::io::{Errno, FdFlags};
 use wire::msg::IoctlArg;
+use wire::nr::VFIO_DEVICE_FEATURE;
 use wire::shape::{self, ArgShape};
 use wire::{ObjectKind, Reply, Request};
 
@@ -25,8 +26,7 @@ const VFS_GENERIC: [u64; 4] = [0x5450, 0x5451, 0x5421, 0x5452];
 /// Longest string argument (a device name).
 const MAX_STR: usize = 4096;
 
-/// `VFIO_DEVICE_FEATURE`, and the feature that returns a buffer fd.
-const VFIO_DEVICE_FEATURE: u64 = shape::vfio_io(117);
+/// The feature of `VFIO_DEVICE_FEATURE` that returns a buffer fd.
 const VFIO_DEVICE_FEATURE_DMA_BUF: u32 = 11;
 
 /// `ioctl(fd, request, arg)` when `fd` is an object fd.
@@ -133,6 +133,6 @@ mod tests {
         assert!(!returns_cloexec(ObjectKind::Device, VFIO_DEVICE_FEATURE, &export));
         let export_cloexec = words(&[32, (1 << 17) | 11, 1, (libc::O_RDWR | libc::O_CLOEXEC) as u32]);
         assert!(returns_cloexec(ObjectKind::Device, VFIO_DEVICE_FEATURE, &export_cloexec));
-        assert!(returns_cloexec(ObjectKind::Group, shape::vfio_io(106), &[]));
+        assert!(returns_cloexec(ObjectKind::Group, wire::nr::VFIO_GROUP_GET_DEVICE_FD, &[]));
     }
 }

@@ -22,7 +22,11 @@ use std::sync::{Arc, Mutex, Weak};
 use rustix::io::Errno;
 use vfio::DeviceFd;
 use wire::msg::IoctlArg;
-use wire::shape::vfio_io;
+use wire::nr::{
+    VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_DETACH_IOMMUFD_PT, VFIO_DEVICE_FEATURE,
+    VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, VFIO_DEVICE_GET_REGION_INFO,
+    VFIO_DEVICE_PCI_HOT_RESET, VFIO_DEVICE_RESET, VFIO_DEVICE_SET_IRQS,
+};
 use wire::ObjectKind;
 
 use crate::args::{vfio_errno, ArgFds, IoctlResult};
@@ -34,18 +38,6 @@ use crate::server::{Served, Shared};
 
 pub(crate) use self::dma::DmaUsers;
 pub(crate) use self::irq::device_irq_ioctl;
-
-const VFIO_DEVICE_GET_INFO: u64 = vfio_io(107);
-const VFIO_DEVICE_GET_REGION_INFO: u64 = vfio_io(108);
-const VFIO_DEVICE_GET_IRQ_INFO: u64 = vfio_io(109);
-const VFIO_DEVICE_SET_IRQS: u64 = vfio_io(110);
-const VFIO_DEVICE_RESET: u64 = vfio_io(111);
-const VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: u64 = vfio_io(112);
-const VFIO_DEVICE_PCI_HOT_RESET: u64 = vfio_io(113);
-const VFIO_DEVICE_FEATURE: u64 = vfio_io(117);
-const VFIO_DEVICE_BIND_IOMMUFD: u64 = vfio_io(118);
-const VFIO_DEVICE_ATTACH_IOMMUFD_PT: u64 = vfio_io(119);
-const VFIO_DEVICE_DETACH_IOMMUFD_PT: u64 = vfio_io(120);
 
 /// The cdev file of a device bound to an iommufd context.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@
 use dmabuf::DmaBufFd;
 use rustix::io::Errno;
 use wire::msg::IoctlArg;
-use wire::shape::{DMA_BUF_IOCTL_SYNC, DMA_BUF_SET_NAME_A, DMA_BUF_SET_NAME_B};
+use wire::nr::{DMA_BUF_IOCTL_SYNC, DMA_BUF_SET_NAME_A, DMA_BUF_SET_NAME_B};
 use wire::ObjectKind;
 
 use crate::args::{u64_at, Answer, IoctlResult};

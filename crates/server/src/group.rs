@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use rustix::io::Errno;
 use wire::msg::IoctlArg;
-use wire::shape::vfio_io;
+use wire::nr::{VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_GET_STATUS, VFIO_GROUP_SET_CONTAINER, VFIO_GROUP_UNSET_CONTAINER};
 use wire::ObjectKind;
 
 use crate::args::{head, put_u32, sized, Answer, ArgFds, IoctlResult, Slot};
@@ -22,10 +22,6 @@ use crate::lock;
 use crate::object::{Access, Object};
 use crate::server::{Served, Shared};
 
-const VFIO_GROUP_GET_STATUS: u64 = vfio_io(103);
-const VFIO_GROUP_SET_CONTAINER: u64 = vfio_io(104);
-const VFIO_GROUP_UNSET_CONTAINER: u64 = vfio_io(105);
-const VFIO_GROUP_GET_DEVICE_FD: u64 = vfio_io(106);
 const VFIO_GROUP_FLAGS_VIABLE: u32 = 1 << 0;
 const VFIO_GROUP_FLAGS_CONTAINER_SET: u32 = 1 << 1;
 

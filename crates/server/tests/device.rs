@@ -206,11 +206,11 @@ fn a_buffer_fd_answers_sync_and_set_name() {
     let c = Client::new(&srv);
     let (_iommufd, dev) = c.bound_device(0);
     let buf = c.export(&dev, 1, 0, 0x1000).unwrap();
-    let sync = wire::shape::DMA_BUF_IOCTL_SYNC;
+    let sync = wire::nr::DMA_BUF_IOCTL_SYNC;
     assert_eq!(c.ioctl(&buf, sync, IoctlArg::Bytes(3u64.to_ne_bytes().to_vec())).map(|r| r.0), Ok(0));
     assert_eq!(c.ioctl_errno(&buf, sync, IoctlArg::Bytes(0u64.to_ne_bytes().to_vec())), EINVAL, "no direction");
     assert_eq!(c.ioctl_errno(&buf, sync, IoctlArg::Bytes(8u64.to_ne_bytes().to_vec())), EINVAL, "unknown flag");
-    let name = wire::shape::DMA_BUF_SET_NAME_B;
+    let name = wire::nr::DMA_BUF_SET_NAME_B;
     assert_eq!(c.ioctl(&buf, name, IoctlArg::Str("frame".into())).map(|r| r.0), Ok(0));
     assert_eq!(c.ioctl_errno(&buf, name, IoctlArg::Str("x".repeat(64))), EINVAL, "too long");
     assert_eq!(c.pread(&buf, 0, 4), Err(EINVAL), "a buffer has no read");

@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod msg;
+pub mod nr;
 pub mod shape;
 pub mod tag;
 pub mod transport;

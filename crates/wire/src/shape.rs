@@ -9,6 +9,14 @@
 //! `VFIO_DEVICE_GET_PCI_HOT_RESET_INFO` on the other).
 
 use crate::msg::ObjectKind;
+use crate::nr::{
+    DMA_BUF_IOCTL_SYNC, DMA_BUF_SET_NAME_A, DMA_BUF_SET_NAME_B, IOMMUFD_LAST, IOMMU_DESTROY, VFIO_CHECK_EXTENSION,
+    VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_DETACH_IOMMUFD_PT, VFIO_DEVICE_FEATURE,
+    VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, VFIO_DEVICE_PCI_HOT_RESET,
+    VFIO_DEVICE_RESET, VFIO_DEVICE_SET_IRQS, VFIO_GET_API_VERSION, VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_GET_STATUS,
+    VFIO_GROUP_SET_CONTAINER, VFIO_GROUP_UNSET_CONTAINER, VFIO_IOMMU_DISABLE, VFIO_IOMMU_ENABLE, VFIO_IOMMU_GET_INFO,
+    VFIO_IOMMU_UNMAP_DMA, VFIO_SET_IOMMU,
+};
 
 /// How to carry an ioctl's argument.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,31 +68,19 @@ const V: ArgShape = ArgShape::Value;
 const S: ArgShape = ArgShape::Sized;
 const N: FdsIn = FdsIn::None;
 
-/// `_IO(';', nr)`: every VFIO and iommufd request number.
-pub const fn vfio_io(nr: u64) -> u64 {
-    0x3b00 | nr
-}
-
 /// `VFIO_IRQ_SET_DATA_EVENTFD`.
 pub const VFIO_IRQ_SET_DATA_EVENTFD: u32 = 1 << 2;
 /// `VFIO_DEVICE_FEATURE_PROBE`.
 pub const VFIO_DEVICE_FEATURE_PROBE: u32 = 1 << 18;
 /// `VFIO_DEVICE_FEATURE_SET`.
 pub const VFIO_DEVICE_FEATURE_SET: u32 = 1 << 17;
-/// `DMA_BUF_IOCTL_SYNC`: `_IOW('b', 0, struct dma_buf_sync)`.
-pub const DMA_BUF_IOCTL_SYNC: u64 = 0x4008_6200;
-/// `DMA_BUF_SET_NAME_A`: `_IOW('b', 1, __u32)` (the pointer is the name).
-pub const DMA_BUF_SET_NAME_A: u64 = 0x4004_6201;
-/// `DMA_BUF_SET_NAME_B`: `_IOW('b', 1, __u64)`.
-pub const DMA_BUF_SET_NAME_B: u64 = 0x4008_6201;
 
 /// The legacy container calls, which `/dev/iommu` also answers.
 const fn container_shape(request: u64) -> Option<Shape> {
     match request {
-        0x3b64 => sh(V, N),          // VFIO_GET_API_VERSION
-        0x3b65 | 0x3b66 => sh(V, N), // VFIO_CHECK_EXTENSION, VFIO_SET_IOMMU
-        0x3b70..=0x3b72 => sh(S, N), // VFIO_IOMMU_GET_INFO, _MAP_DMA, _UNMAP_DMA
-        0x3b73 | 0x3b74 => sh(V, N), // VFIO_IOMMU_ENABLE, _DISABLE (sPAPR)
+        VFIO_GET_API_VERSION | VFIO_CHECK_EXTENSION | VFIO_SET_IOMMU => sh(V, N),
+        VFIO_IOMMU_GET_INFO..=VFIO_IOMMU_UNMAP_DMA => sh(S, N),
+        VFIO_IOMMU_ENABLE | VFIO_IOMMU_DISABLE => sh(V, N),
         _ => None,
     }
 }
@@ -96,25 +92,25 @@ pub const fn shape(kind: ObjectKind, request: u64) -> Option<Shape> {
     match kind {
         ObjectKind::Container => container_shape(request),
         ObjectKind::Iommufd => match request {
-            0x3b80..=0x3b9f => sh(S, N),
+            IOMMU_DESTROY..=IOMMUFD_LAST => sh(S, N),
             _ => container_shape(request),
         },
         ObjectKind::Group => match request {
-            0x3b67 => sh(S, N),                             // VFIO_GROUP_GET_STATUS
-            0x3b68 => sh(ArgShape::Fixed(4), FdsIn::At(0)), // VFIO_GROUP_SET_CONTAINER
-            0x3b69 => sh(V, N),                             // VFIO_GROUP_UNSET_CONTAINER
-            0x3b6a => sh(ArgShape::Str, N),                 // VFIO_GROUP_GET_DEVICE_FD
+            VFIO_GROUP_GET_STATUS => sh(S, N),
+            VFIO_GROUP_SET_CONTAINER => sh(ArgShape::Fixed(4), FdsIn::At(0)),
+            VFIO_GROUP_UNSET_CONTAINER => sh(V, N),
+            VFIO_GROUP_GET_DEVICE_FD => sh(ArgShape::Str, N),
             _ => None,
         },
         ObjectKind::Device => match request {
-            0x3b6b..=0x3b6d => sh(S, N),      // GET_INFO, GET_REGION_INFO, GET_IRQ_INFO
-            0x3b6e => sh(S, FdsIn::IrqSet),   // SET_IRQS
-            0x3b6f => sh(V, N),               // RESET
-            0x3b70 => sh(S, N),               // GET_PCI_HOT_RESET_INFO
-            0x3b71 => sh(S, FdsIn::HotReset), // PCI_HOT_RESET
-            0x3b75 => sh(S, FdsIn::Feature),  // FEATURE
-            0x3b76 => sh(S, FdsIn::At(8)),    // BIND_IOMMUFD
-            0x3b77 | 0x3b78 => sh(S, N),      // ATTACH_IOMMUFD_PT, DETACH_IOMMUFD_PT
+            VFIO_DEVICE_GET_INFO..=VFIO_DEVICE_GET_IRQ_INFO => sh(S, N),
+            VFIO_DEVICE_SET_IRQS => sh(S, FdsIn::IrqSet),
+            VFIO_DEVICE_RESET => sh(V, N),
+            VFIO_DEVICE_GET_PCI_HOT_RESET_INFO => sh(S, N),
+            VFIO_DEVICE_PCI_HOT_RESET => sh(S, FdsIn::HotReset),
+            VFIO_DEVICE_FEATURE => sh(S, FdsIn::Feature),
+            VFIO_DEVICE_BIND_IOMMUFD => sh(S, FdsIn::At(8)),
+            VFIO_DEVICE_ATTACH_IOMMUFD_PT | VFIO_DEVICE_DETACH_IOMMUFD_PT => sh(S, N),
             _ => None,
         },
         ObjectKind::DmaBuf => match request {

@@ -13,20 +13,11 @@ pub(crate) use vfio_bindings::bindings::vfio::{
     VFIO_IOMMU_INFO_PGSIZES, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, VFIO_NOIOMMU_IOMMU,
     VFIO_TYPE1_IOMMU, VFIO_UNMAP_ALL, VFIO_UPDATE_VADDR,
 };
-use wire::shape::vfio_io;
-
-/// `VFIO_GET_API_VERSION`.
-pub(crate) const VFIO_GET_API_VERSION: u64 = vfio_io(100);
-/// `VFIO_CHECK_EXTENSION`.
-pub(crate) const VFIO_CHECK_EXTENSION: u64 = vfio_io(101);
-/// `VFIO_SET_IOMMU`.
-pub(crate) const VFIO_SET_IOMMU: u64 = vfio_io(102);
-/// `VFIO_IOMMU_GET_INFO`.
-pub(crate) const VFIO_IOMMU_GET_INFO: u64 = vfio_io(112);
-/// `VFIO_IOMMU_MAP_DMA`.
-pub(crate) const VFIO_IOMMU_MAP_DMA: u64 = vfio_io(113);
-/// `VFIO_IOMMU_UNMAP_DMA`.
-pub(crate) const VFIO_IOMMU_UNMAP_DMA: u64 = vfio_io(114);
+pub(crate) use wire::nr::{
+    IOMMU_DESTROY, IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS, IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP,
+    IOMMU_IOAS_UNMAP, IOMMU_OPTION, IOMMU_VFIO_IOAS, VFIO_CHECK_EXTENSION, VFIO_GET_API_VERSION, VFIO_IOMMU_GET_INFO,
+    VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA, VFIO_SET_IOMMU,
+};
 
 /// `offsetofend(struct vfio_iommu_type1_info, iova_pgsizes)`: its `minsz`.
 pub(crate) const INFO_MINSZ: usize = offset_of!(vfio_iommu_type1_info, iova_pgsizes) + 8;
@@ -65,25 +56,6 @@ pub(crate) const UNMAP_MINSZ: usize = offset_of!(vfio_iommu_type1_dma_unmap, siz
 pub(crate) const UNMAP_IOVA: usize = offset_of!(vfio_iommu_type1_dma_unmap, iova);
 /// Offset of `size`.
 pub(crate) const UNMAP_SIZE: usize = offset_of!(vfio_iommu_type1_dma_unmap, size);
-
-/// `IOMMU_DESTROY`.
-pub(crate) const IOMMU_DESTROY: u64 = vfio_io(0x80);
-/// `IOMMU_IOAS_ALLOC`.
-pub(crate) const IOMMU_IOAS_ALLOC: u64 = vfio_io(0x81);
-/// `IOMMU_IOAS_ALLOW_IOVAS`.
-pub(crate) const IOMMU_IOAS_ALLOW_IOVAS: u64 = vfio_io(0x82);
-/// `IOMMU_IOAS_COPY`.
-pub(crate) const IOMMU_IOAS_COPY: u64 = vfio_io(0x83);
-/// `IOMMU_IOAS_IOVA_RANGES`.
-pub(crate) const IOMMU_IOAS_IOVA_RANGES: u64 = vfio_io(0x84);
-/// `IOMMU_IOAS_MAP`.
-pub(crate) const IOMMU_IOAS_MAP: u64 = vfio_io(0x85);
-/// `IOMMU_IOAS_UNMAP`.
-pub(crate) const IOMMU_IOAS_UNMAP: u64 = vfio_io(0x86);
-/// `IOMMU_OPTION`.
-pub(crate) const IOMMU_OPTION: u64 = vfio_io(0x87);
-/// `IOMMU_VFIO_IOAS`.
-pub(crate) const IOMMU_VFIO_IOAS: u64 = vfio_io(0x88);
 
 /// `IOMMU_IOAS_MAP_FIXED_IOVA`.
 pub(crate) const IOMMU_IOAS_MAP_FIXED_IOVA: u32 = 1 << 0;
