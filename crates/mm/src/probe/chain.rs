@@ -266,7 +266,10 @@ fn recorded(signo: libc::c_int) -> Option<&'static Recorded> {
 
 /// Installs `ours` as the kernel's action for `signo` (SIGBUS or SIGSEGV),
 /// recording the action it replaces as the program's unless that is ours
-/// already (recording ourselves would make `deliver` recurse).
+/// already (recording ourselves would make `deliver` recurse). Also puts
+/// ours back when something replaced it without going through
+/// [`program_sigaction`], or after [`deliver`] fell back to the default
+/// action: one swap, so nothing can slip in between the read and the write.
 pub(crate) fn install(signo: libc::c_int, ours: &libc::sigaction) -> Result<(), Errno> {
     let Some(r) = recorded(signo) else { return Err(Errno::INVAL) };
     let w = r.lock();
@@ -278,22 +281,6 @@ pub(crate) fn install(signo: libc::c_int, ours: &libc::sigaction) -> Result<(), 
     }
     r.installed.store(true, Ordering::Release);
     Ok(())
-}
-
-/// Puts `ours` back as the kernel's action for `signo` if something else
-/// replaced it without going through [`program_sigaction`], recording what
-/// it found as the program's action.
-pub(crate) fn reassert(signo: libc::c_int, ours: &libc::sigaction) -> Result<(), Errno> {
-    let Some(r) = recorded(signo) else { return Err(Errno::INVAL) };
-    let w = r.lock();
-    // SAFETY: as in `install`.
-    let mut cur: libc::sigaction = unsafe { std::mem::zeroed() };
-    kernel_sigaction(signo, None, Some(&mut cur))?;
-    if cur.sa_sigaction == ours.sa_sigaction {
-        return Ok(());
-    }
-    r.store(&w, Action::from_sigaction(&cur));
-    kernel_sigaction(signo, Some(ours), None)
 }
 
 /// `sigaction(2)` as the program sees it: for SIGBUS and SIGSEGV while our

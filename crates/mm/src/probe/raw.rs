@@ -193,7 +193,7 @@ pub fn install_fault_handler() {
 /// before each register mapping is made.
 pub(crate) fn reassert_sigbus_handler() {
     install_fault_handler();
-    if let Err(e) = super::chain::reassert(libc::SIGBUS, &ours(libc::SIGBUS)) {
+    if let Err(e) = super::chain::install(libc::SIGBUS, &ours(libc::SIGBUS)) {
         tracing::error!(%e, "cannot reinstall the SIGBUS handler");
     }
 }
