@@ -34,7 +34,7 @@
 //! | `munmap_page1` | `mm` munmap inside a PMD-mapped 2 MiB: the whole PMD is dropped, the rest faults back with PTEs |
 //! | `notify_process`, `answer_notifications` | `server` `Process` notification and bounded ack wait; the client library's notify thread (zap, ack) |
 //! | `cut_off`, `restore` (private `process` module) | `server` `backstop::cut_off`; `mm` `PhysMemory::{cut_off, restore}` (frame truncation and snapshot) |
-//! | `restore_reachable_frames`, `restore_frames_to_unrevoke` | `vfio` `reconcile.rs` (after a revoke pass; before an un-revoke pass) |
+//! | `restore_reachable_frames`, `restore_frames_to_unrevoke` | `vfio` `reconcile.rs` (after a permanent revoke; before an un-revoke pass) |
 //! | `process_access` | a client thread's access and its library's fault (status slot, insert, re-check of the slot) |
 //!
 //! # Why shuttle, not loom

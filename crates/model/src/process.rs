@@ -10,7 +10,7 @@
 //! off: truncation zaps every process's entries of the frame, and a later
 //! access finds the file ended (SIGBUS) whatever the process does. The
 //! device gives the frame back as soon as a page of it is reachable again:
-//! after a revoke pass when an Ok buffer reaches it, and before an
+//! after a permanent revoke when an Ok buffer reaches it, and before an
 //! un-revoke pass for the buffers the pass makes Ok.
 //!
 //! The process's own fault (its library) reads the buffer's status slot,
@@ -91,7 +91,7 @@ fn any_listed(w: &World, mem: &MemoryWriteGuard<'_>, wanted: impl Fn(Status) -> 
         .any(|&b| w.bufs[b].refs.load(shuttle::sync::atomic::Ordering::SeqCst) > 0 && wanted(w.bufs[b].status()))
 }
 
-/// `restore_reachable_frames`: after a revoke pass, the cut frame comes
+/// `restore_reachable_frames`: after a permanent revoke, the cut frame comes
 /// back if an Ok buffer reaches it.
 pub(crate) fn restore_reachable_frames(w: &World, mem: &MemoryWriteGuard<'_>) {
     if w.bug != Bug::SkipRestoreAfterRevoke && any_listed(w, mem, |s| s == Status::Ok) {

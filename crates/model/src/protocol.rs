@@ -565,9 +565,6 @@ fn dma_buf_move(w: &World, mem: &mut MemoryWriteGuard<'_>, revoked: bool, ignore
             mem.defer_put(buf);
         }
     }
-    if revoked {
-        restore_reachable_frames(w, mem);
-    }
 }
 
 /// `vfio_pci_revoke_bars()`.

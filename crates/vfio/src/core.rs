@@ -322,10 +322,9 @@ impl VfioPciDevice {
     /// device (importers invalidated and drained, CPU mappings zapped).
     ///
     /// Preconditions: `memory_lock` held for write (the guard proves it).
+    /// No cut frame is restored here: the pass leaves no buffer `Ok`.
     pub(crate) fn revoke_bars(&self, mem: &mut MemoryWriteGuard<'_>) -> Result<(), VfioError> {
-        let r = vdmabuf::dma_buf_move(mem, true);
-        self.restore_reachable_frames(mem);
-        r
+        vdmabuf::dma_buf_move(mem, true)
     }
 
     /// `vfio_pci_unrevoke_bars()`: un-revoke every temporarily revoked buffer.

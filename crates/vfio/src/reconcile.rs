@@ -4,9 +4,10 @@
 //! revoke in time. The core, which knows every buffer and its status, gives
 //! the frame back as soon as any page of it is reachable again:
 //!
-//! - after every revoke pass, each cut frame that an `Ok` buffer's ranges
-//!   intersect is restored (a buffer-only permanent revoke while the primary
-//!   still maps the pages through another buffer);
+//! - after a permanent revoke of one buffer, each cut frame that an `Ok`
+//!   buffer's ranges intersect is restored (the primary still maps the
+//!   pages through another buffer); a revoke of every buffer leaves none
+//!   `Ok`, so nothing comes back until its un-revoke;
 //! - before an un-revoke pass makes buffers `Ok`, the cut frames their
 //!   ranges touch are restored (a mapping that faults once the status is
 //!   `Ok` finds its pages);
@@ -26,7 +27,7 @@ use crate::core::VfioPciDevice;
 use crate::private::{BarStore, MemoryWriteGuard};
 
 impl VfioPciDevice {
-    /// After a revoke pass: restores the cut frames an `Ok` buffer reaches.
+    /// After a permanent revoke: restores the cut frames an `Ok` buffer reaches.
     pub(crate) fn restore_reachable_frames(&self, mem: &mut MemoryWriteGuard<'_>) {
         self.restore_frames_of(mem, |s| s == Status::Ok);
     }
