@@ -539,28 +539,17 @@ impl ForkGuard<'_> {
 /// `EINVAL` when a frame of the piece is not held; the errno of `mmap`.
 pub(crate) fn map_frames(res: &Reservation, va: u64, p: &MapPiece, writable: bool) -> Result<(), MmError> {
     let mut va = va;
-    for (paddr, len) in frame_runs(p) {
-        let (fd, file_offset, _) = p.memory.locate(paddr).ok_or(MmError::Invalid("mapping of a frame not held"))?;
+    let (mut at, end) = (p.paddr.0, p.paddr.0 + p.len);
+    while at < end {
+        let (fd, file_offset, to_frame_end) =
+            p.memory.locate(page::PhysAddr(at)).ok_or(MmError::Invalid("mapping of a frame not held"))?;
+        let len = to_frame_end.min(end - at);
         sys::map_shared_fixed(res, va as usize, len as usize, fd, file_offset, writable)
             .map_err(MmError::sys("mmap(MAP_SHARED|MAP_FIXED)"))?;
         va += len;
+        at += len;
     }
     Ok(())
-}
-
-/// Piece `p` cut at frame boundaries: `(physical address, length)` in order.
-fn frame_runs(p: &MapPiece) -> Vec<(page::PhysAddr, u64)> {
-    let fs = p.memory.frame_size();
-    let base = p.memory.base().0;
-    let mut runs = Vec::new();
-    let (mut at, end) = (p.paddr.0, p.paddr.0 + p.len);
-    while at < end {
-        let frame_end = base + ((at - base) / fs + 1) * fs;
-        let n = frame_end.min(end) - at;
-        runs.push((page::PhysAddr(at), n));
-        at += n;
-    }
-    runs
 }
 
 /// The VMA `req` makes at `start`, and its register access. The VMA keeps

@@ -80,9 +80,7 @@ impl Frame {
         let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
             .map_err(MmError::sys("memfd_create"))?;
         rustix::fs::fcntl_add_seals(&fd, SealFlags::SEAL).map_err(MmError::sys("fcntl(F_ADD_SEALS)"))?;
-        rustix::fs::ftruncate(&fd, start + len).map_err(MmError::sys("ftruncate"))?;
-        build_huge_folios(fd.as_fd(), start, len);
-        rustix::fs::fallocate(&fd, FallocateFlags::empty(), start, len).map_err(MmError::sys("fallocate"))?;
+        grow(fd.as_fd(), start, len)?;
         Ok(Self::adopt(fd, start, len))
     }
 
@@ -154,15 +152,11 @@ impl Frame {
     pub(crate) fn restore(&self) -> Result<bool, MmError> {
         let mut cut = self.lock();
         let Some(snapshot) = cut.take() else { return Ok(false) };
-        let grown = rustix::fs::ftruncate(&self.fd, self.start + self.len).and_then(|()| {
-            build_huge_folios(self.fd.as_fd(), self.start, self.len);
-            rustix::fs::fallocate(&self.fd, FallocateFlags::empty(), self.start, self.len)
-        });
-        if let Err(e) = grown {
+        if let Err(e) = grow(self.fd.as_fd(), self.start, self.len) {
             // Keep the frame cut (and the data) rather than half restored.
             let _ = rustix::fs::ftruncate(&self.fd, 0);
             *cut = Some(snapshot);
-            return Err(MmError::Sys { call: "fallocate", errno: e });
+            return Err(e);
         }
         let copy = match snapshot {
             Snapshot::Copy(copy) => copy,
@@ -282,14 +276,27 @@ fn pwrite_all(fd: &OwnedFd, data: &[u8], off: u64) -> Result<(), MmError> {
     Ok(())
 }
 
-/// The most a pipe may hold for us (`/proc/sys/fs/pipe-max-size`); the
-/// default pipe size when it cannot be read.
+/// Sizes a frame's file to end at `start + len` and populates
+/// `[start, start + len)`, each aligned 2 MiB as one folio where it can be:
+/// at creation, and when a cut frame is restored.
+fn grow(fd: BorrowedFd<'_>, start: u64, len: u64) -> Result<(), MmError> {
+    rustix::fs::ftruncate(fd, start + len).map_err(MmError::sys("ftruncate"))?;
+    build_huge_folios(fd, start, len);
+    rustix::fs::fallocate(fd, FallocateFlags::empty(), start, len).map_err(MmError::sys("fallocate"))
+}
+
+/// The most a pipe may hold for us (`/proc/sys/fs/pipe-max-size`, read
+/// once: a cut-off runs on a revoke's path); the default pipe size when it
+/// cannot be read.
 fn pipe_max_size() -> usize {
-    std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
-        .ok()
-        .and_then(|s| s.trim().parse::<usize>().ok())
-        .filter(|&n| n >= page::PAGE_SIZE as usize)
-        .unwrap_or(16 * page::PAGE_SIZE as usize)
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .filter(|&n| n >= page::PAGE_SIZE as usize)
+            .unwrap_or(16 * page::PAGE_SIZE as usize)
+    })
 }
 
 /// Checks a frame size: a power of two and a page multiple.
