@@ -215,7 +215,8 @@ impl VmFault<'_> {
                 (start, len) = (s, e - s.0);
             }
         }
-        let unaligned = self.huge_pieces(start, VirtAddr(start.0 + len)).1;
+        // None of the window's aligned 2 MiB pieces could have a PMD (above).
+        let unaligned = (start.0 + len).saturating_sub(start.0.next_multiple_of(HPAGE_PMD_SIZE)) / HPAGE_PMD_SIZE;
         match self.engine.map_window(start, len, page_va) {
             Ok(mapped) => {
                 // Counted before the wake, which lets the faulting thread
@@ -273,7 +274,8 @@ impl VmFault<'_> {
         let PfnWindow { start, len, .. } = window;
         let page_va = self.address.page_down();
         let engine = self.engine;
-        if engine.page_present(page_va) {
+        // Unreadable tables: the fault counts as new.
+        if engine.page_in_tables(page_va) == Some(true) {
             engine.counters.spurious.fetch_add(1, Ordering::Relaxed);
             self.wake(page_va, PAGE_SIZE);
             return VmFaultResult(Outcome::NoPage);
@@ -290,7 +292,9 @@ impl VmFault<'_> {
             // The faulting page must be mapped before its thread is woken,
             // whatever the collapse said (else it would fault again at once).
             let collapsed = match collapsed {
-                Ok(()) if holds_fault && engine.pagemap_says_absent(page_va) => {
+                // Unreadable tables: the continue check of the collapse is
+                // then the only one.
+                Ok(()) if holds_fault && engine.page_in_tables(page_va) == Some(false) => {
                     Err(Collapse::Failed(PmdFallback::Empty))
                 }
                 other => other,

@@ -425,21 +425,13 @@ impl Engine {
         }
     }
 
-    /// Whether the page at `page_va` is mapped already (see `pagemap`).
-    pub(crate) fn page_present(&self, page_va: VirtAddr) -> bool {
-        let Some(pagemap) = &self.pagemap else { return false };
-        sys::page_present(pagemap.as_fd(), page_va.0).unwrap_or_else(|e| {
-            tracing::warn!(address = %page_va, %e, "pagemap read failed; the fault counts as new");
-            false
-        })
-    }
-
-    /// Whether the page tables show no page at `page_va`; `false` where
-    /// they cannot be read (the continue check of [`Engine::collapse`] is
-    /// then the only one).
-    pub(crate) fn pagemap_says_absent(&self, page_va: VirtAddr) -> bool {
-        let Some(pagemap) = &self.pagemap else { return false };
-        sys::page_present(pagemap.as_fd(), page_va.0).is_ok_and(|present| !present)
+    /// What the page tables say of `page_va`: mapped or not (see
+    /// `pagemap`); `None` where they cannot be read, which is logged.
+    pub(crate) fn page_in_tables(&self, page_va: VirtAddr) -> Option<bool> {
+        let pagemap = self.pagemap.as_ref()?;
+        sys::page_present(pagemap.as_fd(), page_va.0)
+            .inspect_err(|e| tracing::warn!(address = %page_va, %e, "pagemap read failed"))
+            .ok()
     }
 
     /// Maps the 2 MiB at `huge_va` (aligned, whole inside one shared memfd
