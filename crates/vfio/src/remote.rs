@@ -85,11 +85,11 @@ impl RemoteVma {
     /// the buffer with its own zap target, so revokes reach the child as
     /// they reach the parent.
     pub fn inherit(&self, zap: Arc<dyn CpuMapping>) -> RemoteVma {
-        let buf = Arc::clone(self.ops.vm_file());
-        let ops =
-            Arc::new(BarVma::new(Arc::clone(&buf), Arc::clone(self.ops.vm_private_data()), ZapHandle::Remote(zap)));
-        let as_cpu: Arc<dyn CpuMapping> = ops.clone();
-        buf.register_cpu_mapping(Arc::downgrade(&as_cpu));
+        let ops = BarVma::registered(
+            Arc::clone(self.ops.vm_file()),
+            Arc::clone(self.ops.vm_private_data()),
+            ZapHandle::Remote(zap),
+        );
         RemoteVma {
             ops,
             len: self.len,

@@ -60,9 +60,15 @@ pub(crate) struct BarVma {
 }
 
 impl BarVma {
-    /// The operations of a new mapping of `vm_file`, with nothing mapped yet.
-    pub(crate) fn new(vm_file: Arc<DmaBuf>, vm_private_data: Arc<VfioDmaBuf>, mapping: ZapHandle) -> Self {
-        Self { vm_file, vm_private_data, mapping, has_entries: AtomicBool::new(false) }
+    /// The operations of a new mapping of `vm_file`, with nothing mapped
+    /// yet, registered on the buffer as one of its CPU mappings (which the
+    /// buffer holds weakly, so revokes reach it while the mapping lives).
+    pub(crate) fn registered(vm_file: Arc<DmaBuf>, vm_private_data: Arc<VfioDmaBuf>, mapping: ZapHandle) -> Arc<Self> {
+        let buf = Arc::clone(&vm_file);
+        let ops = Arc::new(Self { vm_file, vm_private_data, mapping, has_entries: AtomicBool::new(false) });
+        let as_cpu: Arc<dyn dmabuf::CpuMapping> = ops.clone();
+        buf.register_cpu_mapping(Arc::downgrade(&as_cpu));
+        ops
     }
 
     /// The buffer this mapping shows (and keeps alive).

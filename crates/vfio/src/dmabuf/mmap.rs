@@ -167,9 +167,7 @@ pub(super) fn map_buffer<T: MapTarget>(
     offset: BufOffset,
 ) -> Result<T::Mapped, VfioError> {
     let pieces = window_pieces(buf.ranges(), &dma_buf.memory, offset, vma.len);
-    let ops = Arc::new(BarVma::new(Arc::clone(buf), dma_buf, target.zap_handle()));
-    let as_cpu: Arc<dyn dmabuf::CpuMapping> = ops.clone();
-    buf.register_cpu_mapping(Arc::downgrade(&as_cpu));
+    let ops = BarVma::registered(Arc::clone(buf), dma_buf, target.zap_handle());
     let traps = ops.traps();
     // Linux shows `/dmabuf:<name>`, empty for an unnamed (explicit) buffer.
     let path = format!("/dmabuf:{}", buf.name().unwrap_or_default());
