@@ -23,8 +23,8 @@
 //! a permanent revoke (`DMA_BUF_REVOKE`) and a COMMAND.MEMORY clear of a
 //! 2 MiB buffer that 1, 4 and 16 clients map, first touch of 2 MiB and
 //! 64 MiB (huge-aligned, a fresh mapping each time) in a client and in the
-//! probe, and, when `exec` takes `--ack-timeout`, the permanent revoke with
-//! one client stopped by `SIGSTOP` under a 50 ms bound. The baselines come
+//! probe, and the permanent revoke with one client stopped by `SIGSTOP`
+//! under a 50 ms bound (`exec --ack-timeout`). The baselines come
 //! from this process in the same run: the in-process revoke of the same
 //! buffer with as many touched mappings as there are clients (the kernel's
 //! revoke zaps each), plus two measured round trips per client (the
@@ -105,15 +105,10 @@ pub(super) fn section(opts: Options, p: &mut Progress) -> Result<Vec<Row>> {
     let json =
         probe.as_ref().map_err(Clone::clone).and_then(|probe| run_probe(&[], probe, &["calls", &runs, &n.to_string()]));
     p.step("exec: revokes reaching 1, 4 and 16 client processes, first touch in a client");
-    let stopped = json.is_ok() && takes_ack_timeout();
-    if !stopped {
-        eprintln!("-i- section 8: `exec` takes no --ack-timeout here, so the stopped-client row is left out");
-    }
-    let clients = probe.as_ref().map_err(Clone::clone).and_then(|probe| {
-        let bound = ["--ack-timeout", ACK_BOUND];
-        let extra: &[&str] = if stopped { &bound } else { &[] };
-        run_probe(extra, probe, &["clients", &runs, &REPS.to_string(), if stopped { "1" } else { "0" }])
-    });
+    let clients = probe
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|probe| run_probe(&["--ack-timeout", ACK_BOUND], probe, &["clients", &runs, &REPS.to_string(), "1"]));
     let _ = std::fs::remove_dir_all(&dir);
     let (json, clients) = (json?, clients?);
 
@@ -154,7 +149,7 @@ pub(super) fn section(opts: Options, p: &mut Progress) -> Result<Vec<Row>> {
         ),
     ];
     p.step("exec: in-process revokes of the same mapping, the baseline");
-    rows.extend(client_rows(&opts, &json, &clients, stopped)?);
+    rows.extend(client_rows(&opts, &json, &clients)?);
     Ok(rows)
 }
 
@@ -179,17 +174,6 @@ fn run_probe(extra: &[&str], probe: &Path, args: &[&str]) -> Result<serde_json::
     }
     serde_json::from_slice(&out.stdout)
         .map_err(|e| format!("the exec probe's output is not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-/// Whether `exec` bounds the wait for a client's ack (`--ack-timeout`):
-/// without the bound, a stopped client holds a revoke for the server's
-/// fixed wait, and the stopped-client row is left out.
-fn takes_ack_timeout() -> bool {
-    let Ok(exe) = std::env::current_exe() else { return false };
-    Command::new(exe)
-        .args(["exec", "--help"])
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--ack-timeout"))
 }
 
 /// In-process revokes of a 2 MiB buffer with `n` touched mappings in this
@@ -228,7 +212,7 @@ fn in_process_revokes(opts: &Options, n: usize) -> Result<(Vec<f64>, Vec<f64>)> 
 }
 
 /// The rows of the client measurements.
-fn client_rows(opts: &Options, calls: &serde_json::Value, json: &serde_json::Value, stopped: bool) -> Result<Vec<Row>> {
+fn client_rows(opts: &Options, calls: &serde_json::Value, json: &serde_json::Value) -> Result<Vec<Row>> {
     let us = |key: &str| samples(json, key).map(|v| v.into_iter().map(|ns| ns / 1e3).collect::<Vec<_>>());
     let rtt = Stat::new("µs", us("rtt_ns")?);
     let mut rows = vec![row(
@@ -299,17 +283,16 @@ fn client_rows(opts: &Options, calls: &serde_json::Value, json: &serde_json::Val
             Some(Target::AtMost(1.1)),
         ));
     }
-    if stopped {
-        let ms: Vec<f64> = us("stopped_revoke_ns")?.into_iter().map(|x| x / 1e3).collect();
-        rows.push(row(
-            SECTION,
-            format!("permanent revoke, {} MiB buffer, one client stopped (SIGSTOP)", REVOKE_LEN >> 20),
-            Stat::new("ms", ms),
-            Stat::new("ms", perm.iter().map(|x| ACK_BOUND_MS + x / 1e3).collect()),
-            &format!("the ack bound ({ACK_BOUND}) + the in-process revoke"),
-            "ours / baseline",
-            None,
-        ));
-    }
+    let ms: Vec<f64> = us("stopped_revoke_ns")?.into_iter().map(|x| x / 1e3).collect();
+    rows.push(row(
+        SECTION,
+        format!("permanent revoke, {} MiB buffer, one client stopped (SIGSTOP)", REVOKE_LEN >> 20),
+        Stat::new("ms", ms),
+        Stat::new("ms", perm.iter().map(|x| ACK_BOUND_MS + x / 1e3).collect()),
+        &format!("the ack bound ({ACK_BOUND}) + the in-process revoke"),
+        "ours / baseline",
+        None,
+    ));
+
     Ok(rows)
 }

@@ -69,7 +69,7 @@ fn memories_of(process: &Process) -> HashMap<u64, Arc<PhysMemory>> {
     let mut out = HashMap::new();
     for r in records {
         for p in &r.vma.pieces {
-            out.entry(Arc::as_ptr(&p.memory) as usize as u64).or_insert_with(|| Arc::clone(&p.memory));
+            out.entry(crate::mapping::memory_id(&p.memory)).or_insert_with(|| Arc::clone(&p.memory));
         }
     }
     out

@@ -176,7 +176,7 @@ pub(crate) struct Planned {
 
 /// The id of a memory: its address, stable while it lives (BAR memory
 /// lives as long as its device, which is as long as the server).
-fn memory_id(m: &Arc<PhysMemory>) -> u64 {
+pub(crate) fn memory_id(m: &Arc<PhysMemory>) -> u64 {
     Arc::as_ptr(m) as usize as u64
 }
 

@@ -112,10 +112,9 @@ struct Acks {
     /// number. One that is not here any more (given up on) is a late ack.
     waiting: BTreeSet<u64>,
     /// The process let a notification time out and has acked nothing
-    /// since: later revokes do not wait for it at all (it is cut off at
-    /// once), until it answers again. Un-revokes still wait up to the
-    /// bound: a process that runs again must have its pages back when the
-    /// un-revoke returns, even if its late answers are still on their way.
+    /// since: nothing waits for it until it answers again. Revokes cut it
+    /// off at once; un-revokes need no answer, since its status-page slot
+    /// lets its faults map again as soon as it runs.
     unresponsive: bool,
     /// The notify connection is closed: nothing will be acked again, and
     /// a process that is gone counts as having acked.
