@@ -86,20 +86,19 @@ pub(crate) fn before_close(fd: i32) -> Option<Closing> {
 /// (the device released, the group free to open again) when we return.
 pub(crate) fn after_close(fd: i32) {
     unmark(fd);
-    sync_releases(false);
+    sync_releases();
 }
 
 /// After a wait reaped a child: its exit closed its object fds, and a last
 /// close among them takes effect before the wait returns.
 pub(crate) fn after_reap() {
-    sync_releases(true);
+    sync_releases();
 }
 
-/// Waits until the server has handled every pending hang-up (and, after a
-/// reap, every exit).
-fn sync_releases(reaped: bool) {
+/// Waits until the server has handled every pending hang-up.
+fn sync_releases() {
     if let Some(p) = process::current() {
-        if let Err(e) = p.call_ok(&Request::Sync { reaped }, &[]) {
+        if let Err(e) = p.call_ok(&Request::Sync, &[]) {
             tracing::warn!(%e, "cannot wait for the server to release a closed object");
         }
     }

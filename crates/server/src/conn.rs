@@ -222,10 +222,8 @@ fn dispatch(
             }
             Err(e) => errno_reply(e),
         },
-        Request::Sync { reaped } => {
-            if reaped {
-                shared.registry.reap_hung_up();
-            }
+        Request::Sync => {
+            shared.registry.reap_hung_up();
             shared.objects.reap_now();
             Reply::Ok
         }

@@ -135,16 +135,13 @@ pub enum Request {
         /// The process's id of the mapping.
         mapping: u64,
     },
-    /// Process every hang-up of an object end that is pending now, then
+    /// Process every hang-up of an object end, and every exit of a process
+    /// whose notify connection has hung up, that is pending now, then
     /// answer: sent after `close(2)` of an object fd, so that a last close
     /// has taken effect before `close` returns, and after a `wait` that
-    /// reaped a child (`reaped`), when every exit of a process whose notify
-    /// connection has hung up is processed first too, so that the child's
-    /// mappings are gone as well. Reply: [`Reply::Ok`].
-    Sync {
-        /// A child was reaped: let exited processes go first.
-        reaped: bool,
-    },
+    /// reaped a child, so that the child's mappings are gone too. Reply:
+    /// [`Reply::Ok`].
+    Sync,
     /// The answer to [`Notify::Mapping`] number `seq`.
     Ack {
         /// The notification's sequence number.

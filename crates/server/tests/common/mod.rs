@@ -244,7 +244,7 @@ impl Client {
     }
 
     pub fn sync(&self) {
-        assert_eq!(self.call(&Request::Sync { reaped: false }, &[]).0, Reply::Ok);
+        assert_eq!(self.call(&Request::Sync, &[]).0, Reply::Ok);
     }
 
     /// `close(fd)` as the preload does it: close, then Sync.
