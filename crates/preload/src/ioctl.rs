@@ -38,19 +38,18 @@ pub(crate) fn ioctl(fd: BorrowedFd<'_>, request: u64, arg: UserPtr) -> Option<Re
     Some(call(fd, tag.kind, request, arg))
 }
 
-/// Reads the argument as its shape says: what travels, and the bytes in
-/// which fds are found.
-fn read_arg(shape: Option<ArgShape>, arg: UserPtr) -> Result<(IoctlArg, Vec<u8>), Errno> {
+/// Reads the argument as its shape says: what travels.
+fn read_arg(shape: Option<ArgShape>, arg: UserPtr) -> Result<IoctlArg, Errno> {
     Ok(match shape {
-        None | Some(ArgShape::Value) => (IoctlArg::Value(arg.addr()), Vec::new()),
+        None | Some(ArgShape::Value) => IoctlArg::Value(arg.addr()),
         Some(ArgShape::Str) => {
             let s = arg.read_cstr(MAX_STR)?;
-            (IoctlArg::Str(String::from_utf8_lossy(&s).into_owned()), Vec::new())
+            IoctlArg::Str(String::from_utf8_lossy(&s).into_owned())
         }
         Some(ArgShape::Fixed(n)) => {
             let mut b = vec![0u8; n];
             arg.read_exact(&mut b)?;
-            (IoctlArg::Bytes(b.clone()), b)
+            IoctlArg::Bytes(b)
         }
         Some(ArgShape::Sized) => {
             let mut head = [0u8; 4];
@@ -60,7 +59,7 @@ fn read_arg(shape: Option<ArgShape>, arg: UserPtr) -> Result<(IoctlArg, Vec<u8>)
             let mut b = vec![0u8; size];
             let n = arg.read(&mut b)?;
             b.truncate(n);
-            (IoctlArg::Bytes(b.clone()), b)
+            IoctlArg::Bytes(b)
         }
     })
 }
@@ -68,11 +67,17 @@ fn read_arg(shape: Option<ArgShape>, arg: UserPtr) -> Result<(IoctlArg, Vec<u8>)
 fn call(fd: BorrowedFd<'_>, kind: ObjectKind, request: u64, arg: UserPtr) -> Result<i32, Errno> {
     let p = process::current().ok_or(Errno::IO)?;
     let shape = shape::shape(kind, request);
-    let (wire_arg, bytes) = read_arg(shape.map(|s| s.arg), arg)?;
+    let wire_arg = read_arg(shape.map(|s| s.arg), arg)?;
+    // The bytes in which fds are found (none for a value or a string).
+    let bytes: &[u8] = match &wire_arg {
+        IoctlArg::Bytes(b) => b,
+        _ => &[],
+    };
+    let cloexec = returns_cloexec(kind, request, bytes);
     let mut carried: Vec<OwnedFd> = Vec::new();
     let mut bad_fds = Vec::new();
     if let Some(s) = shape {
-        for (off, raw) in shape::fds_in(s.fds, &bytes) {
+        for (off, raw) in shape::fds_in(s.fds, bytes) {
             match mm::fd::fdget(raw) {
                 Ok(f) => carried.push(f),
                 Err(_) => bad_fds.push(off as u32),
@@ -90,7 +95,7 @@ fn call(fd: BorrowedFd<'_>, kind: ObjectKind, request: u64, arg: UserPtr) -> Res
                 return i32::try_from(ret).map_err(|_| Errno::IO);
             }
             let fd = got.into_iter().next().ok_or(Errno::IO)?;
-            if !returns_cloexec(kind, request, &bytes) {
+            if !cloexec {
                 rustix::io::fcntl_setfd(&fd, FdFlags::empty())?;
             }
             let raw = fd.into_raw_fd();
