@@ -63,26 +63,36 @@ pub(crate) fn vfio_errno(e: VfioError) -> Errno {
 /// What an ioctl handler returns.
 pub(crate) type IoctlResult = Result<Answer, Failure>;
 
+/// The `N` bytes at byte `off` of `b` (zeros where `b` ends first).
+pub(crate) fn bytes_at<const N: usize>(b: &[u8], off: usize) -> [u8; N] {
+    let mut a = [0; N];
+    if let Some(src) = b.get(off..off + N) {
+        a.copy_from_slice(src);
+    }
+    a
+}
+
+/// Writes `data` at byte `off` of `b`, growing it if needed.
+pub(crate) fn put_at(b: &mut Vec<u8>, off: usize, data: &[u8]) {
+    if b.len() < off + data.len() {
+        b.resize(off + data.len(), 0);
+    }
+    b[off..off + data.len()].copy_from_slice(data);
+}
+
 /// `u32` at byte `off` (the caller checked the length).
 pub(crate) fn u32_at(b: &[u8], off: usize) -> u32 {
-    b.get(off..off + 4).map_or(0, |s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]))
+    u32::from_ne_bytes(bytes_at(b, off))
 }
 
 /// `u64` at byte `off` (the caller checked the length).
 pub(crate) fn u64_at(b: &[u8], off: usize) -> u64 {
-    b.get(off..off + 8).map_or(0, |s| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(s);
-        u64::from_ne_bytes(a)
-    })
+    u64::from_ne_bytes(bytes_at(b, off))
 }
 
 /// Writes `v` at byte `off` of `b`, growing it if needed.
 pub(crate) fn put_u32(b: &mut Vec<u8>, off: usize, v: u32) {
-    if b.len() < off + 4 {
-        b.resize(off + 4, 0);
-    }
-    b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+    put_at(b, off, &v.to_ne_bytes());
 }
 
 /// The bytes of a struct argument whose first `u32` is its size

@@ -47,11 +47,7 @@ impl Raw {
     }
 
     fn get<const N: usize>(&self, off: usize) -> [u8; N] {
-        let mut b = [0; N];
-        if let Some(src) = self.0.get(off..off + N) {
-            b.copy_from_slice(src);
-        }
-        b
+        crate::args::bytes_at(&self.0, off)
     }
 
     /// The `u16` at `off` (0 beyond the end).
@@ -71,10 +67,7 @@ impl Raw {
 
     /// Stores `data` at `off`, growing the struct if it is shorter.
     pub fn put(&mut self, off: usize, data: &[u8]) {
-        if self.0.len() < off + data.len() {
-            self.0.resize(off + data.len(), 0);
-        }
-        self.0[off..off + data.len()].copy_from_slice(data);
+        crate::args::put_at(&mut self.0, off, data);
     }
 
     /// Stores a `u16` at `off`.
