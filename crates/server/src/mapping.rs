@@ -170,8 +170,22 @@ pub(crate) struct MappingRecord {
 #[derive(Debug)]
 pub(crate) struct Planned {
     pub(crate) plan: MapPlan,
-    /// Each memory of the plan with the frames it attaches.
-    pub(crate) attach: Vec<(Arc<PhysMemory>, Vec<u64>)>,
+    /// Each memory of the plan, in the plan's order (`plan.memories[i]`
+    /// names the frames of `attach[i]` it attaches).
+    pub(crate) attach: Vec<Arc<PhysMemory>>,
+}
+
+impl Planned {
+    /// The attached frames from the `skip`-th in the plan's order, at most
+    /// [`wire::MAX_FDS`] of them: each with its memory and index.
+    fn attached(&self, skip: usize) -> impl Iterator<Item = (&Arc<PhysMemory>, u64)> {
+        self.attach
+            .iter()
+            .zip(&self.plan.memories)
+            .flat_map(|(m, r)| r.frames.iter().map(move |&i| (m, i)))
+            .skip(skip)
+            .take(wire::MAX_FDS)
+    }
 }
 
 /// The id of a memory: its address, stable while it lives (BAR memory
@@ -276,7 +290,7 @@ fn check_process(process: &Process, mapping: u64) -> Result<(), Errno> {
 /// The plan of `vma`: per memory, only the frames its pieces touch.
 fn plan(vma: &RemoteVma) -> Planned {
     let mut memories: Vec<MemoryRef> = Vec::new();
-    let mut attach: Vec<(Arc<PhysMemory>, Vec<u64>)> = Vec::new();
+    let mut attach: Vec<Arc<PhysMemory>> = Vec::new();
     for p in &vma.pieces {
         let id = memory_id(&p.memory);
         let at = match memories.iter().position(|m| m.id == id) {
@@ -291,16 +305,15 @@ fn plan(vma: &RemoteVma) -> Planned {
                     frame_size: m.frame_size(),
                     frames: Vec::new(),
                 });
-                attach.push((Arc::clone(m), Vec::new()));
+                attach.push(Arc::clone(m));
                 memories.len() - 1
             }
         };
         memories[at].frames.extend(p.memory.frames_of(p.paddr, p.len).map(|i| i as u64));
     }
-    for (m, a) in memories.iter_mut().zip(&mut attach) {
+    for m in &mut memories {
         m.frames.sort_unstable();
         m.frames.dedup();
-        a.1.clone_from(&m.frames);
     }
     let plan = MapPlan {
         len: vma.len,
@@ -325,20 +338,13 @@ fn plan(vma: &RemoteVma) -> Planned {
 /// the process was given those frames (a cut-off must reach them).
 pub(crate) fn frames_delivered(process: &Process, planned: &Planned, skip: usize) {
     let mut sent = process.frames_sent.lock().unwrap_or_else(|e| e.into_inner());
-    let all = planned.attach.iter().flat_map(|(m, frames)| frames.iter().map(move |&i| (memory_id(m), i)));
-    sent.extend(all.skip(skip).take(wire::MAX_FDS));
+    sent.extend(planned.attached(skip).map(|(m, i)| (memory_id(m), i)));
 }
 
 /// The frame memfds to attach, from the `skip`-th in the plan's order, at
 /// most [`wire::MAX_FDS`] of them, borrowed from their memories.
 pub(crate) fn memfds(planned: &Planned, skip: usize) -> Vec<std::os::fd::BorrowedFd<'_>> {
-    planned
-        .attach
-        .iter()
-        .flat_map(|(m, frames)| frames.iter().filter_map(move |&i| m.frame_fd(i as usize)))
-        .skip(skip)
-        .take(wire::MAX_FDS)
-        .collect()
+    planned.attached(skip).filter_map(|(m, i)| m.frame_fd(i as usize)).collect()
 }
 
 /// `Request::Frames`: the plan of `process`'s mapping `mapping` again (its
