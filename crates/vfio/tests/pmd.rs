@@ -38,8 +38,13 @@ fn assert_pattern(va: u64, len: u64, seed: u64) {
 fn a_revoke_zaps_the_pmds_and_the_unrevoke_brings_them_back() {
     let f = Fixture::edu_plus();
     let fd = f.vdev.open();
-    let va = fd.mmap(&f.aspace, MmapArgs::shared(BAR1, LEN)).unwrap();
-    assert_eq!(va % HPAGE_PMD_SIZE, 0);
+    // At an address aligned to the fault-around block (32 MiB), so that one
+    // fault's window is the whole mapping wherever the allocator would have
+    // put it (a window stops at a block boundary).
+    let at = 0x5400_0000_0000;
+    assert_eq!(at % vfio::FAULT_AROUND_BYTES, 0);
+    let va = fd.mmap(&f.aspace, MmapArgs { addr: Some(at), ..MmapArgs::shared(BAR1, LEN) }).unwrap();
+    assert_eq!(va, at);
     write_pattern(va, LEN, 0x1111);
     // One order-9 fault whose fault-around window is the whole mapping.
     let s = f.aspace.fault_stats();
